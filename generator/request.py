@@ -1,0 +1,68 @@
+"""The parameters of one generation, in diffusers' own names.
+
+Every front end produces an `ImageRequest` (through the prompt grammar in bots/), the queue
+stores it inside a Job, and the generator consumes it. It is plain, validated data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SEED_MAX = 2**32 - 1
+
+# Sampler names users type, mapped to how A1111-compatible tools spell them in PNG metadata.
+SAMPLER_LABELS: dict[str, str] = {
+    "euler": "Euler",
+    "euler_a": "Euler a",
+    "heun": "Heun",
+    "dpm++2m": "DPM++ 2M",
+    "dpm++2m_karras": "DPM++ 2M Karras",
+    "dpm++sde": "DPM++ SDE",
+    "ddim": "DDIM",
+    "pndm": "PNDM",
+    "lms": "LMS",
+    "unipc": "UniPC",
+    "lcm": "LCM",
+}
+SAMPLERS: tuple[str, ...] = tuple(SAMPLER_LABELS)
+
+Mode = Literal["txt2img", "img2img", "upscale"]
+
+
+class ImageRequest(BaseModel):
+    """What to draw: prompt, size, sampling parameters, and for variations a source image."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prompt: str = Field(min_length=1)
+    negative_prompt: str = ""
+    width: int = Field(default=512, ge=8)
+    height: int = Field(default=512, ge=8)
+    seed: int | None = Field(default=None, ge=0, le=SEED_MAX)
+    num_inference_steps: int = Field(default=25, ge=1)
+    guidance_scale: float = Field(default=7.0, ge=0.0)
+    num_images: int = Field(default=1, ge=1)
+    model: str = "default"
+    sampler: str = "euler"
+    # img2img ("vary") and upscale start from an image already in storage.
+    mode: Mode = "txt2img"
+    source_image: str | None = None
+    strength: float = Field(default=0.75, gt=0.0, le=1.0)
+
+    def with_seed(self, seed: int) -> ImageRequest:
+        return self.model_copy(update={"seed": seed % (SEED_MAX + 1)})
+
+    def seeded(self) -> ImageRequest:
+        """This request with a seed: the given one, or one derived from its parameters."""
+        if self.seed is not None:
+            return self
+        return self.with_seed(derived_seed(self))
+
+
+def derived_seed(request: ImageRequest) -> int:
+    """A seed that depends only on the request, so the same prompt URL gives the same image."""
+    key = request.model_dump_json(exclude={"seed"}).encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:4], "big")

@@ -1,0 +1,153 @@
+"""One typed settings object, read from the environment and `.env` at the edge.
+
+Only entry points (the CLI, `create_app`, worker start-up) call `load_settings()`; everything
+else receives a `Settings` instance. Invalid values stop start-up with a message naming the
+variable, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from generator.errors import ConfigError
+from generator.request import SAMPLERS
+
+DEFAULT_MODEL_HINT = "stabilityai/sd-turbo"
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(Path.home(), ".local", "share")
+    return Path(base) / "imagine"
+
+
+def _env(name: str) -> Any:
+    """A field read from an unprefixed variable (Slack's and Discord's usual names)."""
+    return AliasChoices(name, name.lower())
+
+
+class Settings(BaseSettings):
+    """Everything configurable, with the variable names of DESIGN.md."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="IMAGINE_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    # Infrastructure
+    redis_url: str | None = None
+    data_dir: Path = Field(default_factory=default_data_dir)
+    storage_dir: Path | None = None
+    public_url: str = "http://localhost:8080"
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=8080, ge=1, le=65535)
+    web_threads: int = Field(default=16, ge=1, le=512)
+
+    # The model and where it runs
+    model: str = DEFAULT_MODEL_HINT
+    models: dict[str, str] = Field(default_factory=dict)
+    device: Literal["auto", "cuda", "cpu", "mps"] = "auto"
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
+    torch_threads: int | None = Field(default=None, ge=1, le=1024)
+
+    # Defaults and limits of the prompt grammar
+    default_size: int = Field(default=512, ge=64, le=4096)
+    size_multiple: int = Field(default=8, ge=8, le=128)
+    default_steps: int = Field(default=25, ge=1, le=500)
+    default_cfg: float = Field(default=7.0, ge=0.0, le=30.0)
+    default_sampler: str = "euler"
+    max_steps: int = Field(default=50, ge=1, le=500)
+    max_pixels: int = Field(default=1024 * 1024, ge=64 * 64)
+    max_images: int = Field(default=4, ge=1, le=16)
+    max_prompt_length: int = Field(default=1000, ge=10, le=100_000)
+
+    # Queue
+    max_queue: int = Field(default=100, ge=1)
+    max_jobs_per_user: int = Field(default=3, ge=1)
+    job_ttl: int = Field(default=7 * 24 * 3600, ge=60, description="seconds a job record lives")
+    job_timeout: int = Field(default=600, ge=10, description="longest a generation may run, s")
+    progress_interval: float = Field(default=1.0, ge=0.0, le=60.0)
+
+    # Web
+    url_secret: SecretStr | None = None
+    api_token: SecretStr | None = None
+    embed_wait: float = Field(default=3.0, ge=0.0, le=60.0)
+    max_wait: float = Field(default=60.0, ge=0.0, le=600.0)
+    rate_limit_per_minute: int = Field(default=30, ge=1)
+    trust_forwarded_for: bool = False
+
+    # Slack
+    slack_bot_token: SecretStr | None = Field(default=None, validation_alias=_env("SLACK_BOT_TOKEN"))
+    slack_signing_secret: SecretStr | None = Field(
+        default=None, validation_alias=_env("SLACK_SIGNING_SECRET")
+    )
+    slack_app_token: SecretStr | None = Field(default=None, validation_alias=_env("SLACK_APP_TOKEN"))
+    slack_api_url: str = Field(
+        default="https://slack.com/api/", validation_alias=_env("SLACK_API_URL")
+    )
+
+    # Discord
+    discord_token: SecretStr | None = Field(default=None, validation_alias=_env("DISCORD_TOKEN"))
+    discord_api_url: str | None = Field(default=None, validation_alias=_env("DISCORD_API_URL"))
+    discord_gateway_url: str | None = Field(
+        default=None, validation_alias=_env("DISCORD_GATEWAY_URL")
+    )
+    discord_guild_id: int | None = Field(default=None, validation_alias=_env("DISCORD_GUILD_ID"))
+
+    @field_validator("default_sampler")
+    @classmethod
+    def _known_sampler(cls, value: str) -> str:
+        if value not in SAMPLERS:
+            raise ValueError(f"must be one of {', '.join(SAMPLERS)}")
+        return value
+
+    @field_validator("public_url", "slack_api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @cached_property
+    def images_dir(self) -> Path:
+        return self.storage_dir or self.data_dir / "images"
+
+    @property
+    def model_sources(self) -> dict[str, str]:
+        """Allowed model names → hub id, folder or .safetensors file; `default` is IMAGINE_MODEL."""
+        return {"default": self.model, **self.models}
+
+
+def _describe(error: dict[str, Any]) -> str:
+    field = str(error["loc"][0]) if error.get("loc") else "?"
+    info = Settings.model_fields.get(field)
+    names = [f"IMAGINE_{field.upper()}"]
+    if info is not None and isinstance(info.validation_alias, AliasChoices):
+        names = [str(info.validation_alias.choices[0])]
+    value = error.get("input")
+    return f"{names[0]}={value!r} is invalid: {error['msg']}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment and `.env`; raise ConfigError naming the bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError("; ".join(_describe(e) for e in exc.errors())) from None
