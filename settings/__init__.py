@@ -74,7 +74,12 @@ class Settings(BaseSettings):
     max_jobs_per_user: int = Field(default=3, ge=1)
     job_ttl: int = Field(default=7 * 24 * 3600, ge=60, description="seconds a job record lives")
     job_timeout: int = Field(default=600, ge=10, description="longest a generation may run, s")
-    progress_interval: float = Field(default=1.0, ge=0.0, le=60.0)
+    visibility_timeout: int | None = Field(
+        default=None, ge=1,
+        description="s before a job of a vanished worker host is handed out again; "
+        "default job_timeout + 60",
+    )
+    progress_interval: float = Field(default=2.0, ge=0.0, le=60.0)
 
     # Web
     url_secret: SecretStr | None = None

@@ -1,0 +1,132 @@
+"""`imagine` — the command line. Each command imports only what it needs (no torch in bots)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from generator.errors import ImagineError
+from settings import Settings, load_settings
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ImagineError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Self-hosted /imagine for Slack, Discord and Markdown prompt URLs.
+
+    Configuration comes from IMAGINE_* environment variables and a .env file; see the README.
+    """
+
+
+@cli.command()
+@click.argument("prompt")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("out.png"), show_default=True,
+              help="Where to write the image; image i>1 of --n gets a -i suffix.")
+def generate(prompt: str, output: Path) -> None:
+    """Draw one prompt locally (no queue), e.g. "a red fox --ar 3:2 --seed 1"."""
+    from tqdm import tqdm  # noqa: PLC0415
+
+    from bots.grammar import Limits, parse  # noqa: PLC0415
+    from generator.engine import Engine  # noqa: PLC0415
+    from tasks.queue import random_seed  # noqa: PLC0415
+
+    settings = _settings()
+    try:
+        request = parse(prompt, Limits.from_settings(settings))
+        if request.seed is None:
+            request = request.with_seed(random_seed())
+        engine = Engine.from_settings(settings)
+        with tqdm(total=request.num_inference_steps, unit="step", desc="drawing") as bar:
+            def progress(step: int, total: int, _preview: object = None) -> None:
+                bar.total = total
+                bar.n = step
+                bar.refresh()
+
+            images = engine.generate(request, on_progress=progress)
+    except ImagineError as exc:
+        raise click.ClickException(exc.message) from None
+    output.parent.mkdir(parents=True, exist_ok=True)
+    for index, image in enumerate(images):
+        path = output if index == 0 else output.with_name(f"{output.stem}-{index + 1}{output.suffix}")
+        path.write_bytes(image.png)
+        click.echo(f"seed {image.seed} → {path}")
+
+
+@cli.group()
+def model() -> None:
+    """Model utilities."""
+
+
+@model.command("tiny")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--single-file", is_flag=True,
+              help="Also write a single-file .safetensors checkpoint with its config folder.")
+def model_tiny(directory: Path, single_file: bool) -> None:
+    """Write the small offline test model (random weights, real configs) to DIRECTORY."""
+    from generator.tiny_model import build_tiny_model  # noqa: PLC0415
+
+    path = build_tiny_model(directory, single_file=single_file)
+    click.echo(f"tiny model written to {path}; use it with IMAGINE_MODEL={path}")
+
+
+@cli.command()
+@click.option("--queues", type=click.Choice(["generate", "deliver"]), default="generate",
+              show_default=True, help="generate: one GPU process; deliver: many I/O threads.")
+@click.option("--concurrency", type=int, default=None,
+              help="Threads of a deliver worker (default 16); a generate worker always uses 1.")
+@click.option("--loglevel", default="info", show_default=True)
+def worker(queues: str, concurrency: int | None, loglevel: str) -> None:
+    """Run a Celery worker for one queue (one generate worker per GPU)."""
+    from tasks.worker_main import run_worker  # noqa: PLC0415
+
+    _logging(loglevel)
+    run_worker(_settings(), queues, concurrency=concurrency, loglevel=loglevel)
+
+
+@cli.command()
+@click.option("--loglevel", default="info", show_default=True)
+def web(loglevel: str) -> None:
+    """Serve the HTTP app (prompt URLs, REST API, Slack events, health, metrics)."""
+    from bots.web_server import serve  # noqa: PLC0415
+
+    _logging(loglevel)
+    serve(_settings())
+
+
+@cli.command()
+@click.option("--loglevel", default="info", show_default=True)
+def up(loglevel: str) -> None:
+    """Everything on one machine: Redis (embedded if IMAGINE_REDIS_URL is unset), workers, web, bots."""
+    from tasks.up import run_up  # noqa: PLC0415
+
+    _logging(loglevel)
+    try:
+        sys.exit(run_up(_settings(), loglevel=loglevel))
+    except ImagineError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+def main() -> None:
+    # Tokenizers and the hub must never reach for the network at run time.
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    cli()
+
+
+if __name__ == "__main__":
+    main()
