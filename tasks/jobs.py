@@ -58,6 +58,7 @@ class Job(BaseModel):
     seeds: list[int] = Field(default_factory=list)
     error: str | None = None
     attempts: int = 0
+    generation_seconds: float | None = None  # time inside the pipeline, without queue overhead
     worker: str | None = None  # host:pid of the process drawing it, for operators
     parent: str | None = None  # the job a reroll, variation or upscale came from
     action: str | None = None  # reroll | vary | upscale, for the message that presents it

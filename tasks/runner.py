@@ -63,6 +63,7 @@ class JobRunner:
                 f"The worker stopped {MAX_ATTEMPTS} times while drawing this job (out of "
                 "memory?). Try a smaller size or fewer images."))
             return
+        began = time.perf_counter()
         try:
             images = self.engine.generate(
                 job.request,
@@ -84,7 +85,8 @@ class JobRunner:
             self._finish(job, JobStatus.failed, error=error)
         else:
             names = [self.storage.put(image.png) for image in images]
-            self._finish(job, JobStatus.done, images=names, seeds=[i.seed for i in images])
+            self._finish(job, JobStatus.done, images=names, seeds=[i.seed for i in images],
+                         generation_seconds=time.perf_counter() - began)
 
     def _finish(self, job: Job, status: JobStatus, **fields: Any) -> None:
         def change(current: Job) -> Job:
