@@ -23,9 +23,8 @@ from tasks.queue import JobQueue
 from tasks.storage import Storage
 
 if TYPE_CHECKING:
-    from PIL.Image import Image
-
     from generator.engine import Engine
+    from PIL.Image import Image
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +80,8 @@ class JobRunner:
                 error = (f"Drawing took longer than the limit of {self.settings.job_timeout} s; "
                          "try fewer steps or a smaller size.")
             else:
-                error = f"Generation failed ({type(exc).__name__}); the operator can see details in the worker log."
+                error = (f"Generation failed ({type(exc).__name__}); the operator can see "
+                         "details in the worker log.")
             self._finish(job, JobStatus.failed, error=error)
         else:
             names = [self.storage.put(image.png) for image in images]

@@ -47,7 +47,7 @@ class WebhookDelivery:
             {"name": name, "seed": seed,
              "url": f"{self.settings.public_url.rstrip('/')}/images/{name}.png",
              "png_base64": base64.b64encode(ctx.storage.read(name)).decode()}
-            for name, seed in zip(job.images, job.seeds)
+            for name, seed in zip(job.images, job.seeds, strict=True)
         ]
         body = {"event": "result", "job": job.model_dump(mode="json"), "images": images}
         ctx.once("post", lambda: self._post(ctx, body, f"{job.id}:result"))
