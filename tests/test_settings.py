@@ -1,0 +1,54 @@
+"""Settings: names from DESIGN.md, and start-up errors that name the variable and the rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from generator.errors import ConfigError
+from settings import load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    for key in list(os.environ):
+        if key.startswith(("IMAGINE_", "SLACK_", "DISCORD_")):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)  # no stray .env
+
+
+def test_reads_prefixed_and_platform_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMAGINE_MAX_STEPS", "30")
+    monkeypatch.setenv("IMAGINE_MODELS", '{"turbo": "stabilityai/sd-turbo"}')
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-1")
+    monkeypatch.setenv("DISCORD_API_URL", "http://127.0.0.1:9/api/v10")
+    settings = load_settings()
+    assert settings.max_steps == 30
+    assert settings.model_sources["turbo"] == "stabilityai/sd-turbo"
+    assert settings.slack_bot_token and settings.slack_bot_token.get_secret_value() == "xoxb-1"
+    assert settings.discord_api_url == "http://127.0.0.1:9/api/v10"
+
+
+def test_dotenv_file_is_read(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / ".env").write_text("IMAGINE_WEB_PORT=9999\n")
+    assert load_settings().web_port == 9999
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("IMAGINE_DEVICE", "gpu", "IMAGINE_DEVICE='gpu' is invalid: Input should be 'auto', 'cuda', 'cpu' or 'mps'"),
+        ("IMAGINE_MAX_STEPS", "many", "IMAGINE_MAX_STEPS='many' is invalid"),
+        ("IMAGINE_WEB_PORT", "70000", "less than or equal to 65535"),
+        ("IMAGINE_REDIS_URL", "localhost:6379", "must start with redis://"),
+        ("SLACK_API_URL", "slack.com/api", "SLACK_API_URL='slack.com/api' is invalid"),
+        ("IMAGINE_DEFAULT_SAMPLER", "fast", "must be one of euler"),
+    ],
+)
+def test_invalid_values_name_variable_value_and_rule(monkeypatch: pytest.MonkeyPatch, name: str,
+                                                     value: str, expected: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    assert expected in str(error.value)
