@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from flask import Flask, jsonify
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
+from bots.grammar import Limits
+from bots.web_cache import PromptCache
+from bots.web_ratelimit import RateLimiter
+from bots.web_state import EXTENSION, WebState
 from settings import Settings
+from tasks import metrics
 from tasks.celery_app import create_celery
 from tasks.connection import redis_client
 from tasks.queue import JobQueue
+from tasks.storage import Storage
 
 
 def create_app(settings: Settings) -> Flask:
@@ -15,6 +23,32 @@ def create_app(settings: Settings) -> Flask:
     queue = JobQueue(settings, redis_client(settings), create_celery(settings))
     app.extensions["imagine.settings"] = settings
     app.extensions["imagine.queue"] = queue
+    app.extensions[EXTENSION] = WebState(
+        settings=settings,
+        queue=queue,
+        storage=Storage(settings.images_dir),
+        limits=Limits.from_settings(settings),
+        cache=PromptCache(queue.redis, pending_ttl=settings.job_ttl),
+        limiter=RateLimiter(queue.redis, settings.rate_limit_per_minute),
+    )
+    if settings.trust_forwarded_for:
+        # One proxy in front: its X-Forwarded-For entry is the client; earlier ones could
+        # be forged by the client itself.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
+
+    from bots import web_api, web_images  # noqa: PLC0415 - views import the state module
+
+    app.register_blueprint(web_images.bp)
+    app.register_blueprint(web_api.bp)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        # JSON for the API; short text elsewhere (Flask's default is an HTML page).
+        if request.path.startswith("/api/"):
+            return web_api.error_response(exc.code or 500, exc.description or exc.name)
+        response = Response(f"{exc.code} {exc.name}: {exc.description}\n", exc.code or 500,
+                            mimetype="text/plain")
+        return response
 
     @app.get("/healthz")
     def healthz():  # type: ignore[no-untyped-def]
@@ -30,4 +64,14 @@ def create_app(settings: Settings) -> Flask:
                 "queued": queue.queued_count(), "running": queue.running_count()}
         return jsonify(body), 200 if ok else 503
 
+    @app.get("/metrics")
+    def prometheus_metrics() -> Response:
+        """Jobs by platform and outcome, queue depth, generation time, cache, retries."""
+        return Response(metrics.render(queue.redis), mimetype=None,
+                        content_type=metrics.CONTENT_TYPE)
+
+    if settings.slack_signing_secret:
+        from bots.slack_app import mount_slack  # noqa: PLC0415 - slack-bolt only when configured
+
+        mount_slack(app, settings, queue)
     return app

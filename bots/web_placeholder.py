@@ -1,0 +1,59 @@
+"""Small PNGs drawn on the fly: "rendering…" while a prompt URL's image is being made, and
+error cards, so a broken embed in a README says why instead of showing a torn icon."""
+
+from __future__ import annotations
+
+import io
+import textwrap
+
+from PIL import Image, ImageDraw, ImageFont
+
+# A placeholder keeps the shape of the image it stands for, at most this wide or tall:
+# page layout does not jump when the real image arrives, and the PNG stays a few KB.
+MAX_SIDE = 384
+MIN_SIDE = 160
+MARGIN = 10
+LINE_GAP = 4
+MAX_LINES = 12
+
+BACKGROUND = (36, 38, 46)
+TITLE = (235, 235, 240)
+TEXT = (165, 168, 180)
+ERROR_TITLE = (255, 140, 130)
+
+
+def _shape(width: int, height: int) -> tuple[int, int]:
+    scale = min(1.0, MAX_SIDE / max(width, height))
+    return max(MIN_SIDE, round(width * scale)), max(MIN_SIDE, round(height * scale))
+
+
+def _card(size: tuple[int, int], title: str, body: str, title_colour: tuple[int, int, int]
+          ) -> bytes:
+    image = Image.new("RGB", size, BACKGROUND)
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default()
+    # The default bitmap font is about 6 px per character.
+    columns = max(10, (size[0] - 2 * MARGIN) // 6)
+    y = MARGIN
+    lines = [(title, title_colour)]
+    for paragraph in body.splitlines() or [""]:
+        lines += [(line, TEXT) for line in textwrap.wrap(paragraph, columns) or [""]]
+    for text, colour in lines[:MAX_LINES]:
+        draw.text((MARGIN, y), text, fill=colour, font=font)
+        y += int(draw.textbbox((0, 0), text or "X", font=font)[3]) + LINE_GAP
+        if y > size[1] - MARGIN:
+            break
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+def placeholder_png(prompt: str, width: int, height: int, detail: str = "") -> bytes:
+    """The "rendering…" card with the prompt, shaped like the image it stands for."""
+    body = prompt if not detail else f"{prompt}\n\n{detail}"
+    return _card(_shape(width, height), "rendering…", body, TITLE)
+
+
+def error_png(message: str, title: str = "cannot draw this") -> bytes:
+    """An error card for clients that asked for an image."""
+    return _card((MAX_SIDE, MAX_SIDE // 2), title, message, ERROR_TITLE)
