@@ -111,6 +111,16 @@ def web(loglevel: str) -> None:
 
 @cli.command()
 @click.option("--loglevel", default="info", show_default=True)
+def slack(loglevel: str) -> None:
+    """Run the Slack bot in Socket Mode (SLACK_APP_TOKEN and SLACK_BOT_TOKEN)."""
+    from bots.slack_app import run_socket_mode  # noqa: PLC0415
+
+    _logging(loglevel)
+    sys.exit(run_socket_mode(_settings()))
+
+
+@cli.command()
+@click.option("--loglevel", default="info", show_default=True)
 def up(loglevel: str) -> None:
     """Everything on one machine: Redis (embedded if IMAGINE_REDIS_URL is unset), workers, web, bots."""
     from tasks.up import run_up  # noqa: PLC0415

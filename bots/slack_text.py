@@ -1,0 +1,205 @@
+"""What the Slack bot says: escaping, status lines, upload comments and Block Kit buttons.
+
+Everything a user wrote passes through `escape` before the bot repeats it, so a prompt
+containing `<!channel>`, `<@U123>` or `<https://…|link>` is shown as text and never pings
+anyone or turns into a link. Pure functions only: the listeners and the deliverer share them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from generator.request import ImageRequest
+
+# Slack's own control characters; escaping these three is all Slack requires.
+_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+_UNESCAPES = {"&amp;": "&", "&lt;": "<", "&gt;": ">"}
+# Slack markup in incoming text: <@U123>, <@U123|name>, <#C1|general>, <!here>, <url|label>.
+_MARKUP = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")
+SHOWN_PROMPT = 300  # characters of a prompt repeated in a status line
+ACTION_PREFIX = "imagine:"
+ACTIONS = ("reroll", "vary", "upscale", "cancel")
+ACTION_LABELS = {"reroll": "reroll", "vary": "variation", "upscale": "upscale 2×"}
+
+
+def escape(text: str) -> str:
+    """User text made inert for Slack mrkdwn: no mentions, no links, no broadcasts."""
+    return "".join(_ESCAPES.get(char, char) for char in text)
+
+
+def unescape(text: str) -> str:
+    return re.sub(r"&(amp|lt|gt);", lambda m: _UNESCAPES[m.group(0)], text)
+
+
+def plain_text(slack_text: str) -> str:
+    """Incoming message text as a person reads it: markup replaced by its label."""
+
+    def readable(match: re.Match[str]) -> str:
+        target, label = match.group(1), match.group(2)
+        if label:
+            if target.startswith("#"):
+                return f"#{label}"
+            return f"@{label.lstrip('@')}" if target.startswith(("@", "!")) else label
+        if target.startswith(("@", "#")):
+            return target
+        if target.startswith("!"):
+            return "@" + target[1:].split("^")[0]
+        return target
+
+    return unescape(_MARKUP.sub(readable, slack_text)).strip()
+
+
+def strip_mention(text: str, bot_user_id: str | None) -> str:
+    """A mention's text without the leading `<@BOT>` that addressed the app."""
+    if bot_user_id:
+        text = re.sub(rf"<@{re.escape(bot_user_id)}(\|[^>]*)?>", " ", text)
+    return text.strip()
+
+
+def shorten(text: str, limit: int = SHOWN_PROMPT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ---------------------------------------------------------------------------------------
+# Status lines: "<@U1>: a red fox — queued, #3, ~40 s"
+
+
+def headline(user: str, request: ImageRequest, action: str | None = None,
+             index: int | None = None) -> str:
+    """`@user: prompt`, plus what kind of follow-up this is."""
+    user_part = f"<@{user}>: " if re.fullmatch(r"[UW][A-Z0-9]+", user) else ""
+    label = ""
+    if action in ACTION_LABELS:
+        label = f" _({ACTION_LABELS[action]}" + (f" of image {index + 1}" if index is not None
+                                                 else "") + ")_"
+    return f"{user_part}{escape(shorten(request.prompt))}{label}"
+
+
+def queued_line(position: int, wait: str) -> str:
+    return f"queued, #{position}, {wait}"
+
+
+def drawing_line(step: int, total: int) -> str:
+    if not total:
+        return "drawing…"
+    filled = round(10 * step / total)
+    return f"drawing {'▰' * filled}{'▱' * (10 - filled)} step {step}/{total}"
+
+
+def done_line(seeds: list[int], seconds: float | None) -> str:
+    took = f" in {seconds:.1f} s" if seconds is not None else ""
+    seed_text = ", ".join(str(s) for s in seeds)
+    return f"done{took} · seed {seed_text} · images in the thread"
+
+
+def failed_line(error: str) -> str:
+    return f"failed: {escape(error)}"
+
+
+def status_text(head: str, line: str) -> str:
+    return f"{head} — {line}"
+
+
+def not_in_channel_text(command: str = "/invite @imagine") -> str:
+    return (f"I can't post in this channel yet. Invite me with `{command}` (or add the app "
+            "from the channel's details → Integrations), then try again.")
+
+
+# ---------------------------------------------------------------------------------------
+# Upload comments: seed and parameters of the images
+
+
+def parameters_line(request: ImageRequest) -> str:
+    sampler = request.sampler
+    mode = "" if request.mode == "txt2img" else f" · {request.mode} strength {request.strength:g}"
+    negative = f" · no: {escape(shorten(request.negative_prompt, 120))}" if request.negative_prompt else ""
+    return (f"{request.width}×{request.height} · {request.num_inference_steps} steps · "
+            f"cfg {request.guidance_scale:g} · {sampler} · model {escape(request.model)}"
+            f"{mode}{negative}")
+
+
+def upload_comment(head: str, seeds: list[int], request: ImageRequest, replay: str) -> str:
+    """The comment above the images: who, what, seeds, parameters, and the text to redo it."""
+    seed_text = ", ".join(str(s) for s in seeds)
+    return (f"{head}\nseed {seed_text} · {parameters_line(request)}\n"
+            f"`{escape(replay).replace('`', 'ˋ')}`")
+
+
+# ---------------------------------------------------------------------------------------
+# Block Kit
+
+
+@dataclass(frozen=True)
+class ActionValue:
+    """What a button carries: the action, the job it acts on, and which of its images."""
+
+    action: str
+    job_id: str
+    index: int | None = None
+
+    def encode(self) -> str:
+        return self.job_id if self.index is None else f"{self.job_id}:{self.index}"
+
+    @property
+    def action_id(self) -> str:
+        suffix = "" if self.index is None else f":{self.index}"
+        return f"{ACTION_PREFIX}{self.action}{suffix}"
+
+    @classmethod
+    def decode(cls, action_id: str, value: str) -> ActionValue:
+        """Read a clicked button back; ValueError for one this app did not make."""
+        if not action_id.startswith(ACTION_PREFIX):
+            raise ValueError(f"not an imagine action: {action_id!r}")
+        action = action_id[len(ACTION_PREFIX):].split(":")[0]
+        job_id, _, index = value.partition(":")
+        if action not in ACTIONS or not re.fullmatch(r"[0-9a-f]{8,64}", job_id):
+            raise ValueError(f"not an imagine action: {action_id!r} {value!r}")
+        if index and not index.isdigit():
+            raise ValueError(f"bad image index in {value!r}")
+        return cls(action, job_id, int(index) if index else None)
+
+
+def _button(text: str, value: ActionValue, style: str | None = None) -> dict[str, Any]:
+    button: dict[str, Any] = {"type": "button", "text": {"type": "plain_text", "text": text},
+                              "action_id": value.action_id, "value": value.encode()}
+    if style:
+        button["style"] = style
+    return button
+
+
+def section(text: str) -> dict[str, Any]:
+    # verbatim: Slack must not turn words of the prompt into links or mentions.
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text, "verbatim": True}}
+
+
+def cancel_blocks(text: str, job_id: str) -> list[dict[str, Any]]:
+    """A status line with a Cancel button, while the job waits or runs."""
+    return [section(text), {"type": "actions", "block_id": "imagine-cancel", "elements": [
+        _button("Cancel", ActionValue("cancel", job_id), "danger")]}]
+
+
+def result_blocks(text: str, job_id: str, image_count: int) -> list[dict[str, Any]]:
+    """The finished status line with Reroll, and Vary and Upscale for each image."""
+    blocks: list[dict[str, Any]] = [section(text), {
+        "type": "actions", "block_id": "imagine-reroll",
+        "elements": [_button("🎲 Reroll", ActionValue("reroll", job_id), "primary")]}]
+    # One actions block per kind keeps each under Slack's 25 elements per block.
+    for action, label in (("vary", "Vary"), ("upscale", "Upscale")):
+        if image_count:
+            blocks.append({"type": "actions", "block_id": f"imagine-{action}", "elements": [
+                _button(f"{label} {i + 1}" if image_count > 1 else label,
+                        ActionValue(action, job_id, i))
+                for i in range(image_count)]})
+    return blocks
+
+
+def failed_blocks(text: str, job_id: str) -> list[dict[str, Any]]:
+    """A failed job keeps a Reroll button to try again."""
+    return [section(text), {"type": "actions", "block_id": "imagine-reroll", "elements": [
+        _button("Try again", ActionValue("reroll", job_id))]}]
+
+
+def text_blocks(text: str) -> list[dict[str, Any]]:
+    return [section(text)]

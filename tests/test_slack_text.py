@@ -1,0 +1,84 @@
+"""What the Slack bot says: escaping of echoed user text, buttons, follow-up requests."""
+
+from __future__ import annotations
+
+import pytest
+
+from bots import slack_text as say
+from bots.slack_actions import VARY_STRENGTH, follow_up
+from generator.errors import PromptError
+from generator.request import ImageRequest
+from settings import Settings
+from tasks.jobs import Job, JobStatus, Requester
+
+HOSTILE = "a fox <!channel> <!here> <@U123> <https://evil.example|click> & co"
+
+
+def test_escape_leaves_no_slack_markup() -> None:
+    escaped = say.escape(HOSTILE)
+    assert "<" not in escaped and ">" not in escaped
+    assert "&lt;!channel&gt;" in escaped and "&amp; co" in escaped
+    assert say.unescape(escaped) == HOSTILE
+
+
+def test_plain_text_reads_incoming_markup_as_a_person_would() -> None:
+    assert say.plain_text("a fox <!channel> <@U123> <https://x.example|click> &amp; &lt;3") == (
+        "a fox @channel @U123 click & <3")
+    assert say.plain_text("<#C1|general> <@U2|ann> <https://x.example>") == (
+        "#general @ann https://x.example")
+    assert say.strip_mention("<@UBOT> a fox --ar 16:9", "UBOT") == "a fox --ar 16:9"
+
+
+def test_headline_mentions_only_the_requester() -> None:
+    request = ImageRequest(prompt=say.plain_text(HOSTILE))
+    line = say.headline("U0000USER", request, "vary", 1)
+    assert line.startswith("<@U0000USER>: ")
+    assert line.count("<") == 1 and "<!" not in line and "<@U123" not in line
+    assert "variation of image 2" in line
+    # A user id that is not one cannot inject markup either.
+    assert "<" not in say.headline("<!here>", request)
+
+
+def test_action_values_round_trip_and_reject_foreign_buttons() -> None:
+    value = say.ActionValue("vary", "ab" * 12, 3)
+    assert say.ActionValue.decode(value.action_id, value.encode()) == value
+    cancel = say.ActionValue("cancel", "cd" * 12)
+    assert say.ActionValue.decode(cancel.action_id, cancel.encode()) == cancel
+    for action_id, raw in [("other:vary", "ab" * 12), ("imagine:explode", "ab" * 12),
+                           ("imagine:vary:1", "not-a-job"), ("imagine:vary:1", "abababab:x")]:
+        with pytest.raises(ValueError):
+            say.ActionValue.decode(action_id, raw)
+
+
+def test_result_buttons_fit_slack_block_limits() -> None:
+    blocks = say.result_blocks("done", "ab" * 12, 16)
+    actions = [b for b in blocks if b["type"] == "actions"]
+    assert [len(b["elements"]) for b in actions] == [1, 16, 16]
+    ids = [e["action_id"] for b in actions for e in b["elements"]]
+    assert len(ids) == len(set(ids))  # Slack requires unique action_ids per message
+    assert blocks[0]["text"]["verbatim"] is True
+
+
+def _done_job(width: int = 256, height: int = 256) -> Job:
+    return Job(requester=Requester(platform="slack", user="U1", channel="C1"),
+               request=ImageRequest(prompt="a fox", width=width, height=height, seed=5,
+                                    num_images=2),
+               status=JobStatus.done, images=["a" * 32, "b" * 32], seeds=[5, 6])
+
+
+def test_follow_up_requests() -> None:
+    settings = Settings(_env_file=None, max_pixels=512 * 512)
+    parent = _done_job()
+    assert follow_up(parent, "reroll", None, settings).seed is None
+    vary = follow_up(parent, "vary", 1, settings)
+    assert (vary.mode, vary.source_image, vary.strength, vary.num_images) == (
+        "img2img", "b" * 32, VARY_STRENGTH, 1)
+    upscale = follow_up(parent, "upscale", 0, settings)
+    assert (upscale.mode, upscale.width, upscale.height, upscale.seed) == ("upscale", 512, 512, 5)
+    with pytest.raises(PromptError, match="IMAGINE_MAX_PIXELS=262,144"):
+        follow_up(_done_job(512, 512), "upscale", 0, settings)
+    with pytest.raises(PromptError, match="no image 3"):
+        follow_up(parent, "vary", 2, settings)
+    failed = parent.model_copy(update={"status": JobStatus.failed, "images": []})
+    with pytest.raises(PromptError, match="Reroll"):
+        follow_up(failed, "vary", 0, settings)
