@@ -132,6 +132,27 @@ def up(loglevel: str) -> None:
         raise click.ClickException(exc.message) from None
 
 
+@cli.command("discord")
+@click.option("--sync", is_flag=True,
+              help="Register the slash commands (globally, or in DISCORD_GUILD_ID) and exit.")
+@click.option("--loglevel", default="info", show_default=True)
+def discord_bot(sync: bool, loglevel: str) -> None:
+    """Run the Discord bot (/imagine, @mentions, buttons); --sync registers its commands."""
+    from bots.discord_bot import run_bot, sync_commands  # noqa: PLC0415
+
+    _logging(loglevel)
+    settings = _settings()
+    try:
+        if sync:
+            names = sync_commands(settings)
+            where = f"in guild {settings.discord_guild_id}" if settings.discord_guild_id else "globally"
+            click.echo(f"registered {', '.join('/' + n for n in names)} {where}")
+            return
+        run_bot(settings)
+    except ImagineError as exc:
+        raise click.ClickException(exc.message) from None
+
+
 def main() -> None:
     # Tokenizers and the hub must never reach for the network at run time.
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")

@@ -107,6 +107,14 @@ class Settings(BaseSettings):
         default=None, validation_alias=_env("DISCORD_GATEWAY_URL")
     )
     discord_guild_id: int | None = Field(default=None, validation_alias=_env("DISCORD_GUILD_ID"))
+    discord_attachment_limit: int = Field(
+        default=10 * 1024 * 1024, ge=1024,
+        description="bytes per upload; bigger images go as a JPEG preview plus a link",
+    )
+    discord_ready_timeout: float = Field(
+        default=2.0, ge=0.0, le=60.0,
+        description="s the bot waits for more guilds after the last one before it is ready",
+    )
 
     @field_validator("default_sampler")
     @classmethod

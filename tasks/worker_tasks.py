@@ -38,8 +38,10 @@ class ImagineTask(Task):  # type: ignore[misc]
     def settings(self) -> Settings:
         return self.app.imagine_settings  # type: ignore[no-any-return]
 
+    # Not `queue`: Celery reads a task's `queue` attribute as its routing option when
+    # sending it, which would build a JobQueue there and hand it to kombu as a queue name.
     @cached_property
-    def queue(self) -> JobQueue:
+    def job_queue(self) -> JobQueue:
         return JobQueue(self.settings, redis_client(self.settings), self.app)
 
     @cached_property
@@ -48,12 +50,12 @@ class ImagineTask(Task):  # type: ignore[misc]
 
     @cached_property
     def runner(self) -> JobRunner:
-        return JobRunner(self.settings, self.queue, self.storage, engine_for(self.app),
+        return JobRunner(self.settings, self.job_queue, self.storage, engine_for(self.app),
                          self._dispatch)
 
     @cached_property
     def deliverer(self) -> Deliverer:
-        return Deliverer(self.settings, self.queue.redis, self.storage)
+        return Deliverer(self.settings, self.job_queue.redis, self.storage)
 
     def _dispatch(self, name: str, job_id: str, options: dict[str, Any]) -> None:
         self.app.send_task(name, args=[job_id], **options)
@@ -79,7 +81,7 @@ def register(app: Celery) -> None:
     @app.task(base=ImagineTask, bind=True, name="imagine.deliver", max_retries=None)
     def deliver(self: ImagineTask, job_id: str) -> None:
         """Post a finished job back to its platform, once."""
-        job = self.queue.jobs.find(job_id)
+        job = self.job_queue.jobs.find(job_id)
         if job is None:
             return
         try:
@@ -100,11 +102,11 @@ def register(app: Celery) -> None:
     @app.task(base=ImagineTask, bind=True, name="imagine.deliver_progress", ignore_result=True)
     def deliver_progress(self: ImagineTask, job_id: str) -> None:
         """Show a job's progress; skipped, not retried, when the platform is busy."""
-        job = self.queue.jobs.find(job_id)
+        job = self.job_queue.jobs.find(job_id)
         if job is None:
             return
         try:
-            self.deliverer.deliver_progress(job, self.queue.position(job_id))
+            self.deliverer.deliver_progress(job, self.job_queue.position(job_id))
         except (RateLimited, TransientDeliveryError, PermanentDeliveryError, OSError) as exc:
             log.info("progress of job %s not shown: %s", job_id, exc)
 
