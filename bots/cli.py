@@ -109,6 +109,23 @@ def web(loglevel: str) -> None:
     serve(_settings())
 
 
+@cli.command("sign-url")
+@click.argument("prompt")
+def sign_url(prompt: str) -> None:
+    """Print the embed URL of "PROMPT --flags", signed with IMAGINE_URL_SECRET when set."""
+    from bots.web_signing import signed_url  # noqa: PLC0415
+
+    settings = _settings()
+    try:
+        url = signed_url(settings, prompt)
+    except ImagineError as exc:
+        raise click.ClickException(exc.message) from None
+    if settings.url_secret is None:
+        click.echo("note: IMAGINE_URL_SECRET is not set, so the URL is not signed "
+                   "(the server then draws any prompt URL)", err=True)
+    click.echo(url)
+
+
 @cli.command()
 @click.option("--loglevel", default="info", show_default=True)
 def slack(loglevel: str) -> None:

@@ -23,7 +23,7 @@ def create_app(settings: Settings) -> Flask:
     queue = JobQueue(settings, redis_client(settings), create_celery(settings))
     app.extensions["imagine.settings"] = settings
     app.extensions["imagine.queue"] = queue
-    app.extensions[EXTENSION] = WebState(
+    app.extensions[EXTENSION] = state = WebState(
         settings=settings,
         queue=queue,
         storage=Storage(settings.images_dir),
@@ -67,6 +67,7 @@ def create_app(settings: Settings) -> Flask:
     @app.get("/metrics")
     def prometheus_metrics() -> Response:
         """Jobs by platform and outcome, queue depth, generation time, cache, retries."""
+        state.cache_counts.flush()  # this process's recent hits, so the scrape is current
         return Response(metrics.render(queue.redis), mimetype=None,
                         content_type=metrics.CONTENT_TYPE)
 

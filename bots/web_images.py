@@ -71,6 +71,10 @@ def stored_image(name: str) -> Response:
 def prompt_image() -> Response:
     """The image of a prompt URL: cached, drawn now, or a placeholder while it is drawn."""
     state = web_state()
+    known = state.memo.get(request.query_string)
+    if known is not None and state.storage.exists(known):
+        state.cache_counts.add("hit")
+        return serve_image(state, known)
     try:
         query = read_query(request.args.to_dict(flat=False), state.limits)
     except PromptError as exc:
@@ -87,9 +91,10 @@ def prompt_image() -> Response:
     key = cache_key(query.request, state.model_source(query.request.model))
     entry = state.cache.get(key)
     if entry is not None and entry.image and state.storage.exists(entry.image):
-        metrics.record_cache(state.redis, hit=True)
+        state.cache_counts.add("hit")
+        state.memorise(request.query_string, entry.image)
         return serve_image(state, entry.image)
-    metrics.record_cache(state.redis, hit=False)
+    state.cache_counts.add("miss")
     if entry is None or entry.image:  # new, or its file was removed from storage
         refused = _take_token(state)
         if refused is not None:
@@ -109,6 +114,7 @@ def prompt_image() -> Response:
         return _placeholder(state, query, None)
     if job.status is JobStatus.done and job.images:
         state.cache.remember(key, job.id, job.images[0])
+        state.memorise(request.query_string, job.images[0])
         return serve_image(state, job.images[0])
     if job.status.finished:
         state.cache.forget(key, job.id)

@@ -11,6 +11,7 @@ from bots.grammar import Limits
 from bots.web_cache import PromptCache
 from bots.web_ratelimit import RateLimiter
 from settings import Settings
+from tasks import metrics
 from tasks.queue import JobQueue
 from tasks.storage import Storage
 
@@ -19,6 +20,9 @@ EXTENSION = "imagine.web"
 # while slow misses wait for their images.
 RESERVED_THREADS = 4
 ONE_YEAR = 31_536_000
+# Raw query strings whose image is known, so a repeated hit needs no parsing and no Redis.
+# Safe to keep: a key's image never changes. Cleared when full rather than tracked as LRU.
+MEMO_SIZE = 50_000
 
 
 @dataclass
@@ -30,10 +34,18 @@ class WebState:
     cache: PromptCache
     limiter: RateLimiter
     waiters: threading.BoundedSemaphore = field(init=False)
+    cache_counts: metrics.BufferedCounts = field(init=False)
+    memo: dict[bytes, str] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.waiters = threading.BoundedSemaphore(
             max(1, self.settings.web_threads - RESERVED_THREADS))
+        self.cache_counts = metrics.BufferedCounts(self.queue.redis, metrics.CACHE_KEY)
+
+    def memorise(self, query_string: bytes, image: str) -> None:
+        if len(self.memo) >= MEMO_SIZE:
+            self.memo.clear()
+        self.memo[query_string] = image
 
     @property
     def redis(self):  # type: ignore[no-untyped-def]

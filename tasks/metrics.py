@@ -9,6 +9,8 @@ the queue's own keys at scrape time too.
 from __future__ import annotations
 
 import math
+import threading
+import time
 from collections.abc import Iterator
 
 import redis
@@ -60,6 +62,50 @@ def record_delivery_retry(client: redis.Redis, platform: str, reason: str) -> No
 
 def record_web(client: redis.Redis, event: str) -> None:
     client.hincrby(WEB_KEY, event, 1)
+
+
+class BufferedCounts:
+    """Counts of frequent events (cache hits) kept in memory and added to Redis in batches.
+
+    A hit costs no Redis round trip; a daemon thread flushes every `interval` seconds, and
+    whoever renders /metrics in this process flushes first, so a scrape is never behind.
+    """
+
+    def __init__(self, client: redis.Redis, key: str, interval: float = 0.5) -> None:
+        self.redis = client
+        self.key = key
+        self.interval = interval
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def add(self, field: str, amount: int = 1) -> None:
+        with self._lock:
+            self._counts[field] = self._counts.get(field, 0) + amount
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="imagine-metrics",
+                                                daemon=True)
+                self._thread.start()
+
+    def flush(self) -> None:
+        with self._lock:
+            counts, self._counts = self._counts, {}
+        if not counts:
+            return
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                for field, amount in counts.items():
+                    pipe.hincrby(self.key, field, amount)
+                pipe.execute()
+        except redis.RedisError:
+            with self._lock:  # keep them for the next flush rather than lose them
+                for field, amount in counts.items():
+                    self._counts[field] = self._counts.get(field, 0) + amount
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.interval)
+            self.flush()
 
 
 def _decoded(raw: dict[bytes, bytes]) -> dict[str, float]:

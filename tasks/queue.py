@@ -19,6 +19,7 @@ from celery import Celery
 from generator.errors import QueueFullError
 from generator.request import SEED_MAX
 from settings import Settings
+from tasks import metrics
 from tasks.heartbeat import WORKERS_KEY
 from tasks.jobs import Job, JobStatus, JobStore
 
@@ -168,6 +169,8 @@ class JobQueue:
             if job.status is JobStatus.done and job.duration is not None:
                 pipe.lpush(DURATIONS_KEY, job.duration)
                 pipe.ltrim(DURATIONS_KEY, 0, DURATION_SAMPLES - 1)
+            metrics.record_job_finished(pipe, job.requester.platform, job.status.value,
+                                        job.duration if job.status is JobStatus.done else None)
             pipe.execute()
         self.publish(job)
 

@@ -13,6 +13,7 @@ from typing import Any
 from celery import Celery, Task, signals
 
 from settings import Settings
+from tasks import metrics
 from tasks.connection import redis_client
 from tasks.delivery import (
     Deliverer,
@@ -90,6 +91,8 @@ def register(app: Celery) -> None:
             if self.request.retries >= MAX_DELIVERY_RETRIES:
                 log.error("giving up delivering job %s: %s", job_id, exc)
                 return
+            metrics.record_delivery_retry(self.job_queue.redis, job.requester.platform,
+                                          "rate_limited")
             raise self.retry(countdown=exc.retry_after, exc=exc) from None
         except PermanentDeliveryError as exc:
             log.error("cannot deliver job %s: %s", job_id, exc)
@@ -97,6 +100,8 @@ def register(app: Celery) -> None:
             if self.request.retries >= MAX_DELIVERY_RETRIES:
                 log.error("giving up delivering job %s: %s", job_id, exc)
                 return
+            metrics.record_delivery_retry(self.job_queue.redis, job.requester.platform,
+                                          "transient")
             raise self.retry(countdown=backoff_seconds(self.request.retries), exc=exc) from None
 
     @app.task(base=ImagineTask, bind=True, name="imagine.deliver_progress", ignore_result=True)

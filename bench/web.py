@@ -1,0 +1,242 @@
+"""Prompt URL serving: cache-hit throughput and p99 against a static file server, and the miss
+path's time to a placeholder.
+
+Runs on loopback only: its own Redis, `imagine web` (waitress) and a minimal static server
+(waitress too, same thread count, serving the same file with an ETag) as separate processes;
+50 concurrent keep-alive clients (aiohttp) in this process, a bounded number of requests each.
+No worker runs, so misses stay queued and always end in a placeholder.
+
+    python bench/web.py [--requests 4000] [--clients 50]
+
+The last line is `hit_rps=… hit_p99_ms=… baseline_ratio=… placeholder_ms=…` where
+baseline_ratio = hit_rps / static_rps and placeholder_ms is the median time to a placeholder
+with the default IMAGINE_EMBED_WAIT (what a Markdown image proxy sees on a cold URL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+# `python bench/web.py` puts bench/ first on the path, where bench/queue.py would shadow the
+# standard library's queue module that Celery imports.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+sys.path.insert(0, str(ROOT))
+
+from bots.grammar import Limits  # noqa: E402
+from bots.web_cache import PromptCache  # noqa: E402
+from bots.web_query import cache_key, read_query  # noqa: E402
+from settings import Settings  # noqa: E402
+from tasks.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
+from tasks.storage import Storage  # noqa: E402
+
+PROMPT = {"prompt": "a lighthouse at dusk, oil painting", "ar": "1:1"}
+THREADS = 16
+
+
+def bench_png(size: int = 512) -> bytes:
+    """A 512 px PNG about as large as a real generated one (smooth shapes plus grain)."""
+    from PIL import Image, ImageDraw, ImageFilter
+
+    image = Image.linear_gradient("L").resize((size, size)).convert("RGB")
+    draw = ImageDraw.Draw(image)
+    for i in range(12):
+        draw.ellipse((i * 37 % size, i * 53 % size, i * 37 % size + 120, i * 53 % size + 90),
+                     fill=(i * 20 % 255, 90 + i * 9, 200 - i * 11))
+    image = image.filter(ImageFilter.GaussianBlur(3))
+    noise = Image.effect_noise((size, size), 24).convert("RGB")
+    image = Image.blend(image, noise, 0.18)
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+# --- the baseline: a minimal static file server ---------------------------------------------
+
+def serve_static(path: str, port: int, threads: int) -> None:
+    import waitress
+
+    data = Path(path).read_bytes()
+    etag = '"' + Path(path).stem + '"'
+
+    def app(environ, start_response):  # type: ignore[no-untyped-def]
+        if environ.get("HTTP_IF_NONE_MATCH") == etag:
+            start_response("304 Not Modified", [("ETag", etag)])
+            return [b""]
+        start_response("200 OK", [("Content-Type", "image/png"),
+                                  ("Content-Length", str(len(data))), ("ETag", etag),
+                                  ("Cache-Control", "public, max-age=31536000, immutable")])
+        return [data]
+
+    waitress.serve(app, host="127.0.0.1", port=port, threads=threads, ident="static")
+
+
+# --- load ------------------------------------------------------------------------------------
+
+async def load(url: str, total: int, clients: int) -> tuple[float, list[float], int]:
+    """`total` GETs from `clients` concurrent keep-alive clients: (seconds, latencies, bytes)."""
+    latencies: list[float] = []
+    received = 0
+    remaining = total
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        nonlocal remaining, received
+        while remaining > 0:
+            remaining -= 1
+            started = time.perf_counter()
+            async with session.get(url) as response:
+                body = await response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"{url} answered {response.status}")
+            latencies.append(time.perf_counter() - started)
+            received += len(body)
+
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(session) for _ in range(clients)))
+        return time.perf_counter() - started, latencies, received
+
+
+def p99(values: list[float]) -> float:
+    return statistics.quantiles(values, n=100)[98]
+
+
+def wait_http(url: str, timeout: float = 60.0) -> None:
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            return
+        except urllib.error.HTTPError:
+            return  # answering, even if unhealthy
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer")
+
+
+def measure(name: str, url: str, total: int, clients: int) -> tuple[float, float]:
+    asyncio.run(load(url, min(total // 10, 300), clients))  # warm up connections and caches
+    seconds, latencies, received = asyncio.run(load(url, total, clients))
+    rps = total / seconds
+    print(f"{name}: {total} requests, {clients} clients, {seconds:.2f} s, {rps:.0f} req/s, "
+          f"p50 {statistics.median(latencies) * 1000:.1f} ms, p99 {p99(latencies) * 1000:.1f} ms, "
+          f"{received / seconds / 2**20:.0f} MiB/s", flush=True)
+    return rps, p99(latencies) * 1000
+
+
+def placeholder_times(base: str, count: int, wait: str | None) -> list[float]:
+    import urllib.parse
+    import urllib.request
+
+    times = []
+    for i in range(count):
+        params = {"prompt": f"bench miss {wait} {i} {time.time_ns()}"}
+        if wait is not None:
+            params["wait"] = wait
+        started = time.perf_counter()
+        with urllib.request.urlopen(f"{base}/?{urllib.parse.urlencode(params)}",
+                                    timeout=60) as response:
+            response.read()
+            if response.headers["Cache-Control"] != "no-store":
+                raise RuntimeError("a miss did not answer with a placeholder")
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--misses", type=int, default=20)
+    parser.add_argument("--static-server", nargs=3, metavar=("PATH", "PORT", "THREADS"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.static_server:
+        path, port, threads = args.static_server
+        serve_static(path, int(port), int(threads))
+        return
+
+    with tempfile.TemporaryDirectory(prefix="imagine-bench-web-") as tmp:
+        work = Path(tmp)
+        redis_server = EmbeddedRedis(work / "redis", port=free_port(), appendonly=False)
+        (work / "redis").mkdir()
+        redis_server.start()
+        processes: list[subprocess.Popen[bytes]] = []
+        try:
+            web_port, static_port = free_port(), free_port()
+            env = {**os.environ, "IMAGINE_REDIS_URL": redis_server.url,
+                   "IMAGINE_DATA_DIR": str(work / "data"),
+                   "IMAGINE_STORAGE_DIR": str(work / "images"),
+                   "IMAGINE_MODEL": "bench/model", "IMAGINE_WEB_PORT": str(web_port),
+                   "IMAGINE_WEB_THREADS": str(THREADS),
+                   "IMAGINE_RATE_LIMIT_PER_MINUTE": "1000000",
+                   "IMAGINE_MAX_QUEUE": "100000", "IMAGINE_MAX_JOBS_PER_USER": "100000"}
+            env.pop("IMAGINE_URL_SECRET", None)
+            env.pop("IMAGINE_EMBED_WAIT", None)
+            settings = Settings(_env_file=None, redis_url=redis_server.url,
+                                storage_dir=work / "images", model="bench/model")
+
+            # Put one 512 px image in storage and in the prompt URL cache, as a drawn one is.
+            png = bench_png()
+            name = Storage(settings.images_dir).put(png)
+            query = read_query({k: [v] for k, v in PROMPT.items()},
+                               Limits.from_settings(settings))
+            key = cache_key(query.request, settings.model_sources["default"])
+            PromptCache(redis_server.client(), pending_ttl=3600).remember(key, "bench", name)
+            print(f"image: {query.request.width}x{query.request.height} PNG, {len(png)} bytes",
+                  flush=True)
+
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "bots.cli", "web", "--loglevel", "error"], env=env,
+                cwd=ROOT))
+            processes.append(subprocess.Popen(
+                [sys.executable, __file__, "--static-server",
+                 str(Storage(settings.images_dir).path(name)), str(static_port), str(THREADS)],
+                cwd=ROOT))
+            base = f"http://127.0.0.1:{web_port}"
+            static = f"http://127.0.0.1:{static_port}/image.png"
+            wait_http(f"{base}/healthz")
+            wait_http(static)
+
+            hit_url = f"{base}/?prompt={PROMPT['prompt'].replace(' ', '+')}&ar={PROMPT['ar']}"
+            static_rps, static_p99 = measure("static baseline", static, args.requests,
+                                             args.clients)
+            hit_rps, hit_p99 = measure("prompt URL hits", hit_url, args.requests, args.clients)
+
+            overhead = placeholder_times(base, args.misses, "0")
+            print(f"miss → placeholder with wait=0 (the path's own cost): median "
+                  f"{statistics.median(overhead):.1f} ms, max {max(overhead):.1f} ms", flush=True)
+            default_wait = placeholder_times(base, 3, None)
+            placeholder_ms = statistics.median(default_wait)
+            print(f"miss → placeholder with the default IMAGINE_EMBED_WAIT "
+                  f"({settings.embed_wait:g} s): median {placeholder_ms:.0f} ms", flush=True)
+            print(f"hit_rps={hit_rps:.0f} hit_p99_ms={hit_p99:.1f} "
+                  f"baseline_ratio={hit_rps / static_rps:.2f} placeholder_ms={placeholder_ms:.0f}")
+        finally:
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+            redis_server.stop()
+
+
+if __name__ == "__main__":
+    main()
