@@ -177,7 +177,8 @@ def start_worker(start_process: Callable[..., Process], settings: Settings
               timeout: float = 60.0) -> Process:
         process = start_process("worker", "--queues", queue, "--loglevel", "info", env=env,
                                 name=f"worker-{queue}")
-        client = redis_client(settings)
+        url = (env or {}).get("IMAGINE_REDIS_URL")
+        client = redis.Redis.from_url(url) if url else redis_client(settings)
         try:
             wait_for(lambda: worker_alive(client, queue, process.pid) or not process.alive(),
                      timeout, message=f"{queue} worker to start")
