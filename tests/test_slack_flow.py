@@ -1,0 +1,171 @@
+"""Slack end to end: signed requests to `imagine web`, real workers, the tiny model, a fake Slack.
+
+Slash command → ack in the same response → status message → PNGs uploaded with
+files_upload_v2 into its thread → status message edited with the result and buttons; a
+mention answered in its thread; `ratelimited` once, delivered once; and Reroll, Vary and
+Upscale clicked after every process was restarted, answered in the same thread.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import requests
+from PIL import Image
+
+from tasks.connection import redis_client
+from tasks.embedded_redis import free_port
+from tasks.jobs import JobStore
+from tests.fakes.slack_api import (
+    BOT_TOKEN,
+    SIGNING_SECRET,
+    FakeSlack,
+    SlackSender,
+    buttons,
+    fake_slack,
+)
+from tests.fixtures_redis import Process, wait_for
+
+PNG = b"\x89PNG\r\n\x1a\n"
+JOB_WAIT = 120.0
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    with fake_slack() as fake:
+        yield fake
+
+
+class Stack:
+    """`imagine web` plus a generate and a deliver worker, all pointed at the fake."""
+
+    def __init__(self, start_process: Callable[..., Process], start_worker: Callable[..., Process],
+                 slack: FakeSlack) -> None:
+        self.start_process = start_process
+        self.start_worker = start_worker
+        self.port = free_port()
+        self.env = {"SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_BOT_TOKEN": BOT_TOKEN,
+                    "SLACK_API_URL": slack.api_url, "IMAGINE_WEB_PORT": str(self.port)}
+        self.processes: list[Process] = []
+        self.sender = SlackSender(f"http://127.0.0.1:{self.port}", slack)
+
+    def start(self) -> None:
+        web = self.start_process("web", env=self.env, name="web")
+        self.processes = [web, self.start_worker("generate", env=self.env),
+                          self.start_worker("deliver", env=self.env)]
+
+        def web_up() -> bool:
+            assert web.alive(), web.log()[-3000:]
+            try:
+                return requests.get(f"{self.sender.app_url}/healthz", timeout=5).ok
+            except requests.ConnectionError:
+                return False
+
+        wait_for(web_up, 60, message="imagine web")
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.stop()
+
+    def logs(self) -> str:
+        return "\n".join(p.log()[-2000:] for p in self.processes)
+
+
+@pytest.fixture
+def stack(start_process: Callable[..., Process], start_worker: Callable[..., Process],
+          slack: FakeSlack) -> Stack:
+    return Stack(start_process, start_worker, slack)
+
+
+def finished(slack: FakeSlack, channel: str, ts: str, stack: Stack) -> dict[str, Any]:
+    """The status message once the deliverer turned it into the result."""
+
+    def done() -> dict[str, Any] | None:
+        message = slack.message(channel, ts)
+        over = any("Reroll" in label for label in buttons(message)) or "failed" in message["text"]
+        return message if over else None
+
+    try:
+        message = wait_for(done, JOB_WAIT, interval=0.2, message=f"the result of {ts}")
+    except AssertionError:
+        raise AssertionError(f"{slack.message(channel, ts)}\n{stack.logs()}") from None
+    assert " — done" in message["text"], message["text"]
+    return message
+
+
+def uploads_in(slack: FakeSlack, channel: str, thread: str) -> list[dict[str, Any]]:
+    return [m for m in slack.thread(channel, thread) if m.get("subtype") == "file_share"]
+
+
+def new_status(slack: FakeSlack, before: int) -> dict[str, Any]:
+    posts = wait_for(lambda: len(slack.of("chat.postMessage")) > before and
+                     slack.of("chat.postMessage"), message="a new status message")
+    return dict(posts[before].answer["message"])
+
+
+def test_slash_command_mention_and_buttons_across_restarts(stack: Stack, slack: FakeSlack,
+                                                           settings: Any) -> None:
+    slack.fail("files.completeUploadExternal", "ratelimited", retry_after="1")
+    stack.start()
+    sender = stack.sender
+
+    # 1. The slash command: the ack is the HTTP response itself, empty for a good prompt.
+    answer = sender.command("a fox <!channel> --seed 7 --n 2")
+    assert (answer.status_code, answer.text) == (200, "")
+    status = new_status(slack, 0)
+    channel, root = status["channel"], status["ts"]
+    result = finished(slack, channel, root, stack)
+    assert result["text"].startswith("<@U0000USER>: a fox @channel")
+    assert set(buttons(result)) == {"🎲 Reroll", "Vary 1", "Vary 2", "Upscale 1", "Upscale 2"}
+
+    # The images: uploaded in three steps into the status message's thread, exactly once
+    # although the first completion was answered `ratelimited` (HTTP 429, Retry-After).
+    completes = slack.of("files.completeUploadExternal", ok=None)
+    assert [c.status for c in completes] == [429, 200]
+    done = completes[-1].params
+    assert (done["channel_id"], done["thread_ts"]) == (channel, root)
+    assert "seed 7" in done["initial_comment"] and "64×64" in done["initial_comment"]
+    assert "<!" not in done["initial_comment"]
+    shared = uploads_in(slack, channel, root)
+    assert len(shared) == 1 and len(shared[0]["files"]) == 2
+    for file in shared[0]["files"]:
+        assert file["bytes"].startswith(PNG)
+        assert Image.open(io.BytesIO(file["bytes"])).size == (64, 64)
+    assert slack.message(channel, root)["edits"] >= 2  # queued, …, the result
+
+    # 2. A mention: answered in the mention's thread.
+    before = len(slack.of("chat.postMessage"))
+    sender.mention("a lighthouse --ar 16:9", ts="1700000001.000100")
+    mention_status = new_status(slack, before)
+    assert mention_status["thread_ts"] == "1700000001.000100"
+    finished(slack, channel, mention_status["ts"], stack)
+    assert len(uploads_in(slack, channel, "1700000001.000100")) == 1
+
+    # 3. Every process restarts; the buttons still work (their state is in Redis).
+    stack.stop()
+    stack.start()
+    jobs = JobStore(redis_client(settings), settings.job_ttl)
+    for label, size in (("🎲 Reroll", (64, 64)), ("Vary 2", (64, 64)), ("Upscale 1", (128, 128))):
+        before = len(slack.of("chat.postMessage"))
+        uploads_before = len(uploads_in(slack, channel, root))
+        assert sender.click(buttons(result)[label], result).status_code == 200
+        follow = new_status(slack, before)
+        assert follow["thread_ts"] == root  # the answer lands in the same thread
+        follow_result = finished(slack, channel, follow["ts"], stack)
+        shared = uploads_in(slack, channel, root)
+        assert len(shared) == uploads_before + 1
+        image = Image.open(io.BytesIO(shared[-1]["files"][0]["bytes"]))
+        assert image.size == size, label
+        job_id = buttons(follow_result)["🎲 Reroll"]["value"]
+        job = jobs.get(job_id)
+        assert job.parent is not None and job.requester.thread == root
+        assert job.action == {"🎲 Reroll": "reroll", "Vary 2": "vary",
+                              "Upscale 1": "upscale"}[label]
+        if label == "Vary 2":
+            assert job.request.mode == "img2img" and job.request.strength == pytest.approx(0.35)
+    # Nothing was ever posted twice.
+    assert len(slack.of("files.completeUploadExternal")) == len(
+        [m for m in slack.messages.values() if m.get("subtype") == "file_share"]) == 5
