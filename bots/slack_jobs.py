@@ -79,10 +79,15 @@ class SlackJobs:
             return None
         line = say.queued_line(submitted.position, format_wait(submitted.eta_seconds))
         text = say.status_text(head, line)
+
+        def show_position() -> None:
+            current = self.queue.jobs.find(job.id)
+            if current is not None and current.status is JobStatus.queued:  # not stale yet
+                self.client.chat_update(channel=origin.channel, ts=posted, text=text,
+                                        blocks=say.cancel_blocks(text, job.id))
+
         try:
-            self.guard.edit(job.id, lambda: self.client.chat_update(
-                channel=origin.channel, ts=posted, text=text,
-                blocks=say.cancel_blocks(text, job.id)), wait=QUEUED_EDIT_WAIT)
+            self.guard.edit(job.id, show_position, wait=QUEUED_EDIT_WAIT)
         except SlackClientError as exc:  # the job is queued; the next edit shows its state
             log.warning("could not show the queue position of job %s: %s", job.id, exc)
         return submitted.job

@@ -48,7 +48,9 @@ class Stack:
         self.start_worker = start_worker
         self.port = free_port()
         self.env = {"SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_BOT_TOKEN": BOT_TOKEN,
-                    "SLACK_API_URL": slack.api_url, "IMAGINE_WEB_PORT": str(self.port)}
+                    "SLACK_API_URL": slack.api_url, "IMAGINE_WEB_PORT": str(self.port),
+                    # 64 px images may be upscaled once (128 × 128), not twice.
+                    "IMAGINE_MAX_PIXELS": str(128 * 128)}
         self.processes: list[Process] = []
         self.sender = SlackSender(f"http://127.0.0.1:{self.port}", slack)
 
@@ -166,6 +168,21 @@ def test_slash_command_mention_and_buttons_across_restarts(stack: Stack, slack: 
                               "Upscale 1": "upscale"}[label]
         if label == "Vary 2":
             assert job.request.mode == "img2img" and job.request.strength == pytest.approx(0.35)
+    # A second upscale would pass IMAGINE_MAX_PIXELS: the clicker is told so, nothing queued.
+    before = len(slack.of("chat.postMessage"))
+    sender.click(buttons(follow_result)["Upscale"], follow_result)
+    note = wait_for(lambda: slack.of("response_url"), message="the too-large note")[-1]
+    assert "IMAGINE_MAX_PIXELS=16,384" in note.params["text"]
+    assert len(slack.of("chat.postMessage")) == before
+
+    # The bot removed from a channel while drawing: the requester learns how to invite it.
+    slack.fail("files.completeUploadExternal", "not_in_channel", channel="C0000GONE")
+    sender.command("a fox", channel="C0000GONE")
+    invite = wait_for(lambda: [c for c in slack.of("response_url")
+                               if "/invite" in c.params["text"]], JOB_WAIT,
+                      message="the invite note")
+    assert invite[0].params["response_type"] == "ephemeral"
+
     # Nothing was ever posted twice.
     assert len(slack.of("files.completeUploadExternal")) == len(
         [m for m in slack.messages.values() if m.get("subtype") == "file_share"]) == 5
