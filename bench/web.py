@@ -189,7 +189,8 @@ def main() -> None:
             env.pop("IMAGINE_URL_SECRET", None)
             env.pop("IMAGINE_EMBED_WAIT", None)
             settings = Settings(_env_file=None, redis_url=redis_server.url,
-                                storage_dir=work / "images", model="bench/model")
+                                storage_dir=work / "images",
+                                model="bench/model")  # type: ignore[call-arg]
 
             # Put one 512 px image in storage and in the prompt URL cache, as a drawn one is.
             png = bench_png()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+import redis
 from flask import current_app, request
 
 from bots.grammar import Limits
@@ -48,7 +49,7 @@ class WebState:
         self.memo[query_string] = image
 
     @property
-    def redis(self):  # type: ignore[no-untyped-def]
+    def redis(self) -> redis.Redis:
         return self.queue.redis
 
     @property

@@ -24,7 +24,7 @@ from settings import Settings
 from tasks.celery_app import create_celery
 from tasks.connection import redis_client
 from tasks.queue import JobQueue
-from tests.fixtures_redis import ROOT, imagine_command
+from tests.fixtures_redis import ROOT, imagine_command, wait_for
 from tests.web_support import serve_app_fixture, with_settings  # noqa: F401 - fixture
 
 JSON = {"Accept": "application/json"}
@@ -189,11 +189,48 @@ def test_misses_are_rate_limited_per_address_and_a_full_queue_is_503(
     # The bucket lives in Redis, shared by every web process: empty it for the next app.
     client = redis_client(settings)
     client.delete(*client.keys("imagine:ratelimit:*"))
+
+    # X-Forwarded-For names the client only when the operator says a proxy sets it.
+    proxied = serve_app(rate_limit_per_minute=1, max_jobs_per_user=10,
+                        trust_forwarded_for=True)
+    def via(address: str, prompt: str) -> int:
+        return requests.get(proxied, params={"prompt": prompt, "wait": "0"}, timeout=30,
+                            headers={"X-Forwarded-For": address}).status_code
+    assert [via("10.0.0.1", "five"), via("10.0.0.1", "six"), via("10.0.0.2", "six")] == \
+        [200, 429, 200]
+    client.delete(*client.keys("imagine:ratelimit:*"))
+    direct = serve_app(rate_limit_per_minute=1, max_jobs_per_user=10)
+    assert [requests.get(direct, params={"prompt": p, "wait": "0"}, timeout=30,
+                         headers={"X-Forwarded-For": a}).status_code
+            for p, a in (("seven", "10.0.0.3"), ("eight", "10.0.0.4"))] == [200, 429]
+    client.delete(*client.keys("imagine:ratelimit:*"))
     full = serve_app(max_queue=2, max_jobs_per_user=10)
     answer = requests.get(full, params={"prompt": "four", "wait": "0"}, headers=JSON,
                           timeout=30)
     assert answer.status_code == 503 and int(answer.headers["Retry-After"]) >= 1
     assert "queue is full" in answer.json()["error"]
+
+
+def test_waiting_misses_never_take_the_threads_that_serve_everything_else(
+        serve_app: Callable[..., str]) -> None:
+    # 5 threads, 4 kept free of waiters: one request may wait, the next miss must not.
+    base = serve_app(web_threads=5, max_wait=60.0, max_jobs_per_user=10)
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(requests.get, base, params={"prompt": "slow", "wait": "20"},
+                              timeout=90)
+        wait_for(lambda: make_queue_count(base) == 1, 30, message="the first miss's job")
+        second = requests.get(base, params={"prompt": "other", "wait": "20"}, timeout=90)
+        health = requests.get(f"{base}/healthz", timeout=30)
+        # Answered while the first request still waits (no worker, so it waits it all).
+        assert not waiting.done()
+        assert is_placeholder(second) and health.status_code == 503
+        assert is_placeholder(waiting.result())
+
+
+def make_queue_count(base: str) -> int:
+    samples = {s.name: s.value for family in text_string_to_metric_families(
+        requests.get(f"{base}/metrics", timeout=30).text) for s in family.samples}
+    return int(samples["imagine_queue_depth"])
 
 
 def test_api_create_poll_cancel(serve_app: Callable[..., str], settings: Settings) -> None:
