@@ -99,6 +99,8 @@ def prompt_image() -> Response:
         refused = _take_token(state)
         if refused is not None:
             return refused
+        if entry is not None:
+            state.cache.forget(key, entry.job)  # draw it again (same seed, same image)
         new = Job(requester=_requester(), request=query.request)
         entry = state.cache.claim(key, new.id)
         if entry.job == new.id:  # this request won the claim: it, and only it, submits
@@ -112,14 +114,15 @@ def prompt_image() -> Response:
         if time.time() - entry.at > RECORD_GRACE:
             state.cache.forget(key, entry.job)  # the job vanished: the next request retries
         return _placeholder(state, query, None)
-    if job.status is JobStatus.done and job.images:
+    if job.status is JobStatus.done and job.images and state.storage.exists(job.images[0]):
         state.cache.remember(key, job.id, job.images[0])
         state.memorise(request.query_string, job.images[0])
         return serve_image(state, job.images[0])
     if job.status.finished:
         state.cache.forget(key, job.id)
-        return refusal(503, f"The image could not be drawn: {job.error or job.status.value}. "
-                            "Reload to try again.", retry_after=1)
+        reason = job.error or "its file is no longer in storage."
+        return refusal(503, f"The image could not be drawn: {reason} Reload to try again.",
+                       retry_after=1)
     return _placeholder(state, query, job)
 
 

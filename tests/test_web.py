@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from settings import Settings
 from tasks.embedded_redis import free_port
+from tasks.storage import Storage
 from tests.fixtures_redis import Process, wait_for
 
 TIMEOUT = 120.0
@@ -115,3 +116,9 @@ def test_prompt_url_placeholder_then_image_then_cached_for_ever(
     assert samples[("imagine_cache_total", (("result", "hit"),))] >= 4
     assert samples[("imagine_cache_total", (("result", "miss"),))] >= 2
     assert samples[("imagine_queue_depth", ())] == 0
+
+    # An image removed from storage is drawn again, from the same seed: the same bytes.
+    Storage(settings.images_dir).path(image.headers["X-Imagine-Image"]).unlink()
+    assert requests.get(url, timeout=30).headers["Cache-Control"] == "no-store"
+    redrawn = wait_for(drawn, TIMEOUT, interval=0.3, message="the image drawn again")
+    assert redrawn.headers["ETag"] == etag and redrawn.content == image.content
