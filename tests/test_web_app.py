@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import subprocess
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
@@ -310,7 +311,7 @@ def test_schemathesis_finds_no_server_error(serve_app: Callable[..., str],
     base = serve_app(embed_wait=0.0, max_wait=0.0, rate_limit_per_minute=100_000,
                      max_jobs_per_user=100_000, max_queue=100_000)
     result = subprocess.run(
-        ["schemathesis", "run", f"{base}/api/v1/openapi.json",
+        [sys.executable, "-m", "schemathesis.cli", "run", f"{base}/api/v1/openapi.json",
          "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,"
                      "response_schema_conformance,response_headers_conformance",
          "--max-examples", "25", "--seed", "1", "--no-shrink", "--workers", "1",
