@@ -61,6 +61,7 @@ class ImagineBot(discord.Client):
     async def setup_hook(self) -> None:
         """Register the command tree and the persistent job buttons before connecting."""
         self.tree.add_command(imagine_command(self.limits))
+        self.tree.error(on_command_error)
         self.add_dynamic_items(JobButton)
 
     async def on_ready(self) -> None:
@@ -131,8 +132,9 @@ class ImagineBot(discord.Client):
             await interaction.edit_original_response(content=error, view=None)
 
     async def _estimate(self) -> tuple[int, str]:
-        """Where a job submitted now would stand: shown before submitting, so the status
-        message exists (and is known to the job) before any worker can touch it."""
+        """Place in line and wait for a job submitted now."""
+        # Shown before submitting, so the status message exists (and its id is in the job)
+        # before any worker can edit or remove it.
 
         def estimate() -> tuple[int, str]:
             position = self.queue.queued_count() + 1
@@ -207,6 +209,18 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=CUSTOM_
         client = interaction.client
         assert isinstance(client, ImagineBot)
         await client.on_job_button(interaction, self.action, self.job_id, self.index)
+
+
+async def on_command_error(interaction: discord.Interaction,
+                           error: app_commands.AppCommandError) -> None:
+    """Anything a handler did not turn into a message: log it, tell the user briefly."""
+    log.error("/%s failed", interaction.command.name if interaction.command else "?",
+              exc_info=error)
+    try:
+        await send_ephemeral(interaction, "⚠️ Something went wrong on our side; the operator "
+                             "can find the details in the bot's log.")
+    except discord.HTTPException:
+        pass  # the interaction itself is gone; the log has it
 
 
 def cancel_view(job_id: str) -> discord.ui.View:
