@@ -6,11 +6,12 @@ Runs on loopback only: its own Redis, `imagine web` (waitress) and a minimal sta
 50 concurrent keep-alive clients (aiohttp) in this process, a bounded number of requests each.
 No worker runs, so misses stay queued and always end in a placeholder.
 
-    python bench/web.py [--requests 4000] [--clients 50]
+    python bench/web.py [--requests 3000] [--rounds 3] [--clients 50]
 
-The last line is `hit_rps=… hit_p99_ms=… baseline_ratio=… placeholder_ms=…` where
-baseline_ratio = hit_rps / static_rps and placeholder_ms is the median time to a placeholder
-with the default IMAGINE_EMBED_WAIT (what a Markdown image proxy sees on a cold URL).
+The last line is `hit_rps=… hit_p99_ms=… baseline_ratio=… placeholder_ms=…`, where
+baseline_ratio = hit_rps / static_rps (median over alternating rounds) and placeholder_ms
+is the median time to a placeholder with the default IMAGINE_EMBED_WAIT (what a Markdown
+image proxy sees on a cold URL).
 """
 
 from __future__ import annotations
@@ -160,7 +161,8 @@ def placeholder_times(base: str, count: int, wait: str | None) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--requests", type=int, default=3000, help="per round and server")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--misses", type=int, default=20)
     parser.add_argument("--static-server", nargs=3, metavar=("PATH", "PORT", "THREADS"),
@@ -215,9 +217,19 @@ def main() -> None:
             wait_http(static)
 
             hit_url = f"{base}/?prompt={PROMPT['prompt'].replace(' ', '+')}&ar={PROMPT['ar']}"
-            static_rps, static_p99 = measure("static baseline", static, args.requests,
-                                             args.clients)
-            hit_rps, hit_p99 = measure("prompt URL hits", hit_url, args.requests, args.clients)
+            # Alternate the two in rounds: on a shared machine the load drifts, and a ratio
+            # of neighbouring measurements drifts far less than one of distant ones.
+            statics, hits = [], []
+            for _round in range(args.rounds):
+                statics.append(measure("static baseline", static, args.requests, args.clients))
+                hits.append(measure("prompt URL hits", hit_url, args.requests, args.clients))
+            static_rps = statistics.median(rps for rps, _ in statics)
+            hit_rps = statistics.median(rps for rps, _ in hits)
+            hit_p99 = statistics.median(p for _, p in hits)
+            ratio = statistics.median(h[0] / s[0] for h, s in zip(hits, statics, strict=True))
+            print(f"medians of {args.rounds} rounds: static {static_rps:.0f} req/s, "
+                  f"hits {hit_rps:.0f} req/s, hit p99 {hit_p99:.1f} ms, ratio {ratio:.2f}",
+                  flush=True)
 
             overhead = placeholder_times(base, args.misses, "0")
             print(f"miss → placeholder with wait=0 (the path's own cost): median "
@@ -227,7 +239,7 @@ def main() -> None:
             print(f"miss → placeholder with the default IMAGINE_EMBED_WAIT "
                   f"({settings.embed_wait:g} s): median {placeholder_ms:.0f} ms", flush=True)
             print(f"hit_rps={hit_rps:.0f} hit_p99_ms={hit_p99:.1f} "
-                  f"baseline_ratio={hit_rps / static_rps:.2f} placeholder_ms={placeholder_ms:.0f}")
+                  f"baseline_ratio={ratio:.2f} placeholder_ms={placeholder_ms:.0f}")
         finally:
             for process in processes:
                 process.terminate()

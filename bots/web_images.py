@@ -24,6 +24,7 @@ from tasks.queue import format_wait
 
 bp = Blueprint("images", __name__)
 
+IMMUTABLE = f"public, max-age={ONE_YEAR}, immutable"
 RECORD_GRACE = 30.0  # s a claim may exist before its job record does (submit in progress)
 MAX_RETRY_AFTER = 60
 
@@ -46,15 +47,15 @@ def refusal(status: int, message: str, *, retry_after: float | None = None) -> R
 
 def serve_image(state: WebState, name: str, *, cacheable: bool = True) -> Response:
     """A stored image: strong ETag (its content hash), conditional GET, HEAD, immutable."""
-    response = send_file(state.storage.path(name), mimetype="image/png", etag=name,
-                         conditional=True, max_age=ONE_YEAR if cacheable else None,
-                         last_modified=None)
-    if cacheable:
-        response.cache_control.public = True
-        response.cache_control.immutable = True
-    else:
-        response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Imagine-Image"] = name
+    etag = f'"{name}"'
+    cache_control = IMMUTABLE if cacheable else "no-store"
+    headers = {"ETag": etag, "Cache-Control": cache_control, "X-Imagine-Image": name}
+    # The name is the content hash, so a matching If-None-Match needs no file access.
+    if request.if_none_match.contains(name):
+        return Response(status=304, headers=headers)
+    response = send_file(state.storage.path(name), mimetype="image/png", etag=False,
+                         conditional=True, max_age=None, last_modified=None)
+    response.headers.update(headers)
     return response
 
 
