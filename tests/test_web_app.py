@@ -219,7 +219,7 @@ def test_waiting_misses_never_take_the_threads_that_serve_everything_else(
     with ThreadPoolExecutor(1) as pool:
         waiting = pool.submit(requests.get, base, params={"prompt": "slow", "wait": "20"},
                               timeout=90)
-        wait_for(lambda: make_queue_count(base) == 1, 30, message="the first miss's job")
+        wait_for(lambda: queue_depth_metric(base) == 1, 30, message="the first miss's job")
         second = requests.get(base, params={"prompt": "other", "wait": "20"}, timeout=90)
         health = requests.get(f"{base}/healthz", timeout=30)
         # Answered while the first request still waits (no worker, so it waits it all).
@@ -228,7 +228,7 @@ def test_waiting_misses_never_take_the_threads_that_serve_everything_else(
         assert is_placeholder(waiting.result())
 
 
-def make_queue_count(base: str) -> int:
+def queue_depth_metric(base: str) -> int:
     samples = {s.name: s.value for family in text_string_to_metric_families(
         requests.get(f"{base}/metrics", timeout=30).text) for s in family.samples}
     return int(samples["imagine_queue_depth"])
