@@ -13,7 +13,8 @@ from typing import Any
 
 @dataclass
 class WebhookReceiver:
-    # Status codes to answer in order (then 200 for ever), e.g. [429, 429] for two rate limits.
+    # Status codes to answer result posts in order (then 200 for ever), e.g. [429, 429] for
+    # two rate limits; progress posts always get 200.
     script: list[int] = field(default_factory=list)
     retry_after: str = "1"
     requests: list[dict[str, Any]] = field(default_factory=list)
@@ -22,7 +23,8 @@ class WebhookReceiver:
 
     def answer(self, body: dict[str, Any], headers: dict[str, str]) -> int:
         with self.lock:
-            status = self.script.pop(0) if self.script else 200
+            scripted = body.get("event") == "result" and self.script
+            status = self.script.pop(0) if scripted else 200
             self.requests.append({"status": status, "body": body, "headers": headers})
             return status
 
