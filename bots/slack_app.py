@@ -59,16 +59,19 @@ def register(app: App, jobs: SlackJobs, limits: Limits) -> None:
                                          team=command.get("team_id", "")))
 
     @app.event("app_mention")
-    def mention(event: dict[str, Any], context: BoltContext) -> None:
+    def mention(event: dict[str, Any], body: dict[str, Any], context: BoltContext) -> None:
         """`@imagine a fox --ar 16:9` in a channel: answered in the mention's thread."""
-        _from_message(jobs, limits, event, context)
+        if jobs.first_delivery(body.get("event_id", "")):
+            _from_message(jobs, limits, event, context)
 
     @app.event("message")
-    def direct_message(event: dict[str, Any], context: BoltContext) -> None:
+    def direct_message(event: dict[str, Any], body: dict[str, Any],
+                       context: BoltContext) -> None:
         """A direct message to the app is a prompt too; other messages are not for us."""
         if event.get("channel_type") != "im" or event.get("subtype") or event.get("bot_id"):
             return
-        _from_message(jobs, limits, event, context)
+        if jobs.first_delivery(body.get("event_id", "")):
+            _from_message(jobs, limits, event, context)
 
     @app.action(ACTION_PATTERN)
     def button(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 # How long the front end waits for a concurrent edit of the status message before skipping
 # its "queued, #3" edit (a progress or result edit is then newer anyway).
 QUEUED_EDIT_WAIT = 5.0
+EVENT_KEY = "imagine:slack:event:{}"
+EVENT_SECONDS = 3600  # Slack retries an event three times within about five minutes
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,13 @@ class SlackJobs:
         self.guard = StatusGuard(queue.redis, settings.job_ttl)
 
     # --- the way in ---------------------------------------------------------------------
+    def first_delivery(self, event_id: str) -> bool:
+        """False for an event Slack sends again (it retries when an ack seemed late)."""
+        if not event_id:
+            return True
+        return bool(self.queue.redis.set(EVENT_KEY.format(event_id), "1", nx=True,
+                                          ex=EVENT_SECONDS))
+
     def start(self, request: ImageRequest, origin: Origin, *, action: str | None = None,
               index: int | None = None, parent: str | None = None) -> Job | None:
         """Post the status message, submit the job with its ts, then show the queue position."""

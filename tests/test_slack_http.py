@@ -148,13 +148,19 @@ def test_mention_and_direct_message_answer_in_their_thread(sender: SlackSender,
     wait_for(lambda: len(slack.of("chat.postMessage")) == 2, message="the DM's status message")
     dm = slack.of("chat.postMessage")[1].params
     assert (dm["channel"], dm["thread_ts"]) == ("D0000DM", "1700000000.000200")
+    # Slack retrying an event it already delivered (same event_id) queues nothing new.
+    retry = {"type": "message", "channel_type": "im", "channel": "D0000DM",
+             "user": "U0000USER", "text": "a dog", "ts": "1700000000.000250"}
+    sender.event(retry, event_id="Ev0000RETRY")
+    wait_for(lambda: len(slack.of("chat.postMessage")) == 3, message="the first delivery")
+    sender.event(retry, event_id="Ev0000RETRY")
     # The bot's own messages and other channels' chatter are not prompts.
     sender.event({"type": "message", "channel_type": "channel", "channel": "C0000CHAN",
                   "user": "U0000USER", "text": "hello", "ts": "1700000000.000300"})
     sender.mention("--steps 9999", ts="1700000000.000400")
     wait_for(lambda: slack.of("chat.postEphemeral"), message="the mention's grammar error")
     assert "--steps" in slack.of("chat.postEphemeral")[0].params["text"]
-    assert len(slack.of("chat.postMessage")) == 2
+    assert len(slack.of("chat.postMessage")) == 3
 
 
 def test_not_in_channel_tells_the_requester_how_to_invite_the_bot(sender: SlackSender,

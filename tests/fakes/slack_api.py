@@ -15,7 +15,7 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -39,6 +39,7 @@ class Call:
     status: int
     answer: dict[str, Any]
     body: bytes = b""
+    at: float = field(default_factory=time.perf_counter)
 
 
 @dataclass
@@ -59,7 +60,7 @@ class FakeSlack:
     failures: dict[str, list[Failure]] = field(default_factory=dict)
     # Channels the bot is not a member of: posting there answers not_in_channel.
     outside: set[str] = field(default_factory=set)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.Condition = field(default_factory=threading.Condition)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     @property
@@ -108,7 +109,15 @@ class FakeSlack:
         with self.lock:
             status, answer, headers = self._answer(method, params, token, body)
             self.calls.append(Call(method, params, token, status, answer, body))
+            self.lock.notify_all()
             return status, answer, headers
+
+    def wait(self, predicate: Callable[[], Any], timeout: float) -> Any:
+        """Block until `predicate()` (called under the lock after each call) is truthy."""
+        with self.lock:
+            if not self.lock.wait_for(predicate, timeout):
+                raise TimeoutError(f"no matching Slack call within {timeout} s")
+            return predicate()
 
     def _answer(self, method: str, params: dict[str, Any], token: str,
                 body: bytes) -> tuple[int, dict[str, Any], dict[str, str]]:
@@ -289,11 +298,12 @@ class SlackSender:
                 "response_url": self.response_url(), "trigger_id": "1.2.3"}
         return self.post(urlencode(form).encode(), "application/x-www-form-urlencoded", **kwargs)
 
-    def event(self, event: dict[str, Any], **kwargs: Any) -> requests.Response:
+    def event(self, event: dict[str, Any], event_id: str | None = None,
+              **kwargs: Any) -> requests.Response:
         """An Events API event_callback, JSON as Slack sends it."""
         envelope = {"token": "legacy-verification", "team_id": TEAM, "api_app_id": "A0000APP",
                     "event": {"event_ts": event.get("ts", ""), **event},
-                    "type": "event_callback", "event_id": f"Ev{time.time_ns()}",
+                    "type": "event_callback", "event_id": event_id or f"Ev{time.time_ns()}",
                     "event_time": int(time.time()),
                     "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}]}
         return self.post(json.dumps(envelope).encode(), "application/json", **kwargs)
