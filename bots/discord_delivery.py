@@ -28,9 +28,10 @@ from bots.discord_format import (
     shorten,
     token_valid,
 )
-from bots.discord_rest import DiscordApiError, DiscordRest, UploadFile
+from bots.discord_rest import DiscordApiError, DiscordRest, SharedWaits, UploadFile
 from bots.grammar import Limits
 from settings import Settings
+from tasks.connection import redis_client
 from tasks.delivery import DeliveryContext
 from tasks.jobs import Job, JobStatus, Requester
 
@@ -46,7 +47,8 @@ class DiscordDelivery:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         token = settings.discord_token.get_secret_value() if settings.discord_token else None
-        self.rest = DiscordRest(settings.discord_api_url, token)
+        self.rest = DiscordRest(settings.discord_api_url, token,
+                                waits=SharedWaits(redis_client(settings)))
         self.limits = Limits.from_settings(settings)
 
     # --- the adapter protocol ----------------------------------------------------------

@@ -8,11 +8,14 @@ DiscordApiError (permanent, with Discord's JSON error code for callers that can 
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
+
+import redis
 
 from tasks.delivery import PermanentDeliveryError, RateLimited, TransientDeliveryError
 from tasks.webhook_delivery import retry_after_seconds
@@ -43,6 +46,14 @@ class DiscordApiError(PermanentDeliveryError):
             UNKNOWN_MESSAGE, UNKNOWN_WEBHOOK, UNKNOWN_INTERACTION, INVALID_WEBHOOK_TOKEN)
 
 
+class DiscordRateLimited(RateLimited):
+    """A 429; `is_global` when it holds for every route of this bot."""
+
+    def __init__(self, retry_after: float, detail: str, *, is_global: bool) -> None:
+        super().__init__(retry_after, detail)
+        self.is_global = is_global
+
+
 @dataclass(frozen=True)
 class UploadFile:
     filename: str
@@ -50,11 +61,42 @@ class UploadFile:
     content_type: str
 
 
+WAIT_KEY = "imagine:discord:wait:{}"
+_MAJOR = re.compile(r"^/(channels|guilds)/(\d+)|^/webhooks/(\d+)/([^/?]+)|^/interactions/(\d+)")
+
+
+def major_route(path: str) -> str:
+    """Discord's rate-limit buckets follow the route's major parameter (channel, webhook)."""
+    match = _MAJOR.match(path)
+    if match is None:
+        return path.split("?")[0]
+    return ":".join(part for part in match.groups() if part)
+
+
+class SharedWaits:
+    """A 429's retry_after, kept in Redis so every deliver thread and process honours it,
+    not only the task that was told (a duplicate delivery would otherwise post early)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+
+    def check(self, *buckets: str) -> None:
+        for bucket in buckets:
+            left = self.redis.pttl(WAIT_KEY.format(bucket))
+            if isinstance(left, int) and left > 0:
+                raise RateLimited(left / 1000, f"by Discord on {bucket} (shared wait)")
+
+    def record(self, bucket: str, seconds: float) -> None:
+        self.redis.set(WAIT_KEY.format(bucket), "1", px=max(1, int(seconds * 1000)))
+
+
 class DiscordRest:
-    def __init__(self, base_url: str | None, token: str | None, timeout: float = TIMEOUT) -> None:
+    def __init__(self, base_url: str | None, token: str | None, timeout: float = TIMEOUT,
+                 waits: SharedWaits | None = None) -> None:
         self.base_url = (base_url or DEFAULT_API_URL).rstrip("/")
         self.token = token
         self.timeout = timeout
+        self.waits = waits
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None,
                 files: list[UploadFile] | None = None, *, auth: bool = True) -> Any:
@@ -73,13 +115,20 @@ class DiscordRest:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
         route = f"{method} {path.split('?')[0]}"
+        bucket = major_route(path)
+        if self.waits is not None:
+            self.waits.check("global", bucket)
         request = urllib.request.Request(self.base_url + path, data=data, method=method,
                                          headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 raw = response.read()
         except urllib.error.HTTPError as exc:
-            raise _error(exc, route) from None
+            error = _error(exc, route)
+            if isinstance(error, RateLimited) and self.waits is not None:
+                is_global = isinstance(error, DiscordRateLimited) and error.is_global
+                self.waits.record("global" if is_global else bucket, error.retry_after)
+            raise error from None
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
             raise TransientDeliveryError(f"Discord unreachable for {route}: {exc}") from None
         return json.loads(raw) if raw else None
@@ -97,7 +146,8 @@ def _error(exc: urllib.error.HTTPError, route: str) -> Exception:
         retry_after = payload.get("retry_after")
         seconds = (float(retry_after) if isinstance(retry_after, (int, float))
                    else retry_after_seconds(exc.headers.get("Retry-After")))
-        return RateLimited(seconds, f"by Discord on {route}")
+        return DiscordRateLimited(seconds, f"by Discord on {route}",
+                                  is_global=bool(payload.get("global")))
     if exc.code >= 500:
         return TransientDeliveryError(f"Discord answered {exc.code} to {route}")
     return DiscordApiError(exc.code, int(payload.get("code") or 0),

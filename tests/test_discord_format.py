@@ -20,7 +20,7 @@ from bots.discord_format import (
     result_content,
     token_valid,
 )
-from bots.discord_rest import DiscordApiError, DiscordRest, UploadFile
+from bots.discord_rest import DiscordApiError, DiscordRest, SharedWaits, UploadFile
 from bots.grammar import Limits
 from generator.request import ImageRequest
 from tasks.delivery import RateLimited
@@ -116,3 +116,21 @@ def test_rest_client_maps_discord_answers(fake: FakeDiscord) -> None:
     with pytest.raises(DiscordApiError) as refused:
         DiscordRest(fake.api_url, "wrong").request("GET", "/users/@me")
     assert refused.value.status == 401 and not refused.value.gone
+
+
+def test_a_429_makes_every_deliverer_wait(fake: FakeDiscord, redis_url: str) -> None:
+    import redis
+
+    waits = SharedWaits(redis.Redis.from_url(redis_url))
+    first = DiscordRest(fake.api_url, BOT_TOKEN, waits=waits)
+    other = DiscordRest(fake.api_url, BOT_TOKEN, waits=waits)  # another thread or process
+    path = f"/channels/{fake.channel_id}/messages"
+    fake.rate_limit_next("POST", rf"^{path}$", retry_after=30)
+    with pytest.raises(RateLimited):
+        first.request("POST", path, {"content": "a"})
+    calls = len(fake.find("POST", rf"^{path}$"))
+    with pytest.raises(RateLimited) as told:
+        other.request("POST", path, {"content": "b"})
+    assert 0 < told.value.retry_after <= 30
+    assert len(fake.find("POST", rf"^{path}$")) == calls  # it never reached Discord
+    other.request("GET", "/users/@me")  # other routes are not held up
