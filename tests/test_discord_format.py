@@ -6,11 +6,12 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from PIL import Image
 
-from bots.discord_delivery import jpeg_preview
+from bots.discord_delivery import DiscordDelivery, jpeg_preview
 from bots.discord_format import (
     custom_id,
     no_pings,
@@ -134,3 +135,51 @@ def test_a_429_makes_every_deliverer_wait(fake: FakeDiscord, redis_url: str) -> 
     assert 0 < told.value.retry_after <= 30
     assert len(fake.find("POST", rf"^{path}$")) == calls  # it never reached Discord
     other.request("GET", "/users/@me")  # other routes are not held up
+
+
+def _context(fake: FakeDiscord, redis_url: str, tmp_path: Any, job: Job) -> Any:
+    import redis
+
+    from settings import Settings
+    from tasks.delivery import DeliveryContext
+    from tasks.storage import Storage
+
+    settings = Settings(_env_file=None, redis_url=redis_url, discord_token=BOT_TOKEN,
+                        discord_api_url=fake.api_url, storage_dir=tmp_path)
+    client = redis.Redis.from_url(redis_url)
+    return DiscordDelivery(settings), DeliveryContext(settings, Storage(tmp_path), client, job,
+                                                      "result")
+
+
+def _interaction_job(fake: FakeDiscord, status: JobStatus, **fields: Any) -> Job:
+    payload = fake.command_payload(prompt="x")
+    requester = Requester(platform="discord", user="1234", channel=fake.channel_id, extra={
+        "application_id": fake.application_id, "interaction_token": payload["token"],
+        "interaction_created": str(time.time())})
+    # The deferred response the bot would have made.
+    DiscordRest(fake.api_url, None).request(
+        "POST", f"/interactions/{payload['id']}/{payload['token']}/callback", {"type": 5},
+        auth=False)
+    return Job(requester=requester, request=ImageRequest(prompt="a slow fox"), status=status,
+               **fields)
+
+
+def test_progress_and_failure_edit_the_status_message(fake: FakeDiscord, redis_url: str,
+                                                      tmp_path: Any) -> None:
+    job = _interaction_job(fake, JobStatus.running, step=3, total_steps=10)
+    adapter, ctx = _context(fake, redis_url, tmp_path, job)
+    adapter.deliver_progress(ctx, None)
+    token = job.requester.extra["interaction_token"]
+    (edit,) = fake.find("PATCH", rf"/webhooks/\d+/{token}/messages/@original")
+    assert "Drawing" in edit.json["content"] and "step 3/10" in edit.json["content"]
+    assert edit.json["components"][0]["components"][0]["custom_id"].startswith(
+        "imagine:cancel:")
+
+    failed = job.model_copy(update={"status": JobStatus.failed,
+                                    "error": "Out of memory; try a smaller size."})
+    adapter, ctx = _context(fake, redis_url, tmp_path, failed)
+    adapter.deliver_result(ctx)
+    adapter.deliver_result(ctx)  # a redelivered task: the step is not repeated
+    edits = fake.find("PATCH", rf"/webhooks/\d+/{token}/messages/@original")
+    assert len(edits) == 2
+    assert "Out of memory" in edits[1].json["content"] and edits[1].json["components"] == []
