@@ -349,3 +349,27 @@ def test_bot_process_never_imports_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, timeout=TIMEOUT)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_requester_cancels_a_queued_job(stack: Stack) -> None:
+    fake = stack.fake
+    stack.processes["worker-generate"].stop()  # nothing draws: the job stays in line
+    author = fake.user("carol")
+    message = fake.dispatch("MESSAGE_CREATE", fake.message_payload("a waiting cat", author))
+    status = _wait_posted(stack, lambda: next(
+        (m for m in list(fake.messages.values())
+         if str(m.get("message_reference", {}).get("message_id")) == message["id"]), None),
+        "the status reply")
+    (cancel,) = [i for i in _custom_ids(status) if i.startswith("imagine:cancel:")]
+    press = fake.dispatch("INTERACTION_CREATE", fake.button_payload(cancel, status, author))
+    callback = wait_for(lambda: fake.find("POST", rf"^/interactions/{press['id']}/"), TIMEOUT,
+                        message="the callback")[0]
+    assert callback.json["type"] == 7  # the status message itself is updated
+    assert "Cancelled" in callback.json["data"]["content"]
+    assert callback.json["data"]["components"] == []
+
+    stack.start_worker("generate")  # the cancelled job is skipped, never drawn
+    _wait_posted(stack, lambda: [c for c in fake.find("PATCH", rf"/messages/{status['id']}$")
+                                 if "Cancelled" in c.json["content"]], "the final status edit")
+    assert not [c for c in _files_posted(fake, "/channels/")
+                if str(c.json.get("message_reference", {}).get("message_id")) == message["id"]]
