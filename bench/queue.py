@@ -19,6 +19,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# This file is named like the stdlib `queue` module that kombu imports: take bench/ off the
+# path (Python put it first) so `import queue` finds the real one.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
 from generator.request import ImageRequest  # noqa: E402
