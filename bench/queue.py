@@ -122,7 +122,8 @@ def main() -> None:
     print(f"paired ratio:          {paired:.3f} (submit->done over the same job's pipeline time)")
     print(f"{args.jobs} queued jobs: wall {wall:.1f} s, generating {busy * wall:.1f} s, "
           f"busy fraction {busy:.3f} (goal >= 0.95)")
-    print(f"overhead_ratio={ratio:.3f} paired_ratio={paired:.3f} busy_fraction={busy:.3f} bare_s={bare_s:.3f} "
+    print(f"overhead_ratio={ratio:.3f} paired_ratio={paired:.3f} busy_fraction={busy:.3f} "
+          f"bare_s={bare_s:.3f} "
           f"latency_s={latency_s:.3f}")
 
 
