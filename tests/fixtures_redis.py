@@ -49,15 +49,13 @@ def redis_url(redis_server: EmbeddedRedis) -> str:
     return redis_server.url
 
 
-@pytest.fixture
-def imagine_env(redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                tiny_model_dir: Path) -> dict[str, str]:
-    """The environment of this test's processes; also applied to this process."""
-    env = {
+def process_env(redis_url: str, folder: Path, model_dir: Path, **extra: str) -> dict[str, str]:
+    """Variables for processes of a test: its Redis, its folders, the tiny model, small jobs."""
+    return {
         "IMAGINE_REDIS_URL": redis_url,
-        "IMAGINE_DATA_DIR": str(tmp_path / "data"),
-        "IMAGINE_STORAGE_DIR": str(tmp_path / "images"),
-        "IMAGINE_MODEL": str(tiny_model_dir),
+        "IMAGINE_DATA_DIR": str(folder / "data"),
+        "IMAGINE_STORAGE_DIR": str(folder / "images"),
+        "IMAGINE_MODEL": str(model_dir),
         "IMAGINE_DEVICE": "cpu",
         "IMAGINE_TORCH_THREADS": "1",
         "IMAGINE_DEFAULT_SIZE": "64",
@@ -67,7 +65,15 @@ def imagine_env(redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         "IMAGINE_PUBLIC_URL": "http://127.0.0.1:9",
         "HF_HUB_OFFLINE": "1",
         "PYTHONUNBUFFERED": "1",
+        **extra,
     }
+
+
+@pytest.fixture
+def imagine_env(redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                tiny_model_dir: Path) -> dict[str, str]:
+    """The environment of this test's processes; also applied to this process."""
+    env = process_env(redis_url, tmp_path, tiny_model_dir)
     for key in list(os.environ):
         if key.startswith(("IMAGINE_", "SLACK_", "DISCORD_")):
             monkeypatch.delenv(key)
@@ -183,7 +189,7 @@ def start_worker(start_process: Callable[..., Process], settings: Settings
             wait_for(lambda: worker_alive(client, queue, process.pid) or not process.alive(),
                      timeout, message=f"{queue} worker to start")
         except AssertionError:
-            raise AssertionError(f"{queue} worker did not start:\n{process.log()[-3000:]}")
+            raise AssertionError(f"{queue} worker did not start:\n{process.log()[-3000:]}") from None
         if not process.alive():
             raise AssertionError(f"{queue} worker exited:\n{process.log()[-3000:]}")
         return process

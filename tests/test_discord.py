@@ -20,7 +20,7 @@ import pytest
 import redis
 
 from tests.fakes.discord_server import Call, FakeDiscord
-from tests.fixtures_redis import ROOT, Process, imagine_command, wait_for, worker_alive
+from tests.fixtures_redis import ROOT, Process, imagine_command, process_env, wait_for, worker_alive
 
 TIMEOUT = 180.0
 
@@ -72,24 +72,13 @@ def stack(redis_server: Any, tiny_model_dir: Path,
     fake = FakeDiscord().start()
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("IMAGINE_", "SLACK_", "DISCORD_"))}
-    env.update({
-        "IMAGINE_REDIS_URL": redis_server.url,
-        "IMAGINE_DATA_DIR": str(tmp / "data"),
-        "IMAGINE_STORAGE_DIR": str(tmp / "images"),
-        "IMAGINE_MODEL": str(tiny_model_dir),
-        "IMAGINE_DEVICE": "cpu",
-        "IMAGINE_TORCH_THREADS": "1",
-        "IMAGINE_DEFAULT_SIZE": "64",
-        "IMAGINE_DEFAULT_STEPS": "2",
-        "IMAGINE_PROGRESS_INTERVAL": "0",
-        "IMAGINE_VISIBILITY_TIMEOUT": "3",
-        "IMAGINE_PUBLIC_URL": "http://images.example.test",
-        "IMAGINE_DISCORD_READY_TIMEOUT": "0.2",
-        "IMAGINE_MAX_JOBS_PER_USER": "10",
-        "HF_HUB_OFFLINE": "1",
-        "PYTHONUNBUFFERED": "1",
+    env.update(process_env(
+        redis_server.url, tmp, tiny_model_dir,
+        IMAGINE_PUBLIC_URL="http://images.example.test",
+        IMAGINE_DISCORD_READY_TIMEOUT="0.2",
+        IMAGINE_MAX_JOBS_PER_USER="10",
         **fake.env,
-    })
+    ))
     logs = tmp / "logs"
     logs.mkdir()
     stack = Stack(fake, env, logs, redis_server.client(), {})
