@@ -12,11 +12,9 @@ Prints figures, then one line of `name=value` pairs ending with `overhead_ratio=
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,10 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
+from bench.stack import start_stack  # noqa: E402
 from generator.request import ImageRequest  # noqa: E402
-from settings import Settings  # noqa: E402
 from tasks.connection import redis_client  # noqa: E402
-from tasks.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
 from tests.fakes.discord_server import Call, FakeDiscord  # noqa: E402
 
 # One torch thread: on a shared 2-core machine two threads spin against other work and
@@ -71,21 +68,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="imagine-bench-discord-"))
-    from generator.tiny_model import build_tiny_model
-
-    model_dir = build_tiny_model(work / "tiny")
-    server = EmbeddedRedis(work / "redis", port=free_port(), appendonly=False).start()
     fake = FakeDiscord().start()
-    env = {**{k: v for k, v in os.environ.items()
-              if not k.startswith(("IMAGINE_", "DISCORD_", "SLACK_"))},
-           "IMAGINE_REDIS_URL": server.url, "IMAGINE_MODEL": str(model_dir),
-           "IMAGINE_DATA_DIR": str(work / "data"), "IMAGINE_DEVICE": "cpu",
-           "IMAGINE_TORCH_THREADS": THREADS, "HF_HUB_OFFLINE": "1",
-           "IMAGINE_DEFAULT_SIZE": str(args.size), "IMAGINE_DEFAULT_STEPS": str(args.steps),
-           "IMAGINE_MAX_JOBS_PER_USER": "100", **fake.env}
-    os.environ.update({k: v for k, v in env.items() if k.startswith(("IMAGINE_", "HF_"))})
-    settings = Settings(_env_file=None)
+    stack = start_stack("discord", THREADS, IMAGINE_DEFAULT_SIZE=str(args.size),
+                        IMAGINE_DEFAULT_STEPS=str(args.steps), IMAGINE_MAX_JOBS_PER_USER="100",
+                        **fake.env)
+    work, server, env = stack.work, stack.server, stack.env
+    settings = stack.settings()
     request = ImageRequest(prompt="a red fox in snow", width=args.size, height=args.size,
                            num_inference_steps=args.steps, seed=1)
 

@@ -10,11 +10,9 @@ process and the tiny model, all on this machine. Prints figures, then one line o
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,11 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
+from bench.stack import start_stack  # noqa: E402
 from generator.request import ImageRequest  # noqa: E402
-from settings import Settings  # noqa: E402
 from tasks.celery_app import create_celery  # noqa: E402
 from tasks.connection import redis_client  # noqa: E402
-from tasks.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
 from tasks.jobs import Job, JobStatus, Requester  # noqa: E402
 from tasks.queue import JobQueue  # noqa: E402
 
@@ -52,17 +49,10 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=50)
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="imagine-bench-queue-"))
-    from generator.tiny_model import build_tiny_model
-
-    model_dir = build_tiny_model(work / "tiny")
-    server = EmbeddedRedis(work / "redis", port=free_port(), appendonly=False).start()
-    env = {**os.environ, "IMAGINE_REDIS_URL": server.url, "IMAGINE_MODEL": str(model_dir),
-           "IMAGINE_DATA_DIR": str(work / "data"), "IMAGINE_DEVICE": "cpu",
-           "IMAGINE_TORCH_THREADS": THREADS, "HF_HUB_OFFLINE": "1",
-           "IMAGINE_MAX_QUEUE": str(args.jobs + 10), "IMAGINE_MAX_JOBS_PER_USER": str(args.jobs + 10)}
-    os.environ.update({k: v for k, v in env.items() if k.startswith(("IMAGINE_", "HF_"))})
-    settings = Settings(_env_file=None)
+    stack = start_stack("queue", THREADS, IMAGINE_MAX_QUEUE=str(args.jobs + 10),
+                        IMAGINE_MAX_JOBS_PER_USER=str(args.jobs + 10))
+    server, env = stack.server, stack.env
+    settings = stack.settings()
     request = ImageRequest(prompt="a red fox in snow", width=args.size, height=args.size,
                            num_inference_steps=args.steps, seed=1)
 

@@ -17,7 +17,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,10 +27,11 @@ sys.path[0] = str(ROOT)
 
 import requests  # noqa: E402
 
+from bench.stack import start_stack  # noqa: E402
 from bots.grammar import Limits, parse  # noqa: E402
 from settings import Settings  # noqa: E402
 from tasks.connection import redis_client  # noqa: E402
-from tasks.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
+from tasks.embedded_redis import free_port  # noqa: E402
 from tasks.jobs import Job, JobStore  # noqa: E402
 from tests.fakes.slack_api import (  # noqa: E402
     BOT_TOKEN,
@@ -108,19 +108,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="imagine-bench-slack-"))
-    from generator.tiny_model import build_tiny_model
-
-    model_dir = build_tiny_model(work / "tiny")
-    server = EmbeddedRedis(work / "redis", port=free_port(), appendonly=False).start()
     port = free_port()
-    env = {**os.environ, "IMAGINE_REDIS_URL": server.url, "IMAGINE_MODEL": str(model_dir),
-           "IMAGINE_DATA_DIR": str(work / "data"), "IMAGINE_DEVICE": "cpu",
-           "IMAGINE_TORCH_THREADS": THREADS, "HF_HUB_OFFLINE": "1",
-           "IMAGINE_WEB_PORT": str(port), "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-           "SLACK_BOT_TOKEN": BOT_TOKEN}
-    os.environ.update({k: v for k, v in env.items() if k.startswith(("IMAGINE_", "HF_"))})
-    settings = Settings(_env_file=None)
+    stack = start_stack("slack", THREADS, IMAGINE_WEB_PORT=str(port),
+                        SLACK_SIGNING_SECRET=SIGNING_SECRET, SLACK_BOT_TOKEN=BOT_TOKEN)
+    work, server, env = stack.work, stack.server, stack.env
+    settings = stack.settings()
     text = f"a red fox in snow --size {args.size}x{args.size} --steps {args.steps}"
     request = parse(f"{text} --seed 1", Limits.from_settings(settings))
 
