@@ -40,10 +40,10 @@ def cli() -> None:
               help="Where to write the image; image i>1 of --n gets a -i suffix.")
 def generate(prompt: str, output: Path) -> None:
     """Draw one prompt locally (no queue), e.g. "a red fox --ar 3:2 --seed 1"."""
-    from generator.engine import Engine  # noqa: PLC0415
     from tqdm import tqdm  # noqa: PLC0415
 
     from bots.grammar import Limits, parse  # noqa: PLC0415
+    from generator.engine import Engine  # noqa: PLC0415
     from tasks.queue import random_seed  # noqa: PLC0415
 
     settings = _settings()

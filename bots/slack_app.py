@@ -13,24 +13,31 @@ import re
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, request
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bots import slack_text as say
 from bots.grammar import USAGE, Limits, parse
-from bots.slack_client import check_token, web_client
+from bots.slack_client import AUTH_ERRORS, check_token, error_code, web_client
 from bots.slack_jobs import Origin, SlackJobs
 from generator.errors import PromptError
 from settings import Settings
 from tasks.queue import JobQueue
 
+if TYPE_CHECKING:
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
 log = logging.getLogger(__name__)
 
 COMMAND = "/imagine"
 ACTION_PATTERN = re.compile(r"^imagine:(reroll|vary|upscale|cancel)(:\d+)?$")
+# apps.connections.open answers these when SLACK_APP_TOKEN is not a usable app-level token.
+APP_TOKEN_ERRORS = AUTH_ERRORS | {"not_allowed_token_type", "invalid_token", "forbidden_team"}
+RECONNECT_BACKOFF_MAX = 60.0
 
 
 def usage_text(error: str | None = None) -> str:
@@ -173,8 +180,38 @@ def run_socket_mode(settings: Settings) -> int:
     queue = JobQueue(settings, redis_client(settings), create_celery(settings))
     app = create_slack_app(settings, queue, socket_mode=True, client=client)
     handler = SocketModeHandler(app, settings.slack_app_token.get_secret_value())
-    handler.connect()
-    log.info("imagine slack: connected in Socket Mode")
+    if connect_socket_mode(handler, stop) and handler.client.is_connected():
+        log.info("imagine slack: connected in Socket Mode")
     stop.wait()
     handler.close()
     return 0
+
+
+def connect_socket_mode(handler: SocketModeHandler, stop: threading.Event) -> bool:
+    """Ask Slack for a connection URL and connect, retrying while Slack is unreachable.
+
+    False when Slack refuses the app token. A WebSocket that fails after that, Slack's
+    `disconnect` messages and dropped connections are retried by the SDK's own monitor.
+    """
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            handler.connect()
+            return True
+        except SlackApiError as exc:
+            code = error_code(exc)
+            if code in APP_TOKEN_ERRORS:
+                # Restarting cannot fix this either: say what to do, then wait.
+                log.error("imagine slack: Slack rejected SLACK_APP_TOKEN (%s). Create an "
+                          "app-level token with the connections:write scope (app settings → "
+                          "Basic Information → App-Level Tokens), set SLACK_APP_TOKEN to it "
+                          "(xapp-…), enable Socket Mode, and restart", code)
+                return False
+            log.warning("imagine slack: Slack refused the connection (%s); retrying in %.0f s",
+                        code or exc.response.status_code, delay)
+        except (SlackClientError, OSError) as exc:
+            log.warning("imagine slack: could not connect to Slack (%s); retrying in %.0f s",
+                        exc, delay)
+        stop.wait(delay)
+        delay = min(delay * 2, RECONNECT_BACKOFF_MAX)
+    return False

@@ -124,8 +124,8 @@ class JobQueue:
     # --- where things stand -----------------------------------------------------------
     def position(self, job_id: str) -> int | None:
         """1 for the next job to start; None once it runs or is gone."""
-        rank = self.redis.zrank(QUEUE_KEY, job_id)
-        return None if rank is None else int(rank) + 1
+        rank = self.redis.zrank(QUEUE_KEY, job_id)  # an int (no withscore)
+        return None if rank is None else int(rank) + 1  # type: ignore[arg-type]
 
     def queued_count(self) -> int:
         return int(self.redis.zcard(QUEUE_KEY))

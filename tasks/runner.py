@@ -23,8 +23,9 @@ from tasks.queue import JobQueue
 from tasks.storage import Storage
 
 if TYPE_CHECKING:
-    from generator.engine import Engine
     from PIL.Image import Image
+
+    from generator.engine import Engine
 
 log = logging.getLogger(__name__)
 

@@ -60,7 +60,7 @@ def test_submitted_job_is_drawn_stored_and_recorded(settings: Settings,
     assert job.started_at and job.finished_at and job.finished_at >= job.started_at
     assert job.attempts == 1 and job.error is None and job.worker
     storage = Storage(settings.images_dir)
-    for name, seed in zip(job.images, job.seeds):
+    for name, seed in zip(job.images, job.seeds, strict=True):
         assert f"Seed: {seed}" in (read_parameters(storage.read(name)) or "")
     assert queue.position(job.id) is None and queue.running_count() == 0
 

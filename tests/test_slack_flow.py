@@ -13,24 +13,15 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import requests
 from PIL import Image
 
 from tasks.connection import redis_client
-from tasks.embedded_redis import free_port
 from tasks.jobs import JobStore
-from tests.fakes.slack_api import (
-    BOT_TOKEN,
-    SIGNING_SECRET,
-    FakeSlack,
-    SlackSender,
-    buttons,
-    fake_slack,
-)
+from tests.fakes.slack_api import FakeSlack, SlackSender, buttons, fake_slack
 from tests.fixtures_redis import Process, wait_for
+from tests.slack_support import JOB_WAIT, SlackStack, finished, new_status, uploads_in
 
 PNG = b"\x89PNG\r\n\x1a\n"
-JOB_WAIT = 120.0
 
 
 @pytest.fixture
@@ -39,80 +30,18 @@ def slack() -> Iterator[FakeSlack]:
         yield fake
 
 
-class Stack:
-    """`imagine web` plus a generate and a deliver worker, all pointed at the fake."""
-
-    def __init__(self, start_process: Callable[..., Process], start_worker: Callable[..., Process],
-                 slack: FakeSlack) -> None:
-        self.start_process = start_process
-        self.start_worker = start_worker
-        self.port = free_port()
-        self.env = {"SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_BOT_TOKEN": BOT_TOKEN,
-                    "SLACK_API_URL": slack.api_url, "IMAGINE_WEB_PORT": str(self.port),
-                    # 64 px images may be upscaled once (128 × 128), not twice.
-                    "IMAGINE_MAX_PIXELS": str(128 * 128)}
-        self.processes: list[Process] = []
-        self.sender = SlackSender(f"http://127.0.0.1:{self.port}", slack)
-
-    def start(self) -> None:
-        web = self.start_process("web", env=self.env, name="web")
-        self.processes = [web, self.start_worker("generate", env=self.env),
-                          self.start_worker("deliver", env=self.env)]
-
-        def web_up() -> bool:
-            assert web.alive(), web.log()[-3000:]
-            try:
-                return requests.get(f"{self.sender.app_url}/healthz", timeout=5).ok
-            except requests.ConnectionError:
-                return False
-
-        wait_for(web_up, 60, message="imagine web")
-
-    def stop(self) -> None:
-        for process in self.processes:
-            process.stop()
-
-    def logs(self) -> str:
-        return "\n".join(p.log()[-2000:] for p in self.processes)
-
-
 @pytest.fixture
 def stack(start_process: Callable[..., Process], start_worker: Callable[..., Process],
-          slack: FakeSlack) -> Stack:
-    return Stack(start_process, start_worker, slack)
+          slack: FakeSlack) -> SlackStack:
+    # 64 px images may be upscaled once (128 × 128), not twice.
+    return SlackStack(start_process, start_worker, slack, IMAGINE_MAX_PIXELS=str(128 * 128))
 
 
-def finished(slack: FakeSlack, channel: str, ts: str, stack: Stack) -> dict[str, Any]:
-    """The status message once the deliverer turned it into the result."""
-
-    def done() -> dict[str, Any] | None:
-        message = slack.message(channel, ts)
-        over = any("Reroll" in label for label in buttons(message)) or "failed" in message["text"]
-        return message if over else None
-
-    try:
-        message = wait_for(done, JOB_WAIT, interval=0.2, message=f"the result of {ts}")
-    except AssertionError:
-        raise AssertionError(f"{slack.message(channel, ts)}\n{stack.logs()}") from None
-    assert " — done" in message["text"], message["text"]
-    return message
-
-
-def uploads_in(slack: FakeSlack, channel: str, thread: str) -> list[dict[str, Any]]:
-    return [m for m in slack.thread(channel, thread) if m.get("subtype") == "file_share"]
-
-
-def new_status(slack: FakeSlack, before: int) -> dict[str, Any]:
-    posts = wait_for(lambda: len(slack.of("chat.postMessage")) > before and
-                     slack.of("chat.postMessage"), message="a new status message")
-    return dict(posts[before].answer["message"])
-
-
-def test_slash_command_mention_and_buttons_across_restarts(stack: Stack, slack: FakeSlack,
+def test_slash_command_mention_and_buttons_across_restarts(stack: SlackStack, slack: FakeSlack,
                                                            settings: Any) -> None:
     slack.fail("files.completeUploadExternal", "ratelimited", retry_after="1")
     stack.start()
-    sender = stack.sender
+    sender = SlackSender(stack.app_url, slack)
 
     # 1. The slash command: the ack is the HTTP response itself, empty for a good prompt.
     answer = sender.command("a fox <!channel> --seed 7 --n 2")

@@ -24,7 +24,10 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 
+from tests.fakes.slack_socket import Ack, SocketModeServer
+
 BOT_TOKEN = "xoxb-test-token"
+APP_TOKEN = "xapp-1-A0000APP-test-token"
 SIGNING_SECRET = "test-signing-secret"
 BOT_USER = "UBOT0001"
 BOT_ID = "BBOT0001"
@@ -53,7 +56,9 @@ class Failure:
 @dataclass
 class FakeSlack:
     token: str = BOT_TOKEN
+    app_token: str = APP_TOKEN  # Socket Mode's app-level token (apps.connections.open)
     url: str = ""
+    socket: SocketModeServer | None = None  # set when started with socket_mode=True
     calls: list[Call] = field(default_factory=list)
     uploads: dict[str, bytes] = field(default_factory=dict)
     messages: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
@@ -81,6 +86,10 @@ class FakeSlack:
         with self.lock:
             return [c for c in self.calls
                     if c.method == method and (ok is None or c.answer.get("ok") is ok)]
+
+    def response_url(self) -> str:
+        """A fresh response_url, as Slack puts in every command and interaction."""
+        return f"{self.url}/response/{time.time_ns()}"
 
     def message(self, channel: str, ts: str) -> dict[str, Any]:
         with self.lock:
@@ -129,6 +138,8 @@ class FakeSlack:
             return 200, {"ok": True}, {}
         if method == "response_url":
             return 200, {"ok": True}, {}
+        if method == "apps.connections.open":
+            return 200, self._apps_connections_open(token), {}
         if token != self.token:
             return 200, {"ok": False, "error": "invalid_auth"}, {}
         failure = self._take_failure(method, params)
@@ -143,6 +154,16 @@ class FakeSlack:
         if handler is None:
             return 200, {"ok": False, "error": "unknown_method"}, {}
         return 200, handler(params), {}
+
+    def _apps_connections_open(self, token: str) -> dict[str, Any]:
+        # Only an app-level token may open a connection; a bot token gets Slack's answer.
+        if token.startswith("xoxb-"):
+            return {"ok": False, "error": "not_allowed_token_type"}
+        if token != self.app_token:
+            return {"ok": False, "error": "invalid_auth"}
+        if self.socket is None:  # started without socket_mode: not served, like any other
+            return {"ok": False, "error": "unknown_method"}
+        return {"ok": True, "url": self.socket.new_url()}
 
     def _auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "url": "https://fake.slack.com/", "team": "Fake", "user": "imagine",
@@ -205,9 +226,15 @@ def _json(value: Any) -> Any:
 
 
 @contextmanager
-def fake_slack() -> Iterator[FakeSlack]:
-    """A running fake on a free loopback port; `fake.api_url` is the SLACK_API_URL."""
+def fake_slack(*, socket_mode: bool = False) -> Iterator[FakeSlack]:
+    """A running fake on a free loopback port; `fake.api_url` is the SLACK_API_URL.
+
+    With `socket_mode`, apps.connections.open hands out URLs of a running Socket Mode server
+    (`fake.socket`).
+    """
     slack = FakeSlack()
+    if socket_mode:
+        slack.socket = SocketModeServer().start()
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -256,6 +283,8 @@ def fake_slack() -> Iterator[FakeSlack]:
     try:
         yield slack
     finally:
+        if slack.socket is not None:
+            slack.socket.stop()
         server.shutdown()
         server.server_close()
 
@@ -269,6 +298,56 @@ def sign(body: bytes, timestamp: int | None = None,
     stamp = str(int(time.time()) if timestamp is None else timestamp)
     digest = hmac.new(secret.encode(), f"v0:{stamp}:".encode() + body, hashlib.sha256)
     return {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": f"v0={digest.hexdigest()}"}
+
+
+def command_payload(text: str, response_url: str, *, user: str = "U0000USER",
+                    channel: str = "C0000CHAN") -> dict[str, str]:
+    """A slash command's fields, as Slack sends them (form-encoded over HTTP)."""
+    return {"token": "legacy-verification", "team_id": TEAM, "team_domain": "fake",
+            "channel_id": channel, "channel_name": "general", "user_id": user,
+            "user_name": "someone", "command": "/imagine", "text": text,
+            "api_app_id": "A0000APP", "is_enterprise_install": "false",
+            "response_url": response_url, "trigger_id": "1.2.3"}
+
+
+def event_callback(event: dict[str, Any], event_id: str | None = None) -> dict[str, Any]:
+    """An Events API event_callback around `event`."""
+    return {"token": "legacy-verification", "team_id": TEAM, "api_app_id": "A0000APP",
+            "event": {"event_ts": event.get("ts", ""), **event},
+            "type": "event_callback", "event_id": event_id or f"Ev{time.time_ns()}",
+            "event_time": int(time.time()),
+            "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}]}
+
+
+def mention_event(text: str, *, user: str = "U0000USER", channel: str = "C0000CHAN",
+                  ts: str | None = None, thread_ts: str | None = None) -> dict[str, Any]:
+    """An app_mention event: `@imagine text` in a channel."""
+    event = {"type": "app_mention", "user": user, "text": f"<@{BOT_USER}> {text}",
+             "ts": ts or f"{int(time.time())}.{time.time_ns() % 1000000:06d}",
+             "channel": channel, "team": TEAM}
+    if thread_ts:
+        event["thread_ts"] = thread_ts
+    return event
+
+
+def block_actions(button: dict[str, Any], message: dict[str, Any], response_url: str, *,
+                  user: str = "U0000USER") -> dict[str, Any]:
+    """The block_actions payload of a click on `button` of `message`."""
+    return {
+        "type": "block_actions", "user": {"id": user, "username": "someone", "team_id": TEAM},
+        "api_app_id": "A0000APP", "token": "legacy-verification",
+        "container": {"type": "message", "message_ts": message["ts"],
+                      "channel_id": message["channel"], "is_ephemeral": False},
+        "trigger_id": "1.2.3", "team": {"id": TEAM, "domain": "fake"},
+        "channel": {"id": message["channel"], "name": "general"},
+        "message": {k: message[k] for k in ("type", "ts", "text", "blocks")
+                    if k in message} | ({"thread_ts": message["thread_ts"]}
+                                        if message.get("thread_ts") else {}),
+        "response_url": response_url,
+        "actions": [{"action_id": button["action_id"], "block_id": "b",
+                     "text": button["text"], "value": button["value"], "type": "button",
+                     "action_ts": str(time.time())}],
+    }
 
 
 @dataclass
@@ -291,55 +370,56 @@ class SlackSender:
     def command(self, text: str, *, user: str = "U0000USER", channel: str = "C0000CHAN",
                 **kwargs: Any) -> requests.Response:
         """A slash command, form-encoded as Slack sends it."""
-        form = {"token": "legacy-verification", "team_id": TEAM, "team_domain": "fake",
-                "channel_id": channel, "channel_name": "general", "user_id": user,
-                "user_name": "someone", "command": "/imagine", "text": text,
-                "api_app_id": "A0000APP", "is_enterprise_install": "false",
-                "response_url": self.response_url(), "trigger_id": "1.2.3"}
+        form = command_payload(text, self.slack.response_url(), user=user, channel=channel)
         return self.post(urlencode(form).encode(), "application/x-www-form-urlencoded", **kwargs)
 
     def event(self, event: dict[str, Any], event_id: str | None = None,
               **kwargs: Any) -> requests.Response:
         """An Events API event_callback, JSON as Slack sends it."""
-        envelope = {"token": "legacy-verification", "team_id": TEAM, "api_app_id": "A0000APP",
-                    "event": {"event_ts": event.get("ts", ""), **event},
-                    "type": "event_callback", "event_id": event_id or f"Ev{time.time_ns()}",
-                    "event_time": int(time.time()),
-                    "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}]}
-        return self.post(json.dumps(envelope).encode(), "application/json", **kwargs)
+        body = json.dumps(event_callback(event, event_id)).encode()
+        return self.post(body, "application/json", **kwargs)
 
-    def mention(self, text: str, *, user: str = "U0000USER", channel: str = "C0000CHAN",
-                ts: str | None = None, thread_ts: str | None = None) -> requests.Response:
-        event = {"type": "app_mention", "user": user, "text": f"<@{BOT_USER}> {text}",
-                 "ts": ts or f"{int(time.time())}.{time.time_ns() % 1000000:06d}",
-                 "channel": channel, "team": TEAM}
-        if thread_ts:
-            event["thread_ts"] = thread_ts
-        return self.event(event)
+    def mention(self, text: str, **kwargs: Any) -> requests.Response:
+        return self.event(mention_event(text, **kwargs))
 
     def click(self, button: dict[str, Any], message: dict[str, Any], *,
               user: str = "U0000USER") -> requests.Response:
         """A block_actions payload for a button of `message`, form-encoded as `payload`."""
-        payload = {
-            "type": "block_actions", "user": {"id": user, "username": "someone", "team_id": TEAM},
-            "api_app_id": "A0000APP", "token": "legacy-verification",
-            "container": {"type": "message", "message_ts": message["ts"],
-                          "channel_id": message["channel"], "is_ephemeral": False},
-            "trigger_id": "1.2.3", "team": {"id": TEAM, "domain": "fake"},
-            "channel": {"id": message["channel"], "name": "general"},
-            "message": {k: message[k] for k in ("type", "ts", "text", "blocks")
-                        if k in message} | ({"thread_ts": message["thread_ts"]}
-                                            if message.get("thread_ts") else {}),
-            "response_url": self.response_url(),
-            "actions": [{"action_id": button["action_id"], "block_id": "b",
-                         "text": button["text"], "value": button["value"], "type": "button",
-                         "action_ts": str(time.time())}],
-        }
+        payload = block_actions(button, message, self.slack.response_url(), user=user)
         body = urlencode({"payload": json.dumps(payload)}).encode()
         return self.post(body, "application/x-www-form-urlencoded")
 
-    def response_url(self) -> str:
-        return f"{self.slack.url}/response/{time.time_ns()}"
+
+@dataclass
+class SocketSender:
+    """Pushes the same payloads to an app connected over Socket Mode; returns its acks."""
+
+    slack: FakeSlack
+
+    @property
+    def socket(self) -> SocketModeServer:
+        assert self.slack.socket is not None, "start the fake with fake_slack(socket_mode=True)"
+        return self.slack.socket
+
+    def command(self, text: str, *, user: str = "U0000USER",
+                channel: str = "C0000CHAN") -> Ack:
+        payload = command_payload(text, self.slack.response_url(), user=user, channel=channel)
+        return self.socket.ack(self.socket.send("slash_commands", payload))
+
+    def event(self, event: dict[str, Any], event_id: str | None = None,
+              retry_attempt: int = 0) -> Ack:
+        envelope = self.socket.send("events_api", event_callback(event, event_id),
+                                    retry_attempt=retry_attempt,
+                                    retry_reason="timeout" if retry_attempt else "")
+        return self.socket.ack(envelope)
+
+    def mention(self, text: str, **kwargs: Any) -> Ack:
+        return self.event(mention_event(text, **kwargs))
+
+    def click(self, button: dict[str, Any], message: dict[str, Any], *,
+              user: str = "U0000USER") -> Ack:
+        payload = block_actions(button, message, self.slack.response_url(), user=user)
+        return self.socket.ack(self.socket.send("interactive", payload))
 
 
 def buttons(message: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -1,0 +1,104 @@
+"""A whole Slack stack for end-to-end tests, and what they read back from the fake Slack.
+
+The front end is `imagine web` (HTTP mode, signed requests) or `imagine slack` (Socket Mode,
+connected to the fake's WebSocket); a generate and a deliver worker draw and deliver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+import requests
+
+from tasks.embedded_redis import free_port
+from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET, FakeSlack, buttons
+from tests.fixtures_redis import Process, wait_for
+
+JOB_WAIT = 120.0
+
+
+class SlackStack:
+    """The front end plus a generate and a deliver worker, all pointed at the fake."""
+
+    def __init__(self, start_process: Callable[..., Process], start_worker: Callable[..., Process],
+                 slack: FakeSlack, mode: Literal["http", "socket"] = "http",
+                 **env: str) -> None:
+        self.start_process = start_process
+        self.start_worker = start_worker
+        self.slack = slack
+        self.mode = mode
+        self.port = free_port()
+        self.env = {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_API_URL": slack.api_url,
+                    **({"SLACK_SIGNING_SECRET": SIGNING_SECRET,
+                        "IMAGINE_WEB_PORT": str(self.port)} if mode == "http"
+                       else {"SLACK_APP_TOKEN": APP_TOKEN}), **env}
+        self.processes: list[Process] = []
+        self.front: Process | None = None
+
+    @property
+    def app_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        hellos = self.slack.socket.hellos if self.slack.socket is not None else 0
+        command = "web" if self.mode == "http" else "slack"
+        self.front = self.start_process(command, env=self.env, name=command)
+        self.processes = [self.front, self.start_worker("generate", env=self.env),
+                          self.start_worker("deliver", env=self.env)]
+        if self.mode == "socket":
+            assert self.slack.socket is not None
+            try:
+                self.slack.socket.wait_connected(hellos + 1)
+            except TimeoutError:
+                raise AssertionError(self.front.log()[-3000:]) from None
+            return
+
+        def web_up() -> bool:
+            assert self.front is not None and self.front.alive(), self.logs()
+            try:
+                return requests.get(f"{self.app_url}/healthz", timeout=5).ok
+            except requests.ConnectionError:
+                return False
+
+        wait_for(web_up, 60, message="imagine web")
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.stop()
+
+    def logs(self) -> str:
+        return "\n".join(p.log()[-2000:] for p in self.processes)
+
+
+def finished(slack: FakeSlack, channel: str, ts: str, stack: SlackStack) -> dict[str, Any]:
+    """The status message once the deliverer turned it into the result."""
+
+    def done() -> dict[str, Any] | None:
+        message = slack.message(channel, ts)
+        over = any("Reroll" in label for label in buttons(message)) or "failed" in message["text"]
+        return message if over else None
+
+    try:
+        message = wait_for(done, JOB_WAIT, interval=0.2, message=f"the result of {ts}")
+    except AssertionError:
+        raise AssertionError(f"{slack.message(channel, ts)}\n{stack.logs()}") from None
+    assert " — done" in message["text"], message["text"]
+    return message
+
+
+def uploads_in(slack: FakeSlack, channel: str, thread: str) -> list[dict[str, Any]]:
+    return [m for m in slack.thread(channel, thread) if m.get("subtype") == "file_share"]
+
+
+def new_status(slack: FakeSlack, before: int) -> dict[str, Any]:
+    """The status message posted after the first `before` chat.postMessage calls."""
+    posts = wait_for(lambda: len(slack.of("chat.postMessage")) > before and
+                     slack.of("chat.postMessage"), message="a new status message")
+    return dict(posts[before].answer["message"])
+
+
+def edits_of(slack: FakeSlack, channel: str, ts: str) -> list[str]:
+    """The texts a status message was edited to, in order."""
+    return [str(call.params.get("text", "")) for call in slack.of("chat.update")
+            if (call.params.get("channel"), call.params.get("ts")) == (channel, ts)]
