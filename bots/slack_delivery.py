@@ -18,7 +18,7 @@ from bots.grammar import Limits, format_request
 from bots.slack_client import ChannelUnreachable, delivery_errors, web_client
 from bots.slack_status import StatusBusy, StatusGuard
 from settings import Settings
-from tasks.delivery import DeliveryContext, TransientDeliveryError
+from tasks.delivery import DeliveryContext, RateLimited, TransientDeliveryError
 from tasks.jobs import Job, JobStatus
 
 log = logging.getLogger(__name__)
@@ -44,27 +44,37 @@ class SlackDelivery:
                     job.id, lambda: self._show(job, text, blocks)))
         except StatusBusy as exc:
             raise TransientDeliveryError(str(exc)) from None
+        except RateLimited as exc:  # the task retries after the delay; progress rests as long
+            StatusGuard(ctx.redis, self.settings.job_ttl).pause_progress(
+                job.requester.extra.get("team", ""), exc.retry_after)
+            raise
         except ChannelUnreachable as exc:
             ctx.once("unreachable", lambda: self._tell_unreachable(job))
             raise ChannelUnreachable(exc.error) from None
 
     def deliver_progress(self, ctx: DeliveryContext, position: int | None) -> None:
-        """Edit the status message with the queue position or the step, at most every 1.5 s."""
+        """Edit the status message with the queue position or the step, paced (slack_status)."""
         job = ctx.job
         if not job.requester.message:
             return
         guard = StatusGuard(ctx.redis, self.settings.job_ttl)
-        if not guard.progress_slot(job.id):
+        team = job.requester.extra.get("team", "")
+        if not guard.progress_slot(job.id, team):
             return
         if job.status is JobStatus.queued and position:
             line = say.queued_line(position, "waiting")
         else:
             line = say.drawing_line(job.step, job.total_steps)
         text = say.status_text(self._head(job), line)
-        with delivery_errors():
-            guard.edit(job.id, lambda: self.client.chat_update(
-                channel=job.requester.channel, ts=job.requester.message, text=text,
-                blocks=say.cancel_blocks(text, job.id)))
+        try:
+            with delivery_errors():
+                guard.edit(job.id, lambda: self.client.chat_update(
+                    channel=job.requester.channel, ts=job.requester.message, text=text,
+                    blocks=say.cancel_blocks(text, job.id)))
+        except RateLimited as exc:
+            # Every further edit would be refused too and prolong the limit: let them rest.
+            guard.pause_progress(team, exc.retry_after)
+            raise
 
     # --- the steps ------------------------------------------------------------------------
     def _head(self, job: Job) -> str:

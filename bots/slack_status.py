@@ -16,10 +16,15 @@ import redis
 LOCK_KEY = "imagine:slack:status-lock:{}"
 FINAL_KEY = "imagine:slack:status-final:{}"
 THROTTLE_KEY = "imagine:slack:status-throttle:{}"
+TEAM_PACE_KEY = "imagine:slack:progress-pace:{}"
+TEAM_PAUSE_KEY = "imagine:slack:progress-pause:{}"
 LOCK_SECONDS = 60
-# chat.update is a Tier 3 method (about 50 a minute) and Slack allows about one message
-# per second per channel: progress edits of one message come at most this often.
+# Progress edits of one message come at most this often.
 PROGRESS_EDIT_SECONDS = 1.5
+# chat.update is a Tier 3 method: about 50 calls a minute per workspace, shared by every
+# job and process. Progress edits take at most 40 of them (one per 1.5 s, whichever job
+# asks), which leaves room for the "queued" and final edits that are never skipped.
+TEAM_PROGRESS_SECONDS = 1.5
 
 T = TypeVar("T")
 
@@ -61,10 +66,25 @@ class StatusGuard:
         finally:
             _release(lock)
 
-    def progress_slot(self, job_id: str, seconds: float = PROGRESS_EDIT_SECONDS) -> bool:
-        """True at most once per `seconds` for one job's progress edits."""
-        return bool(self.redis.set(THROTTLE_KEY.format(job_id), "1", nx=True,
-                                   px=max(1, int(seconds * 1000))))
+    def progress_slot(self, job_id: str, team: str = "") -> bool:
+        """May a progress edit be made now? Paced per job and per workspace, none while
+        Slack has rate-limited this workspace's edits."""
+        team_key = team or "unknown"
+        if self.redis.exists(TEAM_PAUSE_KEY.format(team_key)):
+            return False
+        if not _claim(self.redis, THROTTLE_KEY.format(job_id), PROGRESS_EDIT_SECONDS):
+            return False
+        return _claim(self.redis, TEAM_PACE_KEY.format(team_key), TEAM_PROGRESS_SECONDS)
+
+    def pause_progress(self, team: str, seconds: float) -> None:
+        """Slack answered `ratelimited`: no progress edits in this workspace for `seconds`."""
+        self.redis.set(TEAM_PAUSE_KEY.format(team or "unknown"), "1",
+                       px=max(1, int(seconds * 1000)))
+
+
+def _claim(client: redis.Redis, key: str, seconds: float) -> bool:
+    """True for the first caller in each `seconds`-long window of `key`."""
+    return bool(client.set(key, "1", nx=True, px=max(1, int(seconds * 1000))))
 
 
 def _release(lock: redis.lock.Lock) -> None:
