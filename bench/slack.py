@@ -5,8 +5,10 @@ generate worker and a real deliver worker, the tiny model, and the local fake of
 API from tests/fakes, all on this machine. The clock starts when the slash command is sent
 and stops when files.completeUploadExternal has put the images into the status message's
 thread. Prints figures, then one line of `name=value` pairs ending with the overhead ratio.
+With `--mode socket` the front end is `imagine slack` in Socket Mode instead, fed over the
+fake's WebSocket, and the ack is the app's acknowledgement of the envelope.
 
-    python bench/slack.py [--size 256] [--steps 20] [--rounds 7]
+    python bench/slack.py [--size 256] [--steps 20] [--rounds 7] [--mode http|socket]
 """
 
 from __future__ import annotations
@@ -27,17 +29,18 @@ sys.path[0] = str(ROOT)
 
 import requests  # noqa: E402
 
-from bench.stack import start_stack  # noqa: E402
-from bots.grammar import Limits, parse  # noqa: E402
+from bench.stack import BareGenerator, start_stack  # noqa: E402
 from settings import Settings  # noqa: E402
 from tasks.connection import redis_client  # noqa: E402
 from tasks.embedded_redis import free_port  # noqa: E402
 from tasks.jobs import Job, JobStore  # noqa: E402
 from tests.fakes.slack_api import (  # noqa: E402
+    APP_TOKEN,
     BOT_TOKEN,
     SIGNING_SECRET,
     FakeSlack,
     SlackSender,
+    SocketSender,
     fake_slack,
 )
 
@@ -82,14 +85,21 @@ def trace_job(slack: FakeSlack, begin: float) -> None:
             print(f"  {(stamp - offset - begin) * 1000:8.1f} ms job {name}", file=sys.stderr)
 
 
-def one_command(sender: SlackSender, slack: FakeSlack, text: str) -> tuple[float, float]:
+def one_command(sender: SlackSender | SocketSender, slack: FakeSlack,
+                text: str) -> tuple[float, float]:
     """(seconds to the ack, seconds to the completed upload) of one slash command."""
     before = completed(slack)
     begin = time.perf_counter()
-    answer = sender.command(text)
-    acked = time.perf_counter() - begin
-    if answer.status_code != 200 or answer.text:
-        raise SystemExit(f"unexpected ack {answer.status_code}: {answer.text[:300]}")
+    if isinstance(sender, SocketSender):
+        ack = sender.command(text)
+        acked = ack.at - begin
+        if ack.payload:
+            raise SystemExit(f"unexpected ack: {ack.payload}")
+    else:
+        answer = sender.command(text)
+        acked = time.perf_counter() - begin
+        if answer.status_code != 200 or answer.text:
+            raise SystemExit(f"unexpected ack {answer.status_code}: {answer.text[:300]}")
     slack.wait(lambda: completed(slack) > before, TIMEOUT)
     total = time.perf_counter() - begin
     if os.environ.get("BENCH_TRACE"):
@@ -101,58 +111,65 @@ def one_command(sender: SlackSender, slack: FakeSlack, text: str) -> tuple[float
     return acked, total
 
 
+def wait_ready(mode: str, port: int, slack: FakeSlack, processes: list[subprocess.Popen[bytes]],
+               work: Path) -> SlackSender | SocketSender:
+    """The sender for `mode`, once the front end answers (HTTP) or has connected (socket)."""
+    deadline = time.monotonic() + 120
+    while True:
+        if mode == "socket":
+            assert slack.socket is not None
+            if slack.socket.hellos:
+                return SocketSender(slack)
+        else:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).ok:
+                    return SlackSender(f"http://127.0.0.1:{port}", slack)
+            except requests.ConnectionError:
+                pass
+        if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
+            raise SystemExit(f"the stack did not start; logs in {work}")
+        time.sleep(0.2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--mode", choices=("http", "socket"), default="http")
     args = parser.parse_args()
 
     port = free_port()
-    stack = start_stack("slack", THREADS, IMAGINE_WEB_PORT=str(port),
-                        SLACK_SIGNING_SECRET=SIGNING_SECRET, SLACK_BOT_TOKEN=BOT_TOKEN)
+    front = {"http": {"IMAGINE_WEB_PORT": str(port), "SLACK_SIGNING_SECRET": SIGNING_SECRET},
+             "socket": {"SLACK_APP_TOKEN": APP_TOKEN}}[args.mode]
+    stack = start_stack("slack", THREADS, SLACK_BOT_TOKEN=BOT_TOKEN, **front)
     work, server, env = stack.work, stack.server, stack.env
-    settings = stack.settings()
+    stack.settings()  # this process reads job records from the stack's Redis (last_job)
     text = f"a red fox in snow --size {args.size}x{args.size} --steps {args.steps}"
-    request = parse(f"{text} --seed 1", Limits.from_settings(settings))
 
-    # The bare generator runs in this process (same threads, same request), interleaved
-    # with the Slack rounds so that both see the same load on a shared machine.
-    from generator.engine import Engine
-
-    engine = Engine.from_settings(settings)
-    engine.warm_up()
-    engine.generate(request)
+    # The bare generator in a process of its own (as the generate worker draws), same
+    # threads, same request, interleaved with the Slack rounds so both see the same load.
+    bare_generator = BareGenerator(env)
+    bare_generator.seconds(f"{text} --seed 1")
 
     def bare_once(seed: int) -> float:
-        begin = time.perf_counter()
-        engine.generate(request.with_seed(seed))
-        return time.perf_counter() - begin
+        return bare_generator.seconds(f"{text} --seed {seed}")
 
-    # The same request through Slack: web (HTTP mode), generate and deliver workers.
+    # The same request through Slack: the front end, generate and deliver workers.
     bare: list[float] = []
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        with fake_slack() as slack:
+        with fake_slack(socket_mode=args.mode == "socket") as slack:
             env["SLACK_API_URL"] = slack.api_url
+            command = "web" if args.mode == "http" else "slack"
             processes = [
-                start(["web", "--loglevel", "warning"], env, work / "web.log"),
+                start([command, "--loglevel", "warning"], env, work / f"{command}.log"),
                 start(["worker", "--queues", "generate", "--loglevel", "warning"], env,
                       work / "generate.log"),
                 start(["worker", "--queues", "deliver", "--loglevel", "warning"], env,
                       work / "deliver.log"),
             ]
-            sender = SlackSender(f"http://127.0.0.1:{port}", slack)
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if requests.get(f"{sender.app_url}/healthz", timeout=5).ok:
-                        break
-                except requests.ConnectionError:
-                    pass
-                if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
-                    raise SystemExit(f"the stack did not start; logs in {work}")
-                time.sleep(0.2)
+            sender = wait_ready(args.mode, port, slack, processes, work)
             one_command(sender, slack, f"{text} --seed 1")  # warm every path once
             acks, latency, in_worker = [], [], []
             for i in range(args.rounds):
@@ -164,6 +181,7 @@ def main() -> None:
                 in_worker.append(job.generation_seconds or float("nan"))
                 time.sleep(0.5)  # let the last edits settle, as between real users' commands
     finally:
+        bare_generator.close()
         for process in processes:
             process.terminate()
         for process in processes:
@@ -172,9 +190,10 @@ def main() -> None:
 
     bare_s, latency_s = statistics.median(bare), statistics.median(latency)
     ratio = latency_s / bare_s
-    print(f"tiny model, {args.size}x{args.size}, {args.steps} steps, {THREADS} torch threads")
+    print(f"tiny model, {args.size}x{args.size}, {args.steps} steps, {THREADS} torch threads, "
+          f"{args.mode} mode")
     print(f"bare generator:                    median {bare_s:.3f} s over {args.rounds} runs")
-    print(f"/imagine -> ack (HTTP response):   median {statistics.median(acks) * 1000:.1f} ms, "
+    print(f"/imagine -> ack:                   median {statistics.median(acks) * 1000:.1f} ms, "
           f"max {max(acks) * 1000:.1f} ms")
     print(f"/imagine -> upload completed:      median {latency_s:.3f} s over {args.rounds} runs")
     worker_s = statistics.median(in_worker)
@@ -182,7 +201,8 @@ def main() -> None:
           f"(latency / that = {latency_s / worker_s:.3f}: queue + Slack round trips alone)")
     print(f"overhead ratio:                    {ratio:.3f} (goal <= 1.15)")
     print(f"bare_s={bare_s:.3f} worker_s={worker_s:.3f} latency_s={latency_s:.3f} "
-          f"ack_ms={statistics.median(acks) * 1000:.1f} overhead_ratio={ratio:.3f}")
+          f"ack_ms={statistics.median(acks) * 1000:.1f} paired_ratio={latency_s / worker_s:.3f} "
+          f"overhead_ratio={ratio:.3f}")
 
 
 if __name__ == "__main__":

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from settings import Settings
 from tasks.embedded_redis import EmbeddedRedis, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -36,3 +40,33 @@ def start_stack(prefix: str, threads: str, **extra: str) -> BenchStack:
            "IMAGINE_DATA_DIR": str(work / "data"), "IMAGINE_DEVICE": "cpu",
            "IMAGINE_TORCH_THREADS": threads, "HF_HUB_OFFLINE": "1", **extra}
     return BenchStack(work, model_dir, server, env)
+
+
+class BareGenerator:
+    """bench/bare.py running with the stack's environment: the generator alone, timed."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "bare.py")],
+                                        env=env, cwd=ROOT, text=True, stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE)
+        if self._line() != "ready":
+            raise SystemExit("bench/bare.py did not start")
+
+    def seconds(self, prompt: str) -> float:
+        """Draw `prompt` (with its flags) once; the seconds the generator took."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(prompt + "\n")
+        self.process.stdin.flush()
+        return float(self._line())
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait(30)
+
+    def _line(self) -> str:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise SystemExit(f"bench/bare.py exited with {self.process.wait()}")
+        return line.strip()
