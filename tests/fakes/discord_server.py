@@ -22,6 +22,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.fakes.aio_server import ThreadedAioServer
+
 DISCORD_EPOCH_MS = 1420070400000
 TOKEN_LIFETIME = 15 * 60
 BOT_TOKEN = "fake-bot-token"
@@ -97,12 +99,13 @@ class FakeDiscord:
         self._sockets: list[web.WebSocketResponse] = []
         self._seq = 0
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
+        self._server = ThreadedAioServer("fake-discord")
 
     # --- life cycle -------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        return self._server.port
+
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
@@ -122,47 +125,14 @@ class FakeDiscord:
                 "DISCORD_GATEWAY_URL": self.gateway_url}
 
     def start(self) -> FakeDiscord:
-        ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
-
-        def run() -> None:
-            assert self._loop is not None
-            asyncio.set_event_loop(self._loop)
-            self._loop.run_until_complete(self._serve())
-            ready.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, name="fake-discord", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("the fake Discord did not start")
-        return self
-
-    async def _serve(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/gateway", self._gateway)
         app.router.add_route("*", "/api/v10/{path:.*}", self._rest)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._server.start(app)
+        return self
 
     def stop(self) -> None:
-        if self._loop is None:
-            return
-
-        async def shutdown() -> None:
-            for ws in list(self._sockets):
-                await ws.close()
-            if self._runner is not None:
-                await self._runner.cleanup()
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(10)
-        self._loop = None
+        self._server.stop(self._sockets)
 
     def __enter__(self) -> FakeDiscord:
         return self.start()
@@ -310,7 +280,6 @@ class FakeDiscord:
 
     def dispatch(self, event: str, data: dict[str, Any]) -> dict[str, Any]:
         """Send a gateway event to the newest session; returns `data`."""
-        assert self._loop is not None
 
         async def send() -> None:
             live = [ws for ws in self._sockets if not ws.closed]
@@ -318,7 +287,7 @@ class FakeDiscord:
                 raise RuntimeError("no bot is connected to the fake gateway")
             await self._send(live[-1], event, data)
 
-        asyncio.run_coroutine_threadsafe(send(), self._loop).result(10)
+        self._server.call(send())
         return data
 
     # --- scripted failures -------------------------------------------------------------
@@ -420,7 +389,7 @@ class FakeDiscord:
         message_id = snowflake()
         attachments = []
         for index, part in enumerate(call.files):
-            meta = next((a for a in body.get("attachments", []) if str(a.get("id")) ==
+            meta: dict[str, Any] = next((a for a in body.get("attachments", []) if str(a.get("id")) ==
                          str(index)), {})
             attachments.append({
                 "id": snowflake(), "filename": meta.get("filename", part["filename"]),

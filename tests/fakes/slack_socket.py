@@ -10,7 +10,6 @@ every few hours and before a deploy. Runs aiohttp on its own thread and event lo
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import threading
@@ -20,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMsgType, web
+
+from tests.fakes.aio_server import ThreadedAioServer
 
 APP_ID = "A0000APP"
 
@@ -41,9 +42,7 @@ class SocketModeServer:
         self._tickets: Iterator[int] = itertools.count(1)
         self._envelopes: Iterator[int] = itertools.count(1)
         self._changed = threading.Condition()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
+        self._server = ThreadedAioServer("fake-slack-socket")
 
     # --- what apps.connections.open answers -----------------------------------------------
     def new_url(self) -> str:
@@ -66,7 +65,7 @@ class SocketModeServer:
         if kind == "events_api":
             envelope.update(retry_attempt=retry_attempt, retry_reason=retry_reason)
         self.sent[envelope_id] = time.perf_counter()
-        self._call(self._send_newest(envelope))
+        self._server.call(self._send_newest(envelope))
         return envelope_id
 
     def ack(self, envelope_id: str, timeout: float = 10.0) -> Ack:
@@ -75,52 +74,19 @@ class SocketModeServer:
 
     def disconnect(self, reason: str = "refresh_requested") -> None:
         """Ask the app to reconnect, as Slack does before it rotates a connection."""
-        self._call(self._send_newest({"type": "disconnect", "reason": reason,
+        self._server.call(self._send_newest({"type": "disconnect", "reason": reason,
                                       "debug_info": {"host": "fake-slack"}}))
 
     # --- the server -----------------------------------------------------------------------
     def start(self) -> SocketModeServer:
-        ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
-
-        def run() -> None:
-            assert self._loop is not None
-            asyncio.set_event_loop(self._loop)
-            self._loop.run_until_complete(self._serve())
-            ready.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, name="fake-slack-socket", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("the fake Socket Mode server did not start")
+        app = web.Application()
+        app.router.add_get("/link/", self._link)
+        self._server.start(app)
+        self.url_base = f"ws://127.0.0.1:{self._server.port}"
         return self
 
     def stop(self) -> None:
-        if self._loop is None:
-            return
-
-        async def shutdown() -> None:
-            for ws in list(self._open):
-                await ws.close()
-            if self._runner is not None:
-                await self._runner.cleanup()
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(10)
-        self._loop = None
-
-    async def _serve(self) -> None:
-        app = web.Application()
-        app.router.add_get("/link/", self._link)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url_base = f"ws://127.0.0.1:{port}"
+        self._server.stop(self._open)
 
     async def _link(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(autoping=True)  # answers the client's pings with pongs
@@ -153,10 +119,6 @@ class SocketModeServer:
         if not self._open:
             raise RuntimeError("no app is connected over Socket Mode")
         await self._open[-1].send_str(json.dumps(message))
-
-    def _call(self, coroutine: Any) -> Any:
-        assert self._loop is not None, "start() the server first"
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)
 
     def _wait(self, predicate: Any, timeout: float, what: str) -> Any:
         with self._changed:
