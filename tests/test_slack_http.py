@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from werkzeug.serving import BaseWSGIServer, make_server
 
-from bots.web_app import create_app
-from settings import Settings
 from tests.fakes.slack_api import (
     BOT_TOKEN,
     SIGNING_SECRET,
@@ -28,26 +24,9 @@ from tests.fakes.slack_api import (
     fake_slack,
 )
 from tests.fixtures_redis import wait_for
+from tests.web_support import serve_app_fixture  # noqa: F401 - fixture
 
 HOSTILE = "a fox <!channel> <!here> <@U0000BAD> <https://evil.example|click me>"
-
-
-@pytest.fixture
-def serve_app(settings: Settings) -> Iterator[Callable[..., str]]:
-    """`serve_app(**setting_overrides)` → base URL of the app served on a free port."""
-    servers: list[BaseWSGIServer] = []
-
-    def start(**overrides: Any) -> str:
-        merged = Settings(_env_file=None, **{**settings.model_dump(), **overrides})  # type: ignore[call-arg]
-        server = make_server("127.0.0.1", 0, create_app(merged), threaded=True)
-        threading.Thread(target=server.serve_forever, name="slack-web", daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_port}"
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture
