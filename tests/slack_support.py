@@ -56,10 +56,7 @@ class SlackStack:
 
         def web_up() -> bool:
             assert self.front is not None and self.front.alive(), self.logs()
-            try:
-                return requests.get(f"{self.app_url}/healthz", timeout=5).ok
-            except requests.ConnectionError:
-                return False
+            return healthz_ok(self.port)
 
         wait_for(web_up, 60, message="imagine web")
 
@@ -69,6 +66,14 @@ class SlackStack:
 
     def logs(self) -> str:
         return "\n".join(p.log()[-2000:] for p in self.processes)
+
+
+def healthz_ok(port: int) -> bool:
+    """True once the web app on `port` answers /healthz with 200."""
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).ok
+    except requests.ConnectionError:
+        return False
 
 
 def finished(slack: FakeSlack, channel: str, ts: str, stack: SlackStack) -> dict[str, Any]:

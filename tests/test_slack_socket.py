@@ -12,20 +12,33 @@ import io
 import signal
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from tasks.embedded_redis import free_port
 from tests.fakes.slack_api import (
+    APP_TOKEN,
     BOT_TOKEN,
+    SIGNING_SECRET,
     FakeSlack,
+    SlackSender,
     SocketSender,
     buttons,
     fake_slack,
     mention_event,
 )
 from tests.fixtures_redis import Process, wait_for
-from tests.slack_support import JOB_WAIT, SlackStack, edits_of, finished, new_status, uploads_in
+from tests.slack_support import (
+    JOB_WAIT,
+    SlackStack,
+    edits_of,
+    finished,
+    healthz_ok,
+    new_status,
+    uploads_in,
+)
 
 
 @pytest.fixture
@@ -131,3 +144,32 @@ def test_a_rejected_app_token_is_logged_and_imagine_slack_waits(
     time.sleep(1)
     assert process.alive()  # waiting for the operator, not exiting into a restart loop
     assert len(slack.of("apps.connections.open", ok=None)) == 1
+
+
+def test_imagine_up_serves_slack_over_http_and_socket_mode(
+        tmp_path: Path, start_process: Callable[..., Process], slack: FakeSlack) -> None:
+    """The README's first command with Slack configured both ways: both answer in threads."""
+    port = free_port()
+    up = start_process("up", name="up", env={
+        "IMAGINE_REDIS_URL": "", "IMAGINE_DATA_DIR": str(tmp_path / "up-data"),
+        "IMAGINE_WEB_PORT": str(port), "SLACK_API_URL": slack.api_url,
+        "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_APP_TOKEN": APP_TOKEN})
+    assert slack.socket is not None
+    try:
+        slack.socket.wait_connected(1, timeout=90)
+        wait_for(lambda: healthz_ok(port), 90, message="imagine up to be healthy")
+    except (TimeoutError, AssertionError):
+        raise AssertionError(up.log()[-3000:]) from None
+
+    assert SlackSender(f"http://127.0.0.1:{port}", slack).command("a fox").status_code == 200
+    assert SocketSender(slack).command("a cat").payload is None
+    statuses = [new_status(slack, 0), new_status(slack, 1)]
+    for status in statuses:
+        wait_for(lambda s=status: uploads_in(slack, s["channel"], s["ts"]), JOB_WAIT,
+                 message=f"images in the thread of {status['text']}")
+    assert {status["text"].split(" — ")[0] for status in statuses} == {
+        "<@U0000USER>: a fox", "<@U0000USER>: a cat"}
+
+    up.signal(signal.SIGINT)  # Ctrl-C stops every part cleanly
+    assert up.popen is not None and up.popen.wait(60) == 0, up.log()[-3000:]
