@@ -114,7 +114,9 @@ def prompt_image() -> Response:
     if job is None:
         if time.time() - entry.at > RECORD_GRACE:
             state.cache.forget(key, entry.job)  # the job vanished: the next request retries
-        return _placeholder(state, query, None)
+            return _placeholder(state, query, None)
+        # The request that claimed the key is still saving the record: name its job anyway.
+        return _placeholder(state, query, None, claimed=entry.job)
     if job.status is JobStatus.done and job.images and state.storage.exists(job.images[0]):
         state.cache.remember(key, job.id, job.images[0])
         state.memorise(request.query_string, job.images[0])
@@ -189,9 +191,11 @@ def _wait(state: WebState, job_id: str, seconds: float) -> Job | None:
     return state.queue.jobs.find(job_id)
 
 
-def _placeholder(state: WebState, query: PromptQuery, job: Job | None) -> Response:
+def _placeholder(state: WebState, query: PromptQuery, job: Job | None, *,
+                 claimed: str | None = None) -> Response:
     """The "rendering…" PNG: never stored by caches, with a hint of when to come back."""
     metrics.record_web(state.redis, "placeholder")
+    job_id = job.id if job is not None else claimed
     if job is None:
         eta, detail = 1.0, "starting…"
     elif job.status is JobStatus.running:
@@ -204,7 +208,7 @@ def _placeholder(state: WebState, query: PromptQuery, job: Job | None) -> Respon
     retry = max(1, min(MAX_RETRY_AFTER, math.ceil(eta)))
     if wants_json():
         response = jsonify(status=job.status.value if job else "queued",
-                           job=job.id if job else None, detail=detail, retry_after=retry)
+                           job=job_id, detail=detail, retry_after=retry)
         response.status_code = 202
     else:
         request_ = query.request
@@ -212,7 +216,7 @@ def _placeholder(state: WebState, query: PromptQuery, job: Job | None) -> Respon
                                             detail), mimetype="image/png")
     response.headers["Cache-Control"] = "no-store"
     response.headers["Retry-After"] = str(retry)
-    if job is not None:
-        response.headers["X-Imagine-Job"] = job.id
-        response.headers["X-Imagine-Status"] = job.status.value
+    if job_id is not None:
+        response.headers["X-Imagine-Job"] = job_id
+        response.headers["X-Imagine-Status"] = job.status.value if job else "queued"
     return response
