@@ -45,8 +45,7 @@ class SlackDelivery:
         except StatusBusy as exc:
             raise TransientDeliveryError(str(exc)) from None
         except RateLimited as exc:  # the task retries after the delay; progress rests as long
-            StatusGuard(ctx.redis, self.settings.job_ttl).pause_progress(
-                job.requester.extra.get("team", ""), exc.retry_after)
+            self._rest_progress(ctx, exc)
             raise
         except ChannelUnreachable as exc:
             ctx.once("unreachable", lambda: self._tell_unreachable(job))
@@ -58,8 +57,7 @@ class SlackDelivery:
         if not job.requester.message:
             return
         guard = StatusGuard(ctx.redis, self.settings.job_ttl)
-        team = job.requester.extra.get("team", "")
-        if not guard.progress_slot(job.id, team):
+        if not guard.progress_slot(job.id, job.requester.extra.get("team", "")):
             return
         if job.status is JobStatus.queued and position:
             line = say.queued_line(position, "waiting")
@@ -72,9 +70,14 @@ class SlackDelivery:
                     channel=job.requester.channel, ts=job.requester.message, text=text,
                     blocks=say.cancel_blocks(text, job.id)))
         except RateLimited as exc:
-            # Every further edit would be refused too and prolong the limit: let them rest.
-            guard.pause_progress(team, exc.retry_after)
+            self._rest_progress(ctx, exc)
             raise
+
+    def _rest_progress(self, ctx: DeliveryContext, exc: RateLimited) -> None:
+        """Slack rate-limited us: further progress edits in this workspace would be refused
+        too and prolong the limit, so none are made until it is over."""
+        StatusGuard(ctx.redis, self.settings.job_ttl).pause_progress(
+            ctx.job.requester.extra.get("team", ""), exc.retry_after)
 
     # --- the steps ------------------------------------------------------------------------
     def _head(self, job: Job) -> str:

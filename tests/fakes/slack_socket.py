@@ -37,7 +37,6 @@ class SocketModeServer:
         self.url_base = ""
         self.hellos = 0  # connections greeted, reconnects included
         self.acks: dict[str, Ack] = {}
-        self.sent: dict[str, float] = {}  # envelope_id → when it was sent
         self._open: list[web.WebSocketResponse] = []
         self._tickets: Iterator[int] = itertools.count(1)
         self._envelopes: Iterator[int] = itertools.count(1)
@@ -56,15 +55,14 @@ class SocketModeServer:
                    f"{hellos} Socket Mode connection(s)")
 
     def send(self, kind: str, payload: dict[str, Any], *, retry_attempt: int = 0,
-             retry_reason: str = "", envelope_id: str | None = None) -> str:
+             retry_reason: str = "") -> str:
         """Push an envelope to the newest open connection; returns its envelope_id."""
-        envelope_id = envelope_id or f"env-{next(self._envelopes)}-{time.time_ns()}"
+        envelope_id = f"env-{next(self._envelopes)}-{time.time_ns()}"
         envelope: dict[str, Any] = {
             "envelope_id": envelope_id, "type": kind, "payload": payload,
             "accepts_response_payload": kind in ("slash_commands", "interactive")}
         if kind == "events_api":
             envelope.update(retry_attempt=retry_attempt, retry_reason=retry_reason)
-        self.sent[envelope_id] = time.perf_counter()
         self._server.call(self._send_newest(envelope))
         return envelope_id
 
@@ -75,7 +73,7 @@ class SocketModeServer:
     def disconnect(self, reason: str = "refresh_requested") -> None:
         """Ask the app to reconnect, as Slack does before it rotates a connection."""
         self._server.call(self._send_newest({"type": "disconnect", "reason": reason,
-                                      "debug_info": {"host": "fake-slack"}}))
+                                             "debug_info": {"host": "fake-slack"}}))
 
     # --- the server -----------------------------------------------------------------------
     def start(self) -> SocketModeServer:
