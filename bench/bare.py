@@ -15,7 +15,8 @@ from pathlib import Path
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)  # see bench/slack.py
 
-from bots.grammar import Limits, parse  # noqa: E402
+from bots.grammar import parse  # noqa: E402
+from bots.limits import Limits  # noqa: E402
 from generator.engine import Engine  # noqa: E402
 from settings import Settings  # noqa: E402
 

@@ -25,7 +25,7 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 
 from bench.stack import start_stack  # noqa: E402
 from generator.request import ImageRequest  # noqa: E402
-from tasks.connection import redis_client  # noqa: E402
+from tasks.core.connection import redis_client  # noqa: E402
 from tests.fakes.discord_server import Call, FakeDiscord  # noqa: E402
 
 # One torch thread: on a shared 2-core machine two threads spin against other work and

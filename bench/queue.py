@@ -24,10 +24,10 @@ sys.path.insert(0, str(ROOT))
 
 from bench.stack import start_stack  # noqa: E402
 from generator.request import ImageRequest  # noqa: E402
-from tasks.celery_app import create_celery  # noqa: E402
-from tasks.connection import redis_client  # noqa: E402
-from tasks.jobs import Job, JobStatus, Requester  # noqa: E402
-from tasks.queue import JobQueue  # noqa: E402
+from tasks.core.connection import redis_client  # noqa: E402
+from tasks.core.jobs import Job, JobStatus, Requester  # noqa: E402
+from tasks.core.queue import JobQueue  # noqa: E402
+from tasks.worker.celery_app import create_celery  # noqa: E402
 
 THREADS = "2"
 

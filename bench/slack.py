@@ -31,9 +31,9 @@ import requests  # noqa: E402
 
 from bench.stack import BareGenerator, start_stack  # noqa: E402
 from settings import Settings  # noqa: E402
-from tasks.connection import redis_client  # noqa: E402
-from tasks.embedded_redis import free_port  # noqa: E402
-from tasks.jobs import Job, JobStore  # noqa: E402
+from tasks.core.connection import redis_client  # noqa: E402
+from tasks.core.jobs import Job, JobStore  # noqa: E402
+from tasks.local.embedded_redis import free_port  # noqa: E402
 from tests.fakes.slack_api import (  # noqa: E402
     APP_TOKEN,
     BOT_TOKEN,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from settings import Settings
-from tasks.embedded_redis import EmbeddedRedis, free_port
+from tasks.local.embedded_redis import EmbeddedRedis, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -35,12 +35,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
-from bots.grammar import Limits  # noqa: E402
-from bots.web_cache import PromptCache  # noqa: E402
-from bots.web_query import cache_key, read_query  # noqa: E402
+from bots.limits import Limits  # noqa: E402
+from bots.web.cache import PromptCache  # noqa: E402
+from bots.web.query import cache_key, read_query  # noqa: E402
 from settings import Settings  # noqa: E402
-from tasks.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
-from tasks.storage import Storage  # noqa: E402
+from tasks.core.storage import Storage  # noqa: E402
+from tasks.local.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
 
 PROMPT = {"prompt": "a lighthouse at dusk, oil painting", "ar": "1:1"}
 THREADS = 16

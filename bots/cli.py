@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from generator.errors import ImagineError
 from settings import Settings, load_settings
+from settings.errors import ImagineError
 
 
 def _settings() -> Settings:
@@ -42,9 +42,10 @@ def generate(prompt: str, output: Path) -> None:
     """Draw one prompt locally (no queue), e.g. "a red fox --ar 3:2 --seed 1"."""
     from tqdm import tqdm  # noqa: PLC0415
 
-    from bots.grammar import Limits, parse  # noqa: PLC0415
+    from bots.grammar import parse  # noqa: PLC0415
+    from bots.limits import Limits  # noqa: PLC0415
     from generator.engine import Engine  # noqa: PLC0415
-    from tasks.queue import random_seed  # noqa: PLC0415
+    from tasks.core.queue import random_seed  # noqa: PLC0415
 
     settings = _settings()
     try:
@@ -93,7 +94,7 @@ def model_tiny(directory: Path, single_file: bool) -> None:
 @click.option("--loglevel", default="info", show_default=True)
 def worker(queues: str, concurrency: int | None, loglevel: str) -> None:
     """Run a Celery worker for one queue (one generate worker per GPU)."""
-    from tasks.worker_main import run_worker  # noqa: PLC0415
+    from tasks.worker.main import run_worker  # noqa: PLC0415
 
     _logging(loglevel)
     run_worker(_settings(), queues, concurrency=concurrency, loglevel=loglevel)
@@ -103,7 +104,7 @@ def worker(queues: str, concurrency: int | None, loglevel: str) -> None:
 @click.option("--loglevel", default="info", show_default=True)
 def web(loglevel: str) -> None:
     """Serve the HTTP app (prompt URLs, REST API, Slack events, health, metrics)."""
-    from bots.web_server import serve  # noqa: PLC0415
+    from bots.web.server import serve  # noqa: PLC0415
 
     _logging(loglevel)
     serve(_settings())
@@ -113,7 +114,7 @@ def web(loglevel: str) -> None:
 @click.argument("prompt")
 def sign_url(prompt: str) -> None:
     """Print the embed URL of "PROMPT --flags", signed with IMAGINE_URL_SECRET when set."""
-    from bots.web_signing import signed_url  # noqa: PLC0415
+    from bots.web.signing import signed_url  # noqa: PLC0415
 
     settings = _settings()
     try:
@@ -130,7 +131,7 @@ def sign_url(prompt: str) -> None:
 @click.option("--loglevel", default="info", show_default=True)
 def slack(loglevel: str) -> None:
     """Run the Slack bot in Socket Mode (SLACK_APP_TOKEN and SLACK_BOT_TOKEN)."""
-    from bots.slack_app import run_socket_mode  # noqa: PLC0415
+    from bots.slack.app import run_socket_mode  # noqa: PLC0415
 
     _logging(loglevel)
     sys.exit(run_socket_mode(_settings()))
@@ -140,7 +141,7 @@ def slack(loglevel: str) -> None:
 @click.option("--loglevel", default="info", show_default=True)
 def up(loglevel: str) -> None:
     """Everything on one machine: Redis (embedded if IMAGINE_REDIS_URL is unset), workers, web, bots."""
-    from tasks.up import run_up  # noqa: PLC0415
+    from tasks.local.up import run_up  # noqa: PLC0415
 
     _logging(loglevel)
     try:
@@ -155,7 +156,7 @@ def up(loglevel: str) -> None:
 @click.option("--loglevel", default="info", show_default=True)
 def discord_bot(sync: bool, loglevel: str) -> None:
     """Run the Discord bot (/imagine, @mentions, buttons); --sync registers its commands."""
-    from bots.discord_bot import run_bot, sync_commands  # noqa: PLC0415
+    from bots.discord.bot import run_bot, sync_commands  # noqa: PLC0415
 
     _logging(loglevel)
     settings = _settings()

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from generator.errors import PromptError
+from bots.errors import PromptError
 from generator.request import ImageRequest
 from settings import Settings
-from tasks.jobs import Job, JobStatus
+from tasks.core.jobs import Job, JobStatus
 
 # Low enough that a variation keeps the composition, high enough to look different.
 VARY_STRENGTH = 0.35

@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 from PIL import Image
 
-from generator.errors import GenerationCancelled, GenerationError, ImagineError, ModelError
+from generator.errors import GenerationCancelled, GenerationError, ModelError
 from generator.loading import load_pipeline, resolve_device, resolve_dtype
 from generator.png import encode_png, parameters_text
 from generator.request import SEED_MAX, ImageRequest
 from generator.samplers import SchedulerCache, sampler_label
+from settings.errors import ImagineError
 
 if TYPE_CHECKING:
     from settings import Settings

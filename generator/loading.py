@@ -21,7 +21,8 @@ from typing import Any
 
 import torch
 
-from generator.errors import ConfigError, ModelError
+from generator.errors import ModelError
+from settings.errors import ConfigError
 
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
 OFFLINE_HINT = "set IMAGINE_MODEL to a local folder or run `imagine model tiny DIR`"

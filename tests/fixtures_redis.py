@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from settings import Settings
-from tasks.embedded_redis import EmbeddedRedis, free_port
+from tasks.local.embedded_redis import EmbeddedRedis, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -177,7 +177,7 @@ def worker_alive(client: redis.Redis, queue: str, pid: int | None = None) -> boo
 def start_worker(start_process: Callable[..., Process], settings: Settings
                  ) -> Callable[..., Process]:
     """Start `imagine worker --queues Q` and wait until its heartbeat says it is ready."""
-    from tasks.connection import redis_client
+    from tasks.core.connection import redis_client
 
     def start(queue: str = "generate", env: dict[str, str] | None = None,
               timeout: float = 60.0) -> Process:

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import requests
 
-from tasks.embedded_redis import free_port
+from tasks.local.embedded_redis import free_port
 from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET, FakeSlack, buttons
 from tests.fixtures_redis import Process, wait_for
 

@@ -333,7 +333,7 @@ def test_sync_registers_the_command_in_a_guild(stack: Stack) -> None:
 
 
 def test_bot_process_never_imports_torch() -> None:
-    code = ("import sys, bots.discord_bot, bots.discord_delivery; "
+    code = ("import sys, bots.discord.bot, bots.discord.delivery; "
             "print(sorted(m for m in ('torch', 'diffusers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, timeout=TIMEOUT)

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from bots.discord_delivery import DiscordDelivery, jpeg_preview
-from bots.discord_format import (
+from bots.discord.delivery import DiscordDelivery, jpeg_preview
+from bots.discord.formatting import (
     custom_id,
     no_pings,
     nonce,
@@ -21,11 +21,11 @@ from bots.discord_format import (
     result_content,
     token_valid,
 )
-from bots.discord_rest import DiscordApiError, DiscordRest, SharedWaits, UploadFile
-from bots.grammar import Limits
+from bots.discord.rest import DiscordApiError, DiscordRest, SharedWaits, UploadFile
+from bots.limits import Limits
 from generator.request import ImageRequest
-from tasks.delivery import RateLimited
-from tasks.jobs import Job, JobStatus, Requester
+from tasks.core.delivery import RateLimited
+from tasks.core.jobs import Job, JobStatus, Requester
 from tests.fakes.discord_server import BOT_TOKEN, FakeDiscord
 
 
@@ -141,8 +141,8 @@ def _context(fake: FakeDiscord, redis_url: str, tmp_path: Any, job: Job) -> Any:
     import redis
 
     from settings import Settings
-    from tasks.delivery import DeliveryContext
-    from tasks.storage import Storage
+    from tasks.core.delivery import DeliveryContext
+    from tasks.core.storage import Storage
 
     settings = Settings(_env_file=None, redis_url=redis_url, discord_token=BOT_TOKEN,
                         discord_api_url=fake.api_url, storage_dir=tmp_path)

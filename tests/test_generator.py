@@ -257,8 +257,8 @@ def test_single_file_without_configs_explains_the_folder(tiny_single_file: Path,
 
 
 def test_devices_and_dtypes() -> None:
-    from generator.errors import ConfigError
     from generator.loading import resolve_device, resolve_dtype
+    from settings.errors import ConfigError
 
     assert resolve_dtype("auto", "cuda") == torch.float16
     assert resolve_dtype("auto", "cpu") == torch.float32

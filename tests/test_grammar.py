@@ -6,17 +6,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bots.grammar import (
-    USAGE,
-    Limits,
-    fit_size,
-    format_request,
-    parse,
-    request_from_fields,
-)
-from generator.errors import ConfigError, PromptError
+from bots.errors import PromptError
+from bots.grammar import USAGE, format_request, parse, request_from_fields
+from bots.limits import Limits, fit_size
 from generator.request import SAMPLERS, SEED_MAX, ImageRequest
 from settings import Settings
+from settings.errors import ConfigError
 
 LIMITS = Limits(models=("default", "sdxl", "Turbo"))
 
@@ -57,6 +52,12 @@ def test_limits_refuse_impossible_bounds() -> None:
         Limits(size_multiple=128, max_pixels=64 * 64)
     with pytest.raises(ConfigError, match="default_sampler"):
         Limits(default_sampler="nope")
+
+
+def test_settings_with_an_unknown_default_sampler_stop_the_front_ends() -> None:
+    # Settings know nothing of the generator; the grammar checks the sampler when it is built.
+    with pytest.raises(ConfigError, match=r"IMAGINE_DEFAULT_SAMPLER\) must be one of euler"):
+        Limits.from_settings(Settings(default_sampler="fast"))
 
 
 # --- Plain prompts ----------------------------------------------------------------------

@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from generator.errors import QueueFullError
 from generator.png import read_parameters
 from generator.request import ImageRequest
 from settings import Settings
-from tasks.celery_app import create_celery
-from tasks.connection import redis_client
-from tasks.embedded_redis import EmbeddedRedis, free_port
-from tasks.jobs import Job, JobStatus, Requester
-from tasks.queue import JobQueue
-from tasks.storage import Storage
+from tasks.core.connection import redis_client
+from tasks.core.jobs import Job, JobStatus, Requester
+from tasks.core.queue import JobQueue
+from tasks.core.storage import Storage
+from tasks.errors import QueueFullError
+from tasks.local.embedded_redis import EmbeddedRedis, free_port
+from tasks.worker.celery_app import create_celery
 from tests.fakes.webhook import webhook_receiver
 from tests.fixtures_redis import Process, wait_for
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from generator.errors import ConfigError
 from settings import load_settings
+from settings.errors import ConfigError
 
 
 @pytest.fixture(autouse=True)
@@ -44,7 +44,6 @@ def test_dotenv_file_is_read(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
         ("IMAGINE_WEB_PORT", "70000", "less than or equal to 65535"),
         ("IMAGINE_REDIS_URL", "localhost:6379", "must start with redis://"),
         ("SLACK_API_URL", "slack.com/api", "SLACK_API_URL='slack.com/api' is invalid"),
-        ("IMAGINE_DEFAULT_SAMPLER", "fast", "must be one of euler"),
     ],
 )
 def test_invalid_values_name_variable_value_and_rule(monkeypatch: pytest.MonkeyPatch, name: str,

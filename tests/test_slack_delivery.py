@@ -13,13 +13,13 @@ from collections.abc import Iterator
 import pytest
 from PIL import Image
 
-from bots.slack_delivery import SlackDelivery
+from bots.slack.delivery import SlackDelivery
 from generator.request import ImageRequest
 from settings import Settings
-from tasks.connection import redis_client
-from tasks.delivery import DeliveryContext, RateLimited
-from tasks.jobs import Job, JobStatus, Requester
-from tasks.storage import Storage
+from tasks.core.connection import redis_client
+from tasks.core.delivery import DeliveryContext, RateLimited
+from tasks.core.jobs import Job, JobStatus, Requester
+from tasks.core.storage import Storage
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack, fake_slack
 from tests.web_support import with_settings
 

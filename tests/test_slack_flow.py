@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from tasks.connection import redis_client
-from tasks.jobs import JobStore
+from tasks.core.connection import redis_client
+from tasks.core.jobs import JobStore
 from tests.fakes.slack_api import FakeSlack, SlackSender, buttons, fake_slack
 from tests.fixtures_redis import Process, wait_for
 from tests.slack_support import JOB_WAIT, SlackStack, finished, new_status, uploads_in

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tasks.embedded_redis import free_port
+from tasks.local.embedded_redis import free_port
 from tests.fakes.slack_api import (
     APP_TOKEN,
     BOT_TOKEN,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from bots import slack_text as say
+from bots.errors import PromptError
+from bots.slack import text as say
 from bots.slack_actions import VARY_STRENGTH, follow_up
-from generator.errors import PromptError
 from generator.request import ImageRequest
 from settings import Settings
-from tasks.jobs import Job, JobStatus, Requester
+from tasks.core.jobs import Job, JobStatus, Requester
 
 HOSTILE = "a fox <!channel> <!here> <@U123> <https://evil.example|click> & co"
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.storage import Storage
-from tasks.webhook_delivery import retry_after_seconds
+from bots.web.webhook_delivery import retry_after_seconds
+from tasks.core.storage import Storage
 
 
 def test_same_bytes_same_name_and_one_file(tmp_path: Path) -> None:

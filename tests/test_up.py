@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from settings import Settings
-from tasks.embedded_redis import EmbeddedRedis, free_port
-from tasks.jobs import JobStatus
+from tasks.core.jobs import JobStatus
+from tasks.local.embedded_redis import EmbeddedRedis, free_port
 from tests.fixtures_redis import Process, wait_for
 from tests.test_queue import make_job, make_queue, wait_status
 

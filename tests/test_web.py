@@ -9,8 +9,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from settings import Settings
-from tasks.embedded_redis import free_port
-from tasks.storage import Storage
+from tasks.core.storage import Storage
+from tasks.local.embedded_redis import free_port
 from tests.fixtures_redis import Process, wait_for
 
 TIMEOUT = 120.0

@@ -18,13 +18,14 @@ import requests
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from bots.grammar import Limits, request_from_fields
-from bots.web_signing import signed_url
-from generator.errors import PromptError
+from bots.errors import PromptError
+from bots.grammar import request_from_fields
+from bots.limits import Limits
+from bots.web.signing import signed_url
 from settings import Settings
-from tasks.celery_app import create_celery
-from tasks.connection import redis_client
-from tasks.queue import JobQueue
+from tasks.core.connection import redis_client
+from tasks.core.queue import JobQueue
+from tasks.worker.celery_app import create_celery
 from tests.fixtures_redis import ROOT, imagine_command, wait_for
 from tests.web_support import serve_app_fixture, with_settings  # noqa: F401 - fixture
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from bots.web_app import create_app
+from bots.web.app import create_app
 from settings import Settings
 
 __all__ = ["serve_app_fixture", "with_settings"]

@@ -1,0 +1,165 @@
+"""What the Discord bot and the Discord deliverer both write: texts, button ids, components.
+
+Plain data only (no discord.py import): the deliver worker builds raw REST payloads from
+it, the bot process builds discord.py views from the same ids, so a button posted by one
+process is understood by the other, and by either after a restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from typing import Any
+
+from bots.grammar import format_request
+from bots.limits import Limits
+from generator.request import SAMPLER_LABELS
+from tasks.core.jobs import Job, JobStatus, Requester
+
+# Discord lets an interaction token be used for 15 minutes; stop a little early so a slow
+# upload that starts in time does not end after the token died.
+INTERACTION_TOKEN_SECONDS = 15 * 60
+TOKEN_MARGIN_SECONDS = 60
+CONTENT_LIMIT = 2000  # characters of a message's content
+PROMPT_SHOWN = 300  # characters of a prompt repeated in a message
+BUTTONS_PER_ROW = 5
+DEFAULT_ATTACHMENT_LIMIT = 10 * 1024 * 1024  # bytes; Discord's limit for bots without boosts
+
+ACTIONS = ("reroll", "vary", "upscale", "cancel")
+CUSTOM_ID_PATTERN = (
+    r"imagine:(?P<action>reroll|vary|upscale|cancel):(?P<job>[0-9a-f]{8,64}):(?P<index>[0-9]{1,2})"
+)
+_CUSTOM_ID = re.compile(CUSTOM_ID_PATTERN)
+
+# Button styles of Discord's component API.
+PRIMARY, SECONDARY, DANGER = 1, 2, 4
+
+
+def custom_id(action: str, job_id: str, index: int = 0) -> str:
+    """The button id that carries everything a press needs: the job, the action, the image."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}")
+    return f"imagine:{action}:{job_id}:{index}"
+
+
+def parse_custom_id(value: str) -> tuple[str, str, int] | None:
+    match = _CUSTOM_ID.fullmatch(value)
+    if match is None:
+        return None
+    return match["action"], match["job"], int(match["index"])
+
+
+def no_pings(requester: Requester) -> dict[str, Any]:
+    """allowed_mentions for everything we post: only the requester may be pinged."""
+    users = [requester.user] if requester.user.isdigit() else []
+    return {"parse": [], "users": users, "replied_user": False}
+
+
+def nonce(job_id: str, step: str) -> str:
+    """Discord's message nonce (at most 25 characters): the same for a retried step."""
+    return hashlib.sha256(f"{job_id}:{step}".encode()).hexdigest()[:25]
+
+
+def token_valid(requester: Requester, now: float | None = None) -> bool:
+    """Whether the interaction token of this job can still be used for followups and edits."""
+    token = requester.extra.get("interaction_token")
+    created = requester.extra.get("interaction_created")
+    if not token or not created:
+        return False
+    age = (time.time() if now is None else now) - float(created)
+    return age < INTERACTION_TOKEN_SECONDS - TOKEN_MARGIN_SECONDS
+
+
+def attachment_limit(requester: Requester, configured: int) -> int:
+    """The upload limit: what the interaction told us, capped by the configured one."""
+    told = requester.extra.get("attachment_limit", "")
+    return min(int(told), configured) if told.isdigit() else configured
+
+
+def shorten(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _quoted(text: str) -> str:
+    # Backticks would end the code span early; a lookalike keeps the prompt readable.
+    return text.replace("`", "ˋ")
+
+
+# --- status messages ------------------------------------------------------------------
+
+
+def queued_text(prompt: str, position: int, wait: str) -> str:
+    where = "next in line" if position <= 1 else f"#{position} in line"
+    return f"🎨 **{_quoted(shorten(prompt, PROMPT_SHOWN))}**\nQueued: {where}, done in {wait}."
+
+
+def progress_text(job: Job, position: int | None) -> str:
+    head = f"🎨 **{_quoted(shorten(job.request.prompt, PROMPT_SHOWN))}**\n"
+    if job.status is JobStatus.queued and position is not None:
+        where = "next in line" if position <= 1 else f"#{position} in line"
+        return head + f"Queued: {where}."
+    if not job.total_steps:
+        return head + "Starting…"
+    fraction = min(1.0, job.step / job.total_steps)
+    filled = round(fraction * 10)
+    bar = "▰" * filled + "▱" * (10 - filled)
+    return head + f"Drawing {bar} {round(fraction * 100)}% (step {job.step}/{job.total_steps})"
+
+
+def finished_text(job: Job) -> str:
+    """The status message's last words for a job without images."""
+    prompt = _quoted(shorten(job.request.prompt, PROMPT_SHOWN))
+    if job.status is JobStatus.cancelled:
+        return f"🛑 **{prompt}**\nCancelled."
+    return f"⚠️ **{prompt}**\n{job.error or 'Generation failed.'}"
+
+
+def cancel_components(job_id: str) -> list[dict[str, Any]]:
+    return [{"type": 1, "components": [
+        {"type": 2, "style": SECONDARY, "label": "Cancel",
+         "custom_id": custom_id("cancel", job_id)}]}]
+
+
+# --- results --------------------------------------------------------------------------
+
+_ACTION_TITLES = {"reroll": "Reroll", "vary": "Variations", "upscale": "Upscaled"}
+
+
+def result_content(job: Job, limits: Limits, notes: list[str]) -> str:
+    """Who asked, what was drawn and how to draw it again; within Discord's 2000 characters."""
+    request = job.request
+    title = _ACTION_TITLES.get(job.action or "", "")
+    mention = f"<@{job.requester.user}> " if job.requester.user.isdigit() else ""
+    lines = [f"{mention}{title + ': ' if title else ''}"
+             f"**{_quoted(shorten(request.prompt, PROMPT_SHOWN))}**"]
+    sampler = SAMPLER_LABELS.get(request.sampler, request.sampler)
+    seeds = ", ".join(str(seed) for seed in job.seeds)
+    lines.append(f"{request.width}×{request.height} · {request.num_inference_steps} steps · "
+                 f"cfg {request.guidance_scale:g} · {sampler} · model {request.model} · "
+                 f"seed{'s' if len(job.seeds) > 1 else ''} {seeds}")
+    if job.seeds and request.mode == "txt2img":
+        again = format_request(request.model_copy(update={"num_images": 1}).with_seed(
+            job.seeds[0]), limits)
+        line = f"Again: `{_quoted(again)}`"
+        if len(line) <= 700:
+            lines.append(line)
+    lines.extend(notes)
+    text = "\n".join(lines)
+    return text if len(text) <= CONTENT_LIMIT else text[: CONTENT_LIMIT - 1] + "…"
+
+
+def result_components(job: Job) -> list[dict[str, Any]]:
+    """U1..Un and V1..Vn per image (at most one row each), then Reroll."""
+    count = min(len(job.images), BUTTONS_PER_ROW)
+    rows: list[dict[str, Any]] = []
+    for action, letter, style in (("upscale", "U", SECONDARY), ("vary", "V", SECONDARY)):
+        buttons = [{"type": 2, "style": style, "label": f"{letter}{i + 1}",
+                    "custom_id": custom_id(action, job.id, i)} for i in range(count)]
+        if buttons:
+            rows.append({"type": 1, "components": buttons})
+    rows.append({"type": 1, "components": [
+        {"type": 2, "style": PRIMARY, "label": "Reroll", "emoji": {"name": "🔄"},
+         "custom_id": custom_id("reroll", job.id)}]})
+    return rows

@@ -1,0 +1,113 @@
+"""The defaults and bounds every front end's prompt grammar applies, and how sizes snap to them."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from generator.request import SAMPLERS
+from settings import Settings
+from settings.errors import ConfigError
+
+CFG_MAX = 30.0
+# Wider than 4:1 gives broken compositions on SD-family models; the bound is the brief's.
+AR_MAX = 4
+# A side above this is a typo rather than a size; it also keeps the float maths exact.
+SIDE_MAX = 16384
+
+def _setting_default(name: str) -> Any:
+    """The Settings default, so Limits() and an empty environment agree."""
+    return Settings.model_fields[name].default
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The defaults and bounds the grammar applies; built from Settings at the edge."""
+
+    default_size: int = _setting_default("default_size")
+    size_multiple: int = _setting_default("size_multiple")
+    default_steps: int = _setting_default("default_steps")
+    default_cfg: float = _setting_default("default_cfg")
+    default_sampler: str = _setting_default("default_sampler")
+    max_steps: int = _setting_default("max_steps")
+    max_pixels: int = _setting_default("max_pixels")
+    max_images: int = _setting_default("max_images")
+    max_prompt_length: int = _setting_default("max_prompt_length")
+    models: tuple[str, ...] = ("default",)
+
+    def __post_init__(self) -> None:
+        # "default" (IMAGINE_MODEL) is always allowed, whatever the caller listed.
+        models = tuple(self.models)
+        if "default" not in models:
+            models = ("default", *models)
+        object.__setattr__(self, "models", models)
+        _check_limits(self)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(
+            default_size=settings.default_size,
+            size_multiple=settings.size_multiple,
+            # A default above the cap would hand the generator more steps than allowed.
+            default_steps=min(settings.default_steps, settings.max_steps),
+            default_cfg=settings.default_cfg,
+            default_sampler=settings.default_sampler,
+            max_steps=settings.max_steps,
+            max_pixels=settings.max_pixels,
+            max_images=settings.max_images,
+            max_prompt_length=settings.max_prompt_length,
+            models=tuple(settings.model_sources),
+        )
+
+    @property
+    def default_dims(self) -> tuple[int, int]:
+        """The size used when neither --ar nor --size is given."""
+        return fit_size(self.default_size, self.default_size, self)
+
+
+def _check_limits(limits: Limits) -> None:
+    """Refuse limits under which some prompt could produce an invalid ImageRequest."""
+    problems = []
+    if limits.size_multiple < 8:
+        problems.append("size_multiple must be at least 8")
+    if limits.max_pixels < limits.size_multiple**2:
+        problems.append("max_pixels must hold at least one size_multiple square")
+    if limits.default_size < 1:
+        problems.append("default_size must be positive")
+    if min(limits.default_steps, limits.max_steps, limits.max_images) < 1:
+        problems.append("default_steps, max_steps and max_images must be at least 1")
+    if limits.max_prompt_length < 1:
+        problems.append("max_prompt_length must be at least 1")
+    if not 0.0 <= limits.default_cfg <= CFG_MAX:
+        problems.append(f"default_cfg must be from 0 to {CFG_MAX:g}")
+    if limits.default_sampler not in SAMPLERS:
+        problems.append(f"default_sampler (IMAGINE_DEFAULT_SAMPLER) must be one of {', '.join(SAMPLERS)}")
+    if problems:
+        raise ConfigError("Invalid grammar limits: " + "; ".join(problems))
+
+
+def fit_size(width: float, height: float, limits: Limits) -> tuple[int, int]:
+    """Snap a size to the multiple, then shrink it under max_pixels; idempotent."""
+    step = limits.size_multiple
+    w = max(step, math.floor(width / step + 0.5) * step)
+    h = max(step, math.floor(height / step + 0.5) * step)
+    if w * h <= limits.max_pixels:
+        return w, h
+    # Scale both sides by the same factor and round down, so the cap holds after snapping.
+    scale = math.sqrt(limits.max_pixels / (w * h))
+    w = max(step, math.floor(w * scale / step) * step)
+    h = max(step, math.floor(h * scale / step) * step)
+    while w * h > limits.max_pixels:  # float rounding can leave one step too many
+        if w >= h:
+            w -= step
+        else:
+            h -= step
+    return w, h
+
+
+def size_for_ratio(ratio: tuple[int, int], limits: Limits) -> tuple[int, int]:
+    """--ar keeps the default area and changes only the shape."""
+    area = float(limits.default_size) ** 2
+    width = math.sqrt(area * ratio[0] / ratio[1])
+    return fit_size(width, area / width, limits)

@@ -1,0 +1,134 @@
+"""Delivering jobs to Slack: images into the status message's thread, then the final edit.
+
+Each step is one Slack operation run through `ctx.once`, so a redelivered task (a crash,
+a `ratelimited` retry) never uploads twice: upload (files_upload_v2: getUploadURLExternal,
+the bytes, completeUploadExternal), then the status message's final text and buttons.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_sdk.errors import SlackClientError
+from slack_sdk.webhook import WebhookClient
+
+from bots.grammar import format_request
+from bots.limits import Limits
+from bots.slack import text as say
+from bots.slack.client import ChannelUnreachable, delivery_errors, web_client
+from bots.slack.status import StatusBusy, StatusGuard
+from settings import Settings
+from tasks.core.delivery import DeliveryContext, RateLimited, TransientDeliveryError
+from tasks.core.jobs import Job, JobStatus
+
+log = logging.getLogger(__name__)
+
+
+class SlackDelivery:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.client = web_client(settings)
+        self.limits = Limits.from_settings(settings)
+
+    # --- the adapter protocol -------------------------------------------------------------
+    def deliver_result(self, ctx: DeliveryContext) -> None:
+        """Upload the images into the thread, then turn the status message into the result."""
+        job = ctx.job
+        try:
+            with delivery_errors():
+                text, blocks = self._final_message(job)
+                if job.status is JobStatus.done and job.images:
+                    ctx.once("upload", lambda: self._upload(ctx))
+                guard = StatusGuard(ctx.redis, self.settings.job_ttl)
+                ctx.once("status", lambda: guard.final(
+                    job.id, lambda: self._show(job, text, blocks)))
+        except StatusBusy as exc:
+            raise TransientDeliveryError(str(exc)) from None
+        except RateLimited as exc:  # the task retries after the delay; progress rests as long
+            self._rest_progress(ctx, exc)
+            raise
+        except ChannelUnreachable as exc:
+            ctx.once("unreachable", lambda: self._tell_unreachable(job))
+            raise ChannelUnreachable(exc.error) from None
+
+    def deliver_progress(self, ctx: DeliveryContext, position: int | None) -> None:
+        """Edit the status message with the queue position or the step, paced (slack_status)."""
+        job = ctx.job
+        if not job.requester.message:
+            return
+        guard = StatusGuard(ctx.redis, self.settings.job_ttl)
+        if not guard.progress_slot(job.id, job.requester.extra.get("team", "")):
+            return
+        if job.status is JobStatus.queued and position:
+            line = say.queued_line(position, "waiting")
+        else:
+            line = say.drawing_line(job.step, job.total_steps)
+        text = say.status_text(self._head(job), line)
+        try:
+            with delivery_errors():
+                guard.edit(job.id, lambda: self.client.chat_update(
+                    channel=job.requester.channel, ts=job.requester.message, text=text,
+                    blocks=say.cancel_blocks(text, job.id)))
+        except RateLimited as exc:
+            self._rest_progress(ctx, exc)
+            raise
+
+    def _rest_progress(self, ctx: DeliveryContext, exc: RateLimited) -> None:
+        """Slack rate-limited us: further progress edits in this workspace would be refused
+        too and prolong the limit, so none are made until it is over."""
+        StatusGuard(ctx.redis, self.settings.job_ttl).pause_progress(
+            ctx.job.requester.extra.get("team", ""), exc.retry_after)
+
+    # --- the steps ------------------------------------------------------------------------
+    def _head(self, job: Job) -> str:
+        extra = job.requester.extra.get("index", "")
+        return say.headline(job.requester.user, job.request, job.action,
+                            int(extra) if extra.isdigit() else None)
+
+    def _final_message(self, job: Job) -> tuple[str, list[dict[str, Any]]]:
+        head = self._head(job)
+        if job.status is JobStatus.done and job.images:
+            text = say.status_text(head, say.done_line(job.seeds, job.duration))
+            return text, say.result_blocks(text, job.id, len(job.images))
+        if job.status is JobStatus.cancelled:
+            text = say.status_text(head, f"cancelled: {say.escape(job.error or '')}".rstrip(": "))
+            return text, say.text_blocks(text)
+        text = say.status_text(head, say.failed_line(job.error or "no images were made"))
+        return text, say.failed_blocks(text, job.id)
+
+    def _upload(self, ctx: DeliveryContext) -> None:
+        job = ctx.job
+        requester = job.requester
+        seeds = job.seeds or [job.request.seed or 0] * len(job.images)
+        uploads = [{"file": ctx.storage.read(name), "filename": f"imagine-{seed}.png",
+                    "title": f"seed {seed}"} for name, seed in zip(job.images, seeds, strict=False)]
+        replay = format_request(job.request.with_seed(seeds[0]), self.limits)
+        comment = say.upload_comment(self._head(job), seeds, job.request, replay)
+        self.client.files_upload_v2(file_uploads=uploads, channel=requester.channel,
+                                    thread_ts=requester.thread or requester.message or None,
+                                    initial_comment=comment)
+
+    def _show(self, job: Job, text: str, blocks: list[dict[str, Any]]) -> None:
+        requester = job.requester
+        if requester.message:
+            self.client.chat_update(channel=requester.channel, ts=requester.message, text=text,
+                                    blocks=blocks)
+        else:  # a job submitted without a status message: answer in its thread instead
+            self.client.chat_postMessage(channel=requester.channel,
+                                         thread_ts=requester.thread or None, text=text,
+                                         blocks=blocks, unfurl_links=False, unfurl_media=False)
+
+    def _tell_unreachable(self, job: Job) -> None:
+        """The bot was removed from the channel: tell the requester how to invite it back."""
+        text = say.not_in_channel_text()
+        url = job.requester.extra.get("response_url", "")
+        try:
+            if url:
+                WebhookClient(url, timeout=10).send(text=text, response_type="ephemeral",
+                                                    replace_original=False)
+            else:  # a direct message from the app reaches the user wherever they are
+                self.client.chat_postMessage(channel=job.requester.user, text=text)
+        except (SlackClientError, OSError) as exc:
+            log.warning("could not tell %s that job %s cannot be delivered: %s",
+                        job.requester.user, job.id, exc)

@@ -1,0 +1,181 @@
+"""Starting, following up and cancelling jobs for Slack: the part after the listener's ack.
+
+A job's status message is posted *before* the job is submitted, so its `ts` is already on
+the job when a worker sees it: the deliverer can always edit it and reply in its thread,
+however fast the job finishes. If submit then fails, the message is edited to say why.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.webhook import WebhookClient
+
+from bots.errors import PromptError
+from bots.slack import text as say
+from bots.slack.client import CHANNEL_ERRORS, error_code
+from bots.slack.status import StatusGuard
+from bots.slack_actions import follow_up
+from generator.request import ImageRequest
+from settings import Settings
+from settings.errors import ImagineError
+from tasks.core.jobs import Job, JobStatus, Requester
+from tasks.core.queue import JobQueue, format_wait
+
+log = logging.getLogger(__name__)
+
+# How long the front end waits for a concurrent edit of the status message before skipping
+# its "queued, #3" edit (a progress or result edit is then newer anyway).
+QUEUED_EDIT_WAIT = 5.0
+EVENT_KEY = "imagine:slack:event:{}"
+EVENT_SECONDS = 3600  # Slack retries an event three times within about five minutes
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a request came from: the user, the channel, the thread to answer in."""
+
+    user: str
+    channel: str
+    thread: str = ""  # "" → the status message starts the thread
+    response_url: str = ""
+    team: str = ""
+
+
+class SlackJobs:
+    def __init__(self, settings: Settings, queue: JobQueue, client: WebClient) -> None:
+        self.settings = settings
+        self.queue = queue
+        self.client = client
+        self.guard = StatusGuard(queue.redis, settings.job_ttl)
+
+    # --- the way in ---------------------------------------------------------------------
+    def first_delivery(self, event_id: str) -> bool:
+        """False for an event Slack sends again (it retries when an ack seemed late)."""
+        if not event_id:
+            return True
+        return bool(self.queue.redis.set(EVENT_KEY.format(event_id), "1", nx=True,
+                                          ex=EVENT_SECONDS))
+
+    def start(self, request: ImageRequest, origin: Origin, *, action: str | None = None,
+              index: int | None = None, parent: str | None = None) -> Job | None:
+        """Post the status message, submit the job with its ts, then show the queue position."""
+        extra = {"response_url": origin.response_url, "team": origin.team}
+        if index is not None:
+            extra["index"] = str(index)
+        job = Job(requester=Requester(platform="slack", user=origin.user, channel=origin.channel,
+                                      thread=origin.thread, extra=extra),
+                  request=request, parent=parent, action=action)
+        head = say.headline(origin.user, request, action, index)
+        posted = self._post_status(origin, say.status_text(head, "queued"), job.id)
+        if posted is None:
+            return None
+        requester = job.requester.model_copy(
+            update={"message": posted, "thread": origin.thread or posted})
+        job = job.model_copy(update={"requester": requester})
+        try:
+            submitted = self.queue.submit(job)
+        except ImagineError as exc:
+            self._edit(job, say.status_text(head, say.failed_line(exc.message)))
+            return None
+        except Exception as exc:  # Redis or the broker is down: say so instead of "queued"
+            log.exception("submitting a Slack job failed")
+            self._edit(job, say.status_text(head, say.failed_line(
+                f"the queue is unreachable ({type(exc).__name__}); try again in a minute")))
+            return None
+        line = say.queued_line(submitted.position, format_wait(submitted.eta_seconds))
+        text = say.status_text(head, line)
+
+        def show_position() -> None:
+            current = self.queue.jobs.find(job.id)
+            if current is not None and current.status is JobStatus.queued:  # not stale yet
+                self.client.chat_update(channel=origin.channel, ts=posted, text=text,
+                                        blocks=say.cancel_blocks(text, job.id))
+
+        try:
+            self.guard.edit(job.id, show_position, wait=QUEUED_EDIT_WAIT)
+        except SlackClientError as exc:  # the job is queued; the next edit shows its state
+            log.warning("could not show the queue position of job %s: %s", job.id, exc)
+        return submitted.job
+
+    def follow(self, value: say.ActionValue, origin: Origin) -> Job | None:
+        """Reroll, Vary or Upscale a finished job: a new job answered in the same thread."""
+        parent = self.queue.jobs.find(value.job_id)
+        if parent is None:
+            self.tell(origin, "That job is too old: its record has expired. Run the prompt again.")
+            return None
+        try:
+            request = follow_up(parent, value.action, value.index, self.settings)
+        except PromptError as exc:
+            self.tell(origin, say.escape(exc.message))
+            return None
+        where = Origin(user=origin.user, channel=parent.requester.channel or origin.channel,
+                       thread=parent.requester.thread or origin.thread,
+                       response_url=origin.response_url, team=origin.team)
+        return self.start(request, where, action=value.action, index=value.index,
+                          parent=parent.id)
+
+    def cancel(self, job_id: str, origin: Origin) -> None:
+        """Cancel a queued or running job of the clicking user."""
+        job = self.queue.jobs.find(job_id)
+        if job is None or job.status.finished:
+            self.tell(origin, "That job has already finished.")
+            return
+        if job.requester.user != origin.user:
+            self.tell(origin, f"Only <@{job.requester.user}> can cancel this job.")
+            return
+        job = self.queue.cancel(job_id)
+        head = say.headline(job.requester.user, job.request, job.action,
+                            _index(job.requester.extra))
+        if job.status is JobStatus.cancelled:
+            text = say.status_text(head, "cancelled before it started")
+            self.guard.final(job.id, lambda: self._edit(job, text))
+        elif job.status is JobStatus.running:
+            text = say.status_text(head, "cancelling…")
+            self.guard.edit(job.id, lambda: self._edit(job, text), wait=QUEUED_EDIT_WAIT)
+
+    # --- talking to Slack ---------------------------------------------------------------
+    def _post_status(self, origin: Origin, text: str, job_id: str) -> str | None:
+        try:
+            response = self.client.chat_postMessage(
+                channel=origin.channel, thread_ts=origin.thread or None, text=text,
+                blocks=say.cancel_blocks(text, job_id), unfurl_links=False, unfurl_media=False)
+        except SlackApiError as exc:
+            if error_code(exc) in CHANNEL_ERRORS:
+                self.tell(origin, say.not_in_channel_text())
+            else:
+                log.error("posting a status message in %s failed: %s", origin.channel, exc)
+                self.tell(origin, f"Slack refused my message ({say.escape(error_code(exc))}); "
+                                  "nothing was queued.")
+            return None
+        return str(response["ts"])
+
+    def _edit(self, job: Job, text: str) -> Any:
+        try:
+            return self.client.chat_update(channel=job.requester.channel,
+                                           ts=job.requester.message, text=text,
+                                           blocks=say.text_blocks(text))
+        except SlackClientError as exc:
+            log.warning("could not edit the status message of job %s: %s", job.id, exc)
+            return None
+
+    def tell(self, origin: Origin, text: str) -> None:
+        """An ephemeral note to the requester: via response_url, else chat.postEphemeral."""
+        try:
+            if origin.response_url:
+                WebhookClient(origin.response_url, timeout=10).send(
+                    text=text, response_type="ephemeral", replace_original=False)
+            else:
+                self.client.chat_postEphemeral(channel=origin.channel, user=origin.user,
+                                               text=text, thread_ts=origin.thread or None)
+        except (SlackClientError, OSError) as exc:
+            log.warning("could not tell %s: %s (%s)", origin.user, text, exc)
+
+
+def _index(extra: dict[str, str]) -> int | None:
+    value = extra.get("index", "")
+    return int(value) if value.isdigit() else None

@@ -1,0 +1,198 @@
+"""The REST API for scripts: `/api/v1/jobs` to submit, poll and cancel; the OpenAPI document.
+
+The same jobs as every other front end: the body is read by the prompt grammar, the job goes
+through `JobQueue.submit`, and a `webhook` URL turns the job into one that the webhook
+delivery adapter posts back when it is done.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request, url_for
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from bots.errors import PromptError
+from bots.grammar import format_request, request_from_fields
+from bots.web.openapi import openapi_document
+from bots.web.state import WebState, client_address, web_state
+from settings.errors import ImagineError
+from tasks.core import metrics
+from tasks.core.jobs import Job, JobStatus, Requester
+from tasks.core.queue import format_wait
+from tasks.errors import JobNotFound, QueueFullError
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+MAX_WEBHOOK_URL = 2000
+
+
+class JobBody(BaseModel):
+    """POST /api/v1/jobs: prompt text (flags allowed inline) and/or the grammar's fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str
+    seed: int | None = None
+    ar: str | None = None
+    size: str | None = None
+    steps: int | None = None
+    cfg: float | None = None
+    no: str | None = None
+    n: int | None = None
+    model: str | None = None
+    sampler: str | None = None
+    webhook: str | None = None
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.retry_after = retry_after
+
+
+@bp.errorhandler(ApiError)
+def _api_error(exc: ApiError) -> Response:
+    return error_response(exc.status, exc.message, exc.retry_after)
+
+
+def error_response(status: int, message: str, retry_after: float | None = None) -> Response:
+    response = jsonify(error=message, status=status)
+    response.status_code = status
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="imagine"'
+    return response
+
+
+@bp.before_request
+def _authorise() -> None:
+    token = web_state().settings.api_token
+    if token is None or request.endpoint == "api.openapi":
+        return
+    given = request.headers.get("Authorization", "")
+    scheme, _, value = given.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+            value.strip().encode(), token.get_secret_value().encode()):
+        raise ApiError(401, "This API needs `Authorization: Bearer <IMAGINE_API_TOKEN>`; "
+                            "ask the operator for the token.")
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI 3.1 document of this API."""
+    return jsonify(openapi_document(web_state().limits))
+
+
+@bp.post("/jobs")
+def create_job() -> tuple[Response, int, dict[str, str]]:
+    """Submit a job; 202 with its id, place in the queue and links."""
+    state = web_state()
+    payload = request.get_json(silent=True)
+    if not isinstance(payload, dict):
+        raise ApiError(400, 'Send a JSON object, e.g. {"prompt": "a red fox --ar 16:9"}, '
+                            "with Content-Type: application/json.")
+    try:
+        body = JobBody.model_validate(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise ApiError(400, f"{where}: {first['msg']}.") from None
+    fields = body.model_dump(exclude={"webhook"}, exclude_none=True)
+    try:
+        image_request = request_from_fields(fields, state.limits)
+    except PromptError as exc:
+        raise ApiError(400, exc.message) from None
+    requester = Requester(platform="api", user=client_address())
+    if body.webhook is not None:
+        if not body.webhook.startswith(("http://", "https://")) or \
+                len(body.webhook) > MAX_WEBHOOK_URL:
+            raise ApiError(400, "webhook must be an http:// or https:// URL "
+                                f"of at most {MAX_WEBHOOK_URL} characters.")
+        requester = Requester(platform="webhook", user=client_address(),
+                              extra={"url": body.webhook})
+    decision = state.limiter.take(client_address())
+    if not decision.allowed:
+        metrics.record_web(state.redis, "rate_limited")
+        raise ApiError(429, f"Too many jobs from your address; try again in "
+                            f"{format_wait(decision.retry_after)}.", decision.retry_after)
+    try:
+        submitted = state.queue.submit(Job(requester=requester, request=image_request))
+    except QueueFullError as exc:
+        raise ApiError(503, exc.message, min(60.0, state.queue.average_duration())) from None
+    body_out = job_view(state, submitted.job, position=submitted.position,
+                        eta=submitted.eta_seconds)
+    return jsonify(body_out), 202, {"Location": body_out["links"]["self"]}
+
+
+@bp.get("/jobs/<job_id>")
+def get_job(job_id: str) -> Response:
+    """A job's status, progress, place in the queue and image URLs."""
+    state = web_state()
+    return jsonify(job_view(state, _find(state, job_id)))
+
+
+@bp.delete("/jobs/<job_id>")
+def cancel_job(job_id: str) -> Response:
+    """Cancel a job: a queued one never runs, a running one stops at its next step."""
+    state = web_state()
+    job = _find(state, job_id)
+    if job.status.finished:
+        raise ApiError(409, f"Job {job.id} already finished ({job.status.value}); "
+                            "nothing to cancel.")
+    try:
+        job = state.queue.cancel(job_id)
+    except JobNotFound as exc:
+        raise ApiError(404, exc.message) from None
+    view = job_view(state, job)
+    view["cancel_requested"] = job.status is not JobStatus.cancelled
+    return jsonify(view)
+
+
+def _find(state: WebState, job_id: str) -> Job:
+    try:
+        return state.queue.jobs.get(job_id)
+    except JobNotFound as exc:
+        raise ApiError(404, exc.message) from None
+    except ImagineError as exc:  # pragma: no cover - defensive: any other user-facing error
+        raise ApiError(400, exc.message) from None
+
+
+def job_view(state: WebState, job: Job, position: int | None = None,
+             eta: float | None = None) -> dict[str, Any]:
+    """A job as the API shows it; `position` and `eta_seconds` only while it waits."""
+    if job.status is JobStatus.queued:
+        position = position or state.queue.position(job.id)
+        if eta is None and position is not None:
+            eta = state.queue.estimate_wait(position)
+    else:
+        position, eta = None, None
+    self_url = _absolute(url_for("api.get_job", job_id=job.id))
+    return {
+        "id": job.id,
+        "status": job.status.value,
+        "progress": round(job.progress, 4),
+        "step": job.step,
+        "total_steps": job.total_steps,
+        "position": position,
+        "eta_seconds": None if eta is None else round(eta, 1),
+        "prompt": format_request(job.request, state.limits),
+        "platform": job.requester.platform,
+        "images": [{"name": name, "url": state.image_url(name),
+                    "seed": job.seeds[i] if i < len(job.seeds) else None}
+                   for i, name in enumerate(job.images)],
+        "error": job.error,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "links": {"self": self_url},
+    }
+
+
+def _absolute(path: str) -> str:
+    return f"{web_state().settings.public_url.rstrip('/')}{path}"

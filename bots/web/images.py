@@ -1,0 +1,223 @@
+"""`GET /?prompt=…` (Markdown prompt URLs) and `GET /images/<name>.png`.
+
+A prompt URL's image is made once and then served from storage for ever. A miss submits one
+job (however many requests arrive at once), waits a little, and answers with a placeholder
+PNG when the image is not ready yet: Markdown image proxies give up after a few seconds, and
+a placeholder that says "rendering…" is better than a broken image.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from flask import Blueprint, Response, abort, jsonify, request, send_file
+
+from bots.errors import PromptError
+from bots.web.placeholder import error_png, placeholder_png
+from bots.web.query import PromptQuery, cache_key, read_query
+from bots.web.signing import verify
+from bots.web.state import ONE_YEAR, WebState, client_address, wants_json, web_state
+from tasks.core import metrics
+from tasks.core.jobs import Job, JobStatus, Requester
+from tasks.core.queue import format_wait
+from tasks.errors import JobNotFound, QueueFullError
+
+bp = Blueprint("images", __name__)
+
+IMMUTABLE = f"public, max-age={ONE_YEAR}, immutable"
+RECORD_GRACE = 30.0  # s a claim may exist before its job record does (submit in progress)
+MAX_RETRY_AFTER = 60
+
+
+def refusal(status: int, message: str, *, retry_after: float | None = None) -> Response:
+    """An error as JSON for scripts, or as a small PNG that shows the message in an embed."""
+    if wants_json():
+        response = jsonify(error=message, status=status)
+    else:
+        titles = {400: "cannot draw this", 403: "unsigned URL", 429: "too many new images",
+                  503: "busy, try again"}
+        response = Response(error_png(message, titles.get(status, "error")),
+                            mimetype="image/png")
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    return response
+
+
+def serve_image(state: WebState, name: str, *, cacheable: bool = True) -> Response:
+    """A stored image: strong ETag (its content hash), conditional GET, HEAD, immutable."""
+    etag = f'"{name}"'
+    cache_control = IMMUTABLE if cacheable else "no-store"
+    headers = {"ETag": etag, "Cache-Control": cache_control, "X-Imagine-Image": name}
+    # The name is the content hash, so a matching If-None-Match needs no file access.
+    if request.if_none_match.contains(name):
+        return Response(status=304, headers=headers)
+    response = send_file(state.storage.path(name), mimetype="image/png", etag=False,
+                         conditional=True, max_age=None, last_modified=None)
+    response.headers.update(headers)
+    return response
+
+
+@bp.get("/images/<name>.png")
+def stored_image(name: str) -> Response:
+    """One stored image by its content hash."""
+    state = web_state()
+    if not state.storage.exists(name):
+        abort(404, f"No image {name[:40]} in storage: check the URL.")
+    return serve_image(state, name)
+
+
+@bp.get("/")
+def prompt_image() -> Response:
+    """The image of a prompt URL: cached, drawn now, or a placeholder while it is drawn."""
+    state = web_state()
+    known = state.memo.get(request.query_string)
+    if known is not None and state.storage.exists(known):
+        state.cache_counts.add("hit")
+        return serve_image(state, known)
+    try:
+        query = read_query(request.args.to_dict(flat=False), state.limits)
+    except PromptError as exc:
+        metrics.record_web(state.redis, "bad_request")
+        return refusal(400, exc.message)
+    secret = state.secret
+    if secret is not None and not verify(secret, query.signing_text(), query.sig):
+        metrics.record_web(state.redis, "forbidden")
+        what = "carries a wrong signature" if query.sig else "is not signed"
+        return refusal(403, f"This prompt URL {what}; this server draws only signed URLs. "
+                            "Ask its operator for one (`imagine sign-url \"PROMPT\"`).")
+    if query.random:
+        return _fresh(state, query)
+    key = cache_key(query.request, state.model_source(query.request.model))
+    entry = state.cache.get(key)
+    if entry is not None and entry.image and state.storage.exists(entry.image):
+        state.cache_counts.add("hit")
+        state.memorise(request.query_string, entry.image)
+        return serve_image(state, entry.image)
+    state.cache_counts.add("miss")
+    if entry is None or entry.image:  # new, or its file was removed from storage
+        refused = _take_token(state)
+        if refused is not None:
+            return refused
+        if entry is not None:
+            state.cache.forget(key, entry.job)  # draw it again (same seed, same image)
+        new = Job(requester=_requester(), request=query.request)
+        entry = state.cache.claim(key, new.id)
+        if entry.job == new.id:  # this request won the claim: it, and only it, submits
+            try:
+                state.queue.submit(new)
+            except QueueFullError as exc:
+                state.cache.forget(key, entry.job)
+                return refusal(503, exc.message, retry_after=_queue_retry(state))
+    job = _wait(state, entry.job, _wait_seconds(state, query))
+    if job is None:
+        if time.time() - entry.at > RECORD_GRACE:
+            state.cache.forget(key, entry.job)  # the job vanished: the next request retries
+            return _placeholder(state, query, None)
+        # The request that claimed the key is still saving the record: name its job anyway.
+        return _placeholder(state, query, None, claimed=entry.job)
+    if job.status is JobStatus.done and job.images and state.storage.exists(job.images[0]):
+        state.cache.remember(key, job.id, job.images[0])
+        state.memorise(request.query_string, job.images[0])
+        return serve_image(state, job.images[0])
+    if job.status.finished:
+        state.cache.forget(key, job.id)
+        reason = job.error or "its file is no longer in storage."
+        return refusal(503, f"The image could not be drawn: {reason} Reload to try again.",
+                       retry_after=1)
+    return _placeholder(state, query, job)
+
+
+def _fresh(state: WebState, query: PromptQuery) -> Response:
+    """`seed=random`: a new image for every request, never cached."""
+    refused = _take_token(state)
+    if refused is not None:
+        return refused
+    try:
+        submitted = state.queue.submit(Job(requester=_requester(), request=query.request))
+    except QueueFullError as exc:
+        return refusal(503, exc.message, retry_after=_queue_retry(state))
+    job = _wait(state, submitted.job.id, _wait_seconds(state, query))
+    if job is not None and job.status is JobStatus.done and job.images:
+        return serve_image(state, job.images[0], cacheable=False)
+    if job is not None and job.status.finished:
+        return refusal(503, f"The image could not be drawn: {job.error or job.status.value}.",
+                       retry_after=1)
+    return _placeholder(state, query, job)
+
+
+def _requester() -> Requester:
+    return Requester(platform="web", user=client_address())
+
+
+def _take_token(state: WebState) -> Response | None:
+    decision = state.limiter.take(client_address())
+    if decision.allowed:
+        return None
+    metrics.record_web(state.redis, "rate_limited")
+    return refusal(429, f"Too many new images from your address; try again in "
+                        f"{format_wait(decision.retry_after)}. Images already made are not "
+                        "limited.", retry_after=decision.retry_after)
+
+
+def _queue_retry(state: WebState) -> float:
+    return min(MAX_RETRY_AFTER, state.queue.average_duration())
+
+
+def _wait_seconds(state: WebState, query: PromptQuery) -> float:
+    wanted = state.settings.embed_wait if query.wait is None else query.wait
+    return min(wanted, state.settings.max_wait)
+
+
+def _wait(state: WebState, job_id: str, seconds: float) -> Job | None:
+    """The job after waiting up to `seconds` for it to finish (not at all when all waiting
+    slots are taken: a thread that waits is a thread that cannot serve a cache hit)."""
+    deadline = time.monotonic() + seconds
+    if seconds > 0 and state.waiters.acquire(blocking=False):
+        try:
+            # The request that claimed the key may not have saved the job record yet.
+            while state.queue.jobs.find(job_id) is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            left = deadline - time.monotonic()
+            if left > 0:
+                try:
+                    for _event in state.queue.watch(job_id, left):
+                        pass
+                except JobNotFound:
+                    pass
+        finally:
+            state.waiters.release()
+    return state.queue.jobs.find(job_id)
+
+
+def _placeholder(state: WebState, query: PromptQuery, job: Job | None, *,
+                 claimed: str | None = None) -> Response:
+    """The "rendering…" PNG: never stored by caches, with a hint of when to come back."""
+    metrics.record_web(state.redis, "placeholder")
+    job_id = job.id if job is not None else claimed
+    if job is None:
+        eta, detail = 1.0, "starting…"
+    elif job.status is JobStatus.running:
+        eta = state.queue.average_duration() * (1 - job.progress)
+        detail = f"drawing: step {job.step} of {job.total_steps or '?'}"
+    else:
+        position = state.queue.position(job.id) or 1
+        eta = state.queue.estimate_wait(position)
+        detail = f"position {position} in the queue, ready in {format_wait(eta)}"
+    retry = max(1, min(MAX_RETRY_AFTER, math.ceil(eta)))
+    if wants_json():
+        response = jsonify(status=job.status.value if job else "queued",
+                           job=job_id, detail=detail, retry_after=retry)
+        response.status_code = 202
+    else:
+        request_ = query.request
+        response = Response(placeholder_png(request_.prompt, request_.width, request_.height,
+                                            detail), mimetype="image/png")
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Retry-After"] = str(retry)
+    if job_id is not None:
+        response.headers["X-Imagine-Job"] = job_id
+        response.headers["X-Imagine-Status"] = job.status.value if job else "queued"
+    return response

@@ -1,0 +1,226 @@
+"""The OpenAPI 3.1 document served at /api/v1/openapi.json.
+
+Written by hand next to the views it describes; a test runs schemathesis against a live
+server with it, so a response the document does not allow fails the suite.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bots.limits import CFG_MAX, Limits
+from generator.request import SAMPLERS, SEED_MAX
+
+_RATIO = "^[0-9]+:[0-9]+$"
+_SIZE = "^[0-9]+([xX][0-9]+)?$"
+
+_ERROR = {
+    "type": "object",
+    "required": ["error", "status"],
+    "properties": {"error": {"type": "string", "description": "What was wrong and what to do."},
+                   "status": {"type": "integer"}},
+}
+_JSON_ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+_PNG = {"image/png": {"schema": {"type": "string", "format": "binary"}}}
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before asking again.",
+                                "schema": {"type": "string"}}}
+
+
+def _error(description: str, *, retry: bool = False, png: bool = False) -> dict[str, Any]:
+    content: dict[str, Any] = dict(_JSON_ERROR)
+    if png:
+        content.update(_PNG)
+    response: dict[str, Any] = {"description": description, "content": content}
+    if retry:
+        response["headers"] = dict(_RETRY_AFTER)
+    return response
+
+
+_UNAUTHORISED = _error("IMAGINE_API_TOKEN is set and the bearer token is missing or wrong.")
+
+_JOB = {
+    "type": "object",
+    "required": ["id", "status", "progress", "step", "total_steps", "position", "eta_seconds",
+                 "prompt", "platform", "images", "error", "created_at", "started_at",
+                 "finished_at", "links"],
+    "properties": {
+        "id": {"type": "string"},
+        "status": {"type": "string",
+                   "enum": ["queued", "running", "done", "failed", "cancelled"]},
+        "progress": {"type": "number", "minimum": 0, "maximum": 1},
+        "step": {"type": "integer"},
+        "total_steps": {"type": "integer"},
+        "position": {"type": ["integer", "null"],
+                     "description": "1 for the next job to start; null unless queued."},
+        "eta_seconds": {"type": ["number", "null"]},
+        "prompt": {"type": "string", "description": "The request as prompt text with flags."},
+        "platform": {"type": "string"},
+        "images": {"type": "array", "items": {
+            "type": "object", "required": ["name", "url", "seed"],
+            "properties": {"name": {"type": "string"}, "url": {"type": "string"},
+                           "seed": {"type": ["integer", "null"]}}}},
+        "error": {"type": ["string", "null"]},
+        "created_at": {"type": "number"},
+        "started_at": {"type": ["number", "null"]},
+        "finished_at": {"type": ["number", "null"]},
+        "links": {"type": "object", "required": ["self"],
+                  "properties": {"self": {"type": "string"}}},
+        "cancel_requested": {"type": "boolean"},
+    },
+}
+
+def _new_job(limits: Limits) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["prompt"],
+        "properties": {
+            "prompt": {"type": "string", "minLength": 1, "maxLength": limits.max_prompt_length,
+                       "description": "Prompt text; the chat flags (--ar, --seed, …) work "
+                                      "inline."},
+            "seed": {"type": "integer", "minimum": 0, "maximum": SEED_MAX},
+            "ar": {"type": "string", "pattern": _RATIO,
+                   "description": "W:H from 1:4 to 4:1, e.g. 16:9."},
+            "size": {"type": "string", "pattern": _SIZE,
+                     "description": "WxH or N for a square, e.g. 768x512."},
+            "steps": {"type": "integer", "minimum": 1, "maximum": limits.max_steps},
+            "cfg": {"type": "number", "minimum": 0, "maximum": CFG_MAX},
+            "no": {"type": "string", "description": "What to leave out."},
+            "n": {"type": "integer", "minimum": 1, "maximum": limits.max_images},
+            "model": {"type": "string", "enum": list(limits.models)},
+            "sampler": {"type": "string", "enum": list(SAMPLERS)},
+            "webhook": {"type": "string", "pattern": "^https?://",
+                        "description": "http(s) URL to POST the result to when done."},
+        },
+    }
+
+
+def _prompt_parameters(limits: Limits) -> list[dict[str, Any]]:
+    def query(name: str, schema: dict[str, Any], description: str = "",
+              required: bool = False) -> dict[str, Any]:
+        parameter = {"name": name, "in": "query", "required": required, "schema": schema}
+        if description:
+            parameter["description"] = description
+        return parameter
+
+    return [
+        query("prompt", {"type": "string", "minLength": 1,
+                         "maxLength": limits.max_prompt_length},
+              "The prompt; flags such as --ar 16:9 may be inline.", required=True),
+        query("seed", {"type": "string", "pattern": "^([0-9]{1,10}|random)$"},
+              f"0 to {SEED_MAX}, or `random` for a new image each time (never cached)."),
+        query("ar", {"type": "string", "pattern": _RATIO}),
+        query("size", {"type": "string", "pattern": _SIZE}),
+        query("steps", {"type": "integer", "minimum": 1, "maximum": limits.max_steps}),
+        query("cfg", {"type": "number", "minimum": 0, "maximum": CFG_MAX}),
+        query("no", {"type": "string"}, "What to leave out."),
+        query("model", {"type": "string", "enum": list(limits.models)}),
+        query("sampler", {"type": "string", "enum": list(SAMPLERS)}),
+        query("sig", {"type": "string"},
+              "Required when the server has IMAGINE_URL_SECRET: see `imagine sign-url`."),
+        query("wait", {"type": "number", "minimum": 0},
+              "Seconds to wait for a new image (capped by IMAGINE_MAX_WAIT)."),
+    ]
+
+
+_JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_JOB_RESPONSE = {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}
+
+
+def openapi_document(limits: Limits) -> dict[str, Any]:
+    """The document for this server's limits (step cap, model names)."""
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "imagine", "version": "1",
+                 "description": "Prompt URLs for Markdown and a job API for scripts."},
+        "servers": [{"url": "/"}],
+        "components": {
+            "schemas": {"Error": _ERROR, "Job": _JOB, "NewJob": _new_job(limits)},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "paths": {
+            "/": {"get": {
+                "operationId": "promptImage",
+                "summary": "The image of a prompt; the same URL always gives the same image.",
+                "parameters": _prompt_parameters(limits),
+                "responses": {
+                    "200": {"description": "The image (cached for a year), or a `rendering…` "
+                                           "placeholder marked no-store with Retry-After.",
+                            "content": dict(_PNG)},
+                    "202": {"description": "Not ready yet (clients that prefer JSON).",
+                            "headers": dict(_RETRY_AFTER),
+                            "content": {"application/json": {"schema": {"type": "object"}}}},
+                    "304": {"description": "Not modified (If-None-Match)."},
+                    "400": _error("Invalid prompt or parameter.", png=True),
+                    "403": _error("Missing or wrong `sig`.", png=True),
+                    "429": _error("Too many new images from this address.", retry=True,
+                                  png=True),
+                    "503": _error("The queue is full or the drawing failed.", retry=True,
+                                  png=True),
+                },
+            }},
+            "/images/{name}.png": {"get": {
+                "operationId": "storedImage",
+                "summary": "A stored image by its content hash.",
+                "parameters": [{"name": "name", "in": "path", "required": True,
+                                "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "The image.", "content": dict(_PNG)},
+                              "304": {"description": "Not modified."},
+                              "404": {"description": "No such image."}},
+            }},
+            "/api/v1/jobs": {"post": {
+                "operationId": "createJob",
+                "summary": "Submit a job.",
+                "security": [{}, {"bearer": []}],
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/NewJob"}}}},
+                "responses": {
+                    "202": {"description": "Queued.", "content": _JOB_RESPONSE,
+                            "headers": {"Location": {"schema": {"type": "string"}}}},
+                    "400": _error("Invalid body, prompt or field."),
+                    "401": _UNAUTHORISED,
+                    "429": _error("Too many jobs from this address.", retry=True),
+                    "503": _error("The queue is full.", retry=True),
+                },
+            }},
+            "/api/v1/jobs/{job_id}": {
+                "get": {
+                    "operationId": "getJob",
+                    "summary": "A job's status, progress and images.",
+                    "security": [{}, {"bearer": []}],
+                    "parameters": [_JOB_ID],
+                    "responses": {"200": {"description": "The job.", "content": _JOB_RESPONSE},
+                                  "401": _UNAUTHORISED,
+                                  "404": _error("No such job (or its record expired).")},
+                },
+                "delete": {
+                    "operationId": "cancelJob",
+                    "summary": "Cancel a job.",
+                    "security": [{}, {"bearer": []}],
+                    "parameters": [_JOB_ID],
+                    "responses": {"200": {"description": "Cancelled, or cancel requested.",
+                                          "content": _JOB_RESPONSE},
+                                  "401": _UNAUTHORISED,
+                                  "404": _error("No such job."),
+                                  "409": _error("The job already finished.")},
+                },
+            },
+            "/healthz": {"get": {
+                "operationId": "health",
+                "summary": "Redis reachable and a generate worker alive.",
+                "responses": {"200": {"description": "Healthy.",
+                                      "content": {"application/json": {
+                                          "schema": {"type": "object"}}}},
+                              "503": {"description": "Unhealthy.",
+                                      "content": {"application/json": {
+                                          "schema": {"type": "object"}}}}},
+            }},
+            "/metrics": {"get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics.",
+                "responses": {"200": {"description": "Text exposition format.",
+                                      "content": {"text/plain": {
+                                          "schema": {"type": "string"}}}}},
+            }},
+        },
+    }

@@ -1,0 +1,116 @@
+"""Prompt URL query strings → a normalised request, its cache key and its signing text.
+
+`/?prompt=a+fox&ar=16:9` and `/?ar=16:9&prompt=a+fox+` are the same image: both become the
+same `ImageRequest` through the grammar, with a seed derived from the parameters when none
+is given. The cache key adds the model's identity (its source, not its nickname), so
+pointing IMAGINE_MODEL at another model never serves the old model's pictures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from bots.errors import PromptError
+from bots.grammar import format_request, request_from_fields
+from bots.limits import Limits
+from generator.request import ImageRequest
+
+# The grammar's fields that a prompt URL accepts (one image per URL, so no `n`).
+QUERY_FIELDS: tuple[str, ...] = ("prompt", "seed", "ar", "size", "steps", "cfg", "no", "model",
+                                 "sampler")
+# Query parameters that steer the answer rather than the image.
+CONTROL_FIELDS: tuple[str, ...] = ("sig", "wait")
+RANDOM_SEED = "random"
+
+
+@dataclass(frozen=True)
+class PromptQuery:
+    """One prompt URL, read: the request (seeded unless `random`), the signature, the wait."""
+
+    request: ImageRequest
+    random: bool
+    sig: str | None
+    wait: float | None
+
+    def signing_text(self) -> bytes:
+        """What a signature covers: the normalised parameters, not their spelling."""
+        return signing_text(self.request, self.random)
+
+
+def signing_text(request: ImageRequest, random: bool) -> bytes:
+    fields = request.model_dump(mode="json", exclude={"seed"} if random else None)
+    return json.dumps({"request": fields, "random": random}, sort_keys=True,
+                      separators=(",", ":")).encode()
+
+
+def cache_key(request: ImageRequest, model_source: str) -> str:
+    """The permanent identity of a seeded request's image on this model."""
+    text = json.dumps({"request": request.model_dump(mode="json"), "model": model_source},
+                      sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _single(args: Mapping[str, list[str]], name: str) -> str | None:
+    values = args.get(name) or []
+    if len(values) > 1:
+        raise PromptError(f"The query parameter {name} is given {len(values)} times; give it once.")
+    return values[0] if values else None
+
+
+def _wait(text: str | None) -> float | None:
+    if text is None or text.strip() == "":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise PromptError(f"wait must be a number of seconds, 0 or more, not {text[:40]!r}.")
+    return value
+
+
+def read_query(args: Mapping[str, list[str]], limits: Limits) -> PromptQuery:
+    """Read `?prompt=…&seed=…&sig=…&wait=…`; PromptError with the grammar's message if invalid.
+
+    `args` maps each parameter to all its values (Werkzeug's `request.args.to_dict(flat=False)`).
+    """
+    fields: dict[str, str | None] = {}
+    for name in args:
+        key = name.lower()
+        if key in CONTROL_FIELDS:
+            continue
+        if key in ("n", "count"):
+            raise PromptError("A prompt URL draws one image: leave out n "
+                              "(the REST API at /api/v1/jobs draws several).")
+        if key in fields:
+            raise PromptError(f"The query parameter {key} is given twice; give it once.")
+        fields[key] = _single(args, name)
+    if "prompt" not in fields:
+        raise PromptError("Add ?prompt=… to the URL: describe the image, e.g. "
+                          "/?prompt=a+red+fox+in+snow&ar=16:9")
+    seed = fields.get("seed")
+    random = seed is not None and seed.strip().lower() == RANDOM_SEED
+    if random:
+        fields.pop("seed")
+    request = request_from_fields(fields, limits)
+    if request.num_images != 1:
+        raise PromptError("A prompt URL draws one image: leave out --n "
+                          "(the REST API at /api/v1/jobs draws several).")
+    return PromptQuery(
+        request=request if random else request.seeded(),
+        random=random,
+        sig=_single(args, "sig"),
+        wait=_wait(_single(args, "wait")),
+    )
+
+
+def query_params(request: ImageRequest, limits: Limits, random: bool = False) -> dict[str, str]:
+    """URL parameters that read back to `request`: the grammar's own text in `prompt`."""
+    if random:
+        return {"prompt": format_request(request.model_copy(update={"seed": None}), limits),
+                "seed": RANDOM_SEED}
+    return {"prompt": format_request(request, limits)}

@@ -1,0 +1,158 @@
+"""Handing finished jobs (and progress) back to the platform they came from.
+
+A platform adapter knows how to talk to one chat API; this module gives every adapter the
+same guarantees: retries with backoff, a rate limit's retry-after honoured, and each step of
+a delivery done at most once per job even when the deliver task runs twice.
+Adapters are found by platform name and imported lazily, so a GPU worker never imports a
+chat library and the deliver worker imports only the platforms it actually serves.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+import redis
+
+from settings import Settings
+from tasks.core.jobs import Job
+from tasks.core.storage import Storage
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+ADAPTERS: dict[str, str] = {
+    "webhook": "bots.web.webhook_delivery:WebhookDelivery",
+    "slack": "bots.slack.delivery:SlackDelivery",
+    "discord": "bots.discord.delivery:DiscordDelivery",
+}
+DONE_KEY = "imagine:delivered:{}:{}"
+LOCK_KEY = "imagine:delivering:{}:{}"
+PROGRESS_PENDING_KEY = "imagine:progress-pending:{}"
+LOCK_SECONDS = 120
+
+
+class RateLimited(Exception):  # noqa: N818 - the platform's own word
+    """The platform asked us to wait `retry_after` seconds before trying again."""
+
+    def __init__(self, retry_after: float, detail: str = "") -> None:
+        super().__init__(f"rate limited for {retry_after:.1f} s {detail}".strip())
+        self.retry_after = max(0.0, float(retry_after))
+
+
+class TransientDeliveryError(Exception):
+    """Worth retrying: a 5xx, a timeout, a dropped connection."""
+
+
+class PermanentDeliveryError(Exception):
+    """Retrying cannot help (bad token, bot removed from the channel); logged, not retried."""
+
+
+class DeliveryBusy(TransientDeliveryError):
+    """Another task is delivering this job right now."""
+
+
+@dataclass
+class DeliveryContext:
+    """What an adapter gets besides the job: storage, settings, and `once` for idempotency."""
+
+    settings: Settings
+    storage: Storage
+    redis: redis.Redis
+    job: Job
+    kind: str
+
+    def once(self, step: str, action: Callable[[], T]) -> T | None:
+        """Run `action` unless this step of this delivery already succeeded; remember success.
+
+        A step that crashes after the platform accepted it but before we recorded it can
+        repeat: adapters pass the platform an idempotency key (Discord's nonce) where one
+        exists, and make each step a single API call so that window stays tiny.
+        """
+        key = DONE_KEY.format(self.job.id, f"{self.kind}:{step}")
+        if self.redis.exists(key):
+            return None
+        result = action()
+        self.redis.set(key, "1", ex=self.settings.job_ttl)
+        return result
+
+    def done(self, step: str) -> bool:
+        return bool(self.redis.exists(DONE_KEY.format(self.job.id, f"{self.kind}:{step}")))
+
+
+class Adapter(Protocol):
+    def __init__(self, settings: Settings) -> None: ...
+
+    def deliver_result(self, ctx: DeliveryContext) -> None:
+        """Post the finished job: its images, or its error, or that it was cancelled."""
+
+    def deliver_progress(self, ctx: DeliveryContext, position: int | None) -> None:
+        """Show where the job stands (queue position or step); may be skipped when busy."""
+
+
+def has_adapter(platform: str) -> bool:
+    return platform in ADAPTERS
+
+
+def load_adapter(platform: str, settings: Settings) -> Adapter:
+    module_name, _, class_name = ADAPTERS[platform].partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls(settings)  # type: ignore[no-any-return]
+
+
+class Deliverer:
+    """Runs deliveries for the deliver worker; one per process, adapters cached."""
+
+    def __init__(self, settings: Settings, client: redis.Redis, storage: Storage) -> None:
+        self.settings = settings
+        self.redis = client
+        self.storage = storage
+        self._adapters: dict[str, Adapter] = {}
+
+    def adapter(self, platform: str) -> Adapter:
+        if platform not in self._adapters:
+            self._adapters[platform] = load_adapter(platform, self.settings)
+        return self._adapters[platform]
+
+    def deliver_result(self, job: Job) -> None:
+        """Deliver once; concurrent duplicates wait their turn (DeliveryBusy is retried)."""
+        if not has_adapter(job.requester.platform):
+            return
+        ctx = DeliveryContext(self.settings, self.storage, self.redis, job, "result")
+        if ctx.done("complete"):
+            return
+        lock = self.redis.lock(LOCK_KEY.format(job.id, "result"), timeout=LOCK_SECONDS,
+                               blocking=False)
+        if not lock.acquire():
+            raise DeliveryBusy(f"job {job.id} is being delivered by another task")
+        try:
+            self.adapter(job.requester.platform).deliver_result(ctx)
+            ctx.once("complete", lambda: None)
+        finally:
+            try:
+                lock.release()
+            except redis.exceptions.LockError:
+                log.warning("delivery lock of job %s expired while delivering", job.id)
+
+    def deliver_progress(self, job: Job, position: int | None) -> None:
+        self.redis.delete(PROGRESS_PENDING_KEY.format(job.id))
+        if not has_adapter(job.requester.platform) or job.status.finished:
+            return
+        ctx = DeliveryContext(self.settings, self.storage, self.redis, job, "progress")
+        if ctx.done("result") or self.redis.exists(DONE_KEY.format(job.id, "result:complete")):
+            return
+        self.adapter(job.requester.platform).deliver_progress(ctx, position)
+
+
+def claim_progress_slot(client: redis.Redis, job_id: str, seconds: float) -> bool:
+    """At most one progress update per job waits in the deliver queue at a time."""
+    return bool(client.set(PROGRESS_PENDING_KEY.format(job_id), "1", nx=True,
+                           ex=max(1, int(seconds) + 30)))
+
+
+def backoff_seconds(retries: int) -> float:
+    return float(min(2 ** retries, 300))

@@ -1,0 +1,178 @@
+"""Operational counters kept in Redis, rendered in the Prometheus text format.
+
+Events happen in many processes (the web server, generate and deliver workers), so the
+counters cannot live in one process's memory: each event is one HINCRBY on a Redis hash,
+and `/metrics` reads the hashes at scrape time. Gauges (queue depth, workers) are read from
+the queue's own keys at scrape time too.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Iterator
+
+import redis
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+JOBS_KEY = "imagine:metrics:jobs"  # "platform|outcome" → count
+GENERATION_KEY = "imagine:metrics:generation"  # "le=<bound>" → count, plus "sum", "count"
+CACHE_KEY = "imagine:metrics:cache"  # "hit" / "miss" → count
+RETRIES_KEY = "imagine:metrics:delivery_retries"  # "platform|reason" → count
+WEB_KEY = "imagine:metrics:web"  # "rate_limited" / "placeholder" / ... → count
+
+# Seconds per job on anything from a tiny CPU model to a large model on a slow GPU.
+GENERATION_BUCKETS: tuple[float, ...] = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _field(*labels: str) -> str:
+    # "|" never occurs in platform names, outcomes or reasons.
+    return "|".join(labels)
+
+
+def record_job_finished(client: redis.Redis | redis.client.Pipeline, platform: str,
+                        outcome: str, seconds: float | None) -> None:
+    """Count a finished job; a drawn one also adds its generation time to the histogram."""
+    client.hincrby(JOBS_KEY, _field(platform, outcome), 1)
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return
+    bound = next((b for b in GENERATION_BUCKETS if seconds <= b), math.inf)
+    # Per-bucket counts here; they are made cumulative when rendered.
+    client.hincrby(GENERATION_KEY, f"le={bound:g}", 1)
+    client.hincrbyfloat(GENERATION_KEY, "sum", seconds)
+    client.hincrby(GENERATION_KEY, "count", 1)
+
+
+def record_cache(client: redis.Redis, hit: bool) -> None:
+    client.hincrby(CACHE_KEY, "hit" if hit else "miss", 1)
+
+
+def record_delivery_retry(client: redis.Redis, platform: str, reason: str) -> None:
+    client.hincrby(RETRIES_KEY, _field(platform, reason), 1)
+
+
+def record_web(client: redis.Redis, event: str) -> None:
+    client.hincrby(WEB_KEY, event, 1)
+
+
+class BufferedCounts:
+    """Counts of frequent events (cache hits) kept in memory and added to Redis in batches.
+
+    A hit costs no Redis round trip; a daemon thread flushes every `interval` seconds, and
+    whoever renders /metrics in this process flushes first, so a scrape is never behind.
+    """
+
+    def __init__(self, client: redis.Redis, key: str, interval: float = 0.5) -> None:
+        self.redis = client
+        self.key = key
+        self.interval = interval
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def add(self, field: str, amount: int = 1) -> None:
+        with self._lock:
+            self._counts[field] = self._counts.get(field, 0) + amount
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="imagine-metrics",
+                                                daemon=True)
+                self._thread.start()
+
+    def flush(self) -> None:
+        with self._lock:
+            counts, self._counts = self._counts, {}
+        if not counts:
+            return
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                for field, amount in counts.items():
+                    pipe.hincrby(self.key, field, amount)
+                pipe.execute()
+        except redis.RedisError:
+            with self._lock:  # keep them for the next flush rather than lose them
+                for field, amount in counts.items():
+                    self._counts[field] = self._counts.get(field, 0) + amount
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.interval)
+            self.flush()
+
+
+def _decoded(raw: dict[bytes, bytes]) -> dict[str, float]:
+    return {key.decode(): float(value) for key, value in raw.items()}
+
+
+class RedisCollector:
+    """A prometheus_client collector that reads the counters and the queue at scrape time."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+
+    def collect(self) -> Iterator[Metric]:
+        # Imported here: tasks.core.queue pulls in Celery, which a metrics reader may not need.
+        from tasks.core.queue import QUEUE_KEY, RUNNING_KEY  # noqa: PLC0415
+
+        with self.redis.pipeline(transaction=False) as pipe:
+            for key in (JOBS_KEY, GENERATION_KEY, CACHE_KEY, RETRIES_KEY, WEB_KEY):
+                pipe.hgetall(key)
+            pipe.zcard(QUEUE_KEY)
+            pipe.scard(RUNNING_KEY)
+            jobs, generation, cache, retries, web, queued, running = pipe.execute()
+
+        family = CounterMetricFamily("imagine_jobs", "Finished jobs by platform and outcome.",
+                                     labels=["platform", "outcome"])
+        for key, value in sorted(_decoded(jobs).items()):
+            family.add_metric(key.split("|", 1), value)
+        yield family
+
+        generation = _decoded(generation)
+        cumulative, buckets = 0.0, []
+        for bound in (*GENERATION_BUCKETS, math.inf):
+            cumulative += generation.get(f"le={bound:g}", 0.0)
+            buckets.append(("+Inf" if bound == math.inf else f"{bound:g}", cumulative))
+        yield HistogramMetricFamily(
+            "imagine_generation_seconds", "Seconds from a job's start to its images.",
+            buckets=buckets, sum_value=generation.get("sum", 0.0))
+
+        family = CounterMetricFamily("imagine_cache", "Prompt URL requests by cache result.",
+                                     labels=["result"])
+        cache = _decoded(cache)
+        for result in ("hit", "miss"):
+            family.add_metric([result], cache.get(result, 0.0))
+        yield family
+
+        family = CounterMetricFamily("imagine_delivery_retries",
+                                     "Deliveries retried, by platform and reason.",
+                                     labels=["platform", "reason"])
+        for key, value in sorted(_decoded(retries).items()):
+            family.add_metric(key.split("|", 1), value)
+        yield family
+
+        family = CounterMetricFamily("imagine_web_events",
+                                     "Web answers other than images: placeholders, refusals.",
+                                     labels=["event"])
+        for key, value in sorted(_decoded(web).items()):
+            family.add_metric([key], value)
+        yield family
+
+        yield GaugeMetricFamily("imagine_queue_depth", "Jobs waiting for a generate worker.",
+                                value=float(queued))
+        yield GaugeMetricFamily("imagine_jobs_running", "Jobs being drawn right now.",
+                                value=float(running))
+
+
+def render(client: redis.Redis) -> bytes:
+    """The Prometheus text exposition of everything above."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RedisCollector(client))  # type: ignore[arg-type]
+    return generate_latest(registry)

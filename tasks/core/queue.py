@@ -1,0 +1,223 @@
+"""`submit(job)` — the only way in — plus positions, wait estimates, cancel and progress.
+
+Celery does not expose queue positions, so the order of waiting jobs is kept here in a
+Redis sorted set next to the Celery message; admission (global and per-user limits) and the
+insertion happen in one Lua script so concurrent submits cannot overshoot a limit.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import redis
+from celery import Celery
+
+from generator.request import SEED_MAX
+from settings import Settings
+from tasks.core import metrics
+from tasks.core.jobs import Job, JobStatus, JobStore
+from tasks.errors import QueueFullError
+from tasks.worker.heartbeat import WORKERS_KEY
+
+QUEUE_KEY = "imagine:queue"
+SEQ_KEY = "imagine:seq"
+RUNNING_KEY = "imagine:running"
+ACTIVE_KEY = "imagine:active:{}"  # unfinished jobs of one user
+DURATIONS_KEY = "imagine:durations"
+CANCEL_KEY = "imagine:cancel:{}"
+EVENTS_CHANNEL = "imagine:events:{}"
+DURATION_SAMPLES = 20
+DEFAULT_DURATION = 10.0  # seconds, until the queue has seen real jobs
+
+GENERATE_TASK = "imagine.generate"
+GENERATE_QUEUE = "generate"
+
+_ADMIT = """
+local queued = redis.call('ZCARD', KEYS[1])
+if queued >= tonumber(ARGV[2]) then return {-1, queued} end
+local mine = redis.call('SCARD', KEYS[2])
+if mine >= tonumber(ARGV[3]) then return {-2, mine} end
+local seq = redis.call('INCR', KEYS[3])
+redis.call('ZADD', KEYS[1], seq, ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4]))
+return {redis.call('ZRANK', KEYS[1], ARGV[1]) + 1, 0}
+"""
+
+
+@dataclass(frozen=True)
+class Submitted:
+    job: Job
+    position: int
+    eta_seconds: float
+
+    @property
+    def job_id(self) -> str:
+        return self.job.id
+
+
+def format_wait(seconds: float) -> str:
+    if seconds < 60:
+        return f"~{max(1, round(seconds))} s"
+    if seconds < 3600:
+        return f"~{round(seconds / 60)} min"
+    return f"~{seconds / 3600:.1f} h"
+
+
+def random_seed() -> int:
+    return secrets.randbelow(SEED_MAX + 1)
+
+
+class JobQueue:
+    """Front ends and workers share this view of the queue; one per process."""
+
+    def __init__(self, settings: Settings, client: redis.Redis, celery: Celery) -> None:
+        self.settings = settings
+        self.redis = client
+        self.celery = celery
+        self.jobs = JobStore(client, settings.job_ttl)
+        self._admit = client.register_script(_ADMIT)
+
+    # --- the way in -------------------------------------------------------------------
+    def submit(self, job: Job) -> Submitted:
+        """Store the job, take its place in line and enqueue it; QueueFullError when full."""
+        if job.request.seed is None:
+            job = job.model_copy(update={"request": job.request.with_seed(random_seed())})
+        self.jobs.save(job)
+        position, count = self._admit(
+            keys=[QUEUE_KEY, ACTIVE_KEY.format(job.requester.user_key), SEQ_KEY],
+            args=[job.id, self.settings.max_queue, self.settings.max_jobs_per_user,
+                  self.settings.job_ttl],
+        )
+        if position < 0:
+            self.redis.delete(f"imagine:job:{job.id}")
+            raise self._full_error(int(position), int(count))
+        try:
+            self.celery.send_task(
+                GENERATE_TASK, args=[job.id], task_id=job.id, queue=GENERATE_QUEUE
+            )
+        except Exception:
+            self._forget(job)
+            raise
+        return Submitted(job, int(position), self.estimate_wait(int(position)))
+
+    def _forget(self, job: Job) -> None:
+        self.redis.zrem(QUEUE_KEY, job.id)
+        self.redis.srem(ACTIVE_KEY.format(job.requester.user_key), job.id)
+        self.redis.delete(f"imagine:job:{job.id}")
+
+    def _full_error(self, code: int, count: int) -> QueueFullError:
+        if code == -1:
+            wait = format_wait(self.average_duration() * max(1, count) / self.worker_count())
+            return QueueFullError(
+                f"The queue is full ({count} jobs waiting); try again in {wait}."
+            )
+        return QueueFullError(
+            f"You already have {count} unfinished jobs (the limit is "
+            f"{self.settings.max_jobs_per_user}); wait for one to finish or cancel one."
+        )
+
+    # --- where things stand -----------------------------------------------------------
+    def position(self, job_id: str) -> int | None:
+        """1 for the next job to start; None once it runs or is gone."""
+        rank = self.redis.zrank(QUEUE_KEY, job_id)  # an int (no withscore)
+        return None if rank is None else int(rank) + 1  # type: ignore[arg-type]
+
+    def queued_count(self) -> int:
+        return int(self.redis.zcard(QUEUE_KEY))
+
+    def running_count(self) -> int:
+        return int(self.redis.scard(RUNNING_KEY))
+
+    def average_duration(self) -> float:
+        samples = [float(x) for x in self.redis.lrange(DURATIONS_KEY, 0, -1)]
+        return sum(samples) / len(samples) if samples else DEFAULT_DURATION
+
+    def worker_count(self, queue: str = GENERATE_QUEUE) -> int:
+        return max(1, len(self.alive_workers(queue)))
+
+    def alive_workers(self, queue: str | None = None) -> list[dict[str, object]]:
+        workers = []
+        for key in self.redis.scan_iter(WORKERS_KEY.format("*")):
+            raw = self.redis.get(key)
+            if raw:
+                info = json.loads(raw)
+                if queue is None or queue in info.get("queues", []):
+                    workers.append(info)
+        return workers
+
+    def estimate_wait(self, position: int) -> float:
+        """Seconds until the job is done: the jobs ahead, the running ones and itself."""
+        ahead = position - 1 + self.running_count()
+        return self.average_duration() * (ahead / self.worker_count() + 1)
+
+    # --- what workers report ----------------------------------------------------------
+    def mark_started(self, job_id: str) -> None:
+        self.redis.zrem(QUEUE_KEY, job_id)
+        self.redis.sadd(RUNNING_KEY, job_id)
+
+    def mark_finished(self, job: Job) -> None:
+        with self.redis.pipeline() as pipe:
+            pipe.zrem(QUEUE_KEY, job.id)
+            pipe.srem(RUNNING_KEY, job.id)
+            pipe.srem(ACTIVE_KEY.format(job.requester.user_key), job.id)
+            pipe.delete(CANCEL_KEY.format(job.id))
+            if job.status is JobStatus.done and job.duration is not None:
+                pipe.lpush(DURATIONS_KEY, job.duration)
+                pipe.ltrim(DURATIONS_KEY, 0, DURATION_SAMPLES - 1)
+            metrics.record_job_finished(pipe, job.requester.platform, job.status.value,
+                                        job.duration if job.status is JobStatus.done else None)
+            pipe.execute()
+        self.publish(job)
+
+    def publish(self, job: Job) -> None:
+        event = {"id": job.id, "status": job.status.value, "step": job.step,
+                 "total": job.total_steps, "images": job.images, "error": job.error}
+        self.redis.publish(EVENTS_CHANNEL.format(job.id), json.dumps(event))
+
+    def watch(self, job_id: str, timeout: float) -> Iterator[dict[str, object]]:
+        """Progress events of one job until it finishes or `timeout` passes."""
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(EVENTS_CHANNEL.format(job_id))
+        try:
+            job = self.jobs.get(job_id)  # after subscribing, so no event falls in between
+            if job.status.finished:
+                yield {"id": job.id, "status": job.status.value, "images": job.images}
+                return
+            deadline = time.monotonic() + timeout
+            while (left := deadline - time.monotonic()) > 0:
+                message = pubsub.get_message(timeout=min(left, 1.0))
+                if message is None:
+                    continue
+                event = json.loads(message["data"])
+                yield event
+                if JobStatus(event["status"]).finished:
+                    return
+        finally:
+            pubsub.close()
+
+    # --- cancel -----------------------------------------------------------------------
+    def cancel(self, job_id: str) -> Job:
+        """A queued job never runs; a running one stops at its next step."""
+
+        def change(job: Job) -> Job | None:
+            if job.status is JobStatus.queued:
+                return job.model_copy(
+                    update={"status": JobStatus.cancelled, "finished_at": time.time(),
+                            "error": "Cancelled before it started."}
+                )
+            return None
+
+        job = self.jobs.update(job_id, change)
+        if job.status is JobStatus.cancelled:
+            self.mark_finished(job)
+        elif job.status is JobStatus.running:
+            self.redis.set(CANCEL_KEY.format(job_id), "1", ex=self.settings.job_ttl)
+        return job
+
+    def cancel_requested(self, job_id: str) -> bool:
+        return bool(self.redis.exists(CANCEL_KEY.format(job_id)))

@@ -1,0 +1,70 @@
+"""The Celery app, configured from settings: Redis broker, a GPU queue and an I/O queue."""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from settings import Settings
+from tasks.core.connection import celery_url, redis_url
+
+GENERATE_QUEUE = "generate"
+DELIVER_QUEUE = "deliver"
+
+# Kombu restores unacknowledged messages (those of a worker host that vanished) by sweeping
+# every interval x throttle seconds; its default of 10 x 10 s would add 100 s to the
+# visibility timeout. Sweeping every 10 s (or a third of a short timeout) bounds
+# redelivery at visibility timeout + 10 s.
+UNACKED_RESTORE_INTERVAL = 10
+VISIBILITY_MARGIN = 60
+
+
+def visibility_timeout(settings: Settings) -> int:
+    """Longer than the longest allowed job, so a slow job is never handed out twice."""
+    return settings.visibility_timeout or settings.job_timeout + VISIBILITY_MARGIN
+
+
+def restore_interval(settings: Settings) -> int:
+    return max(1, min(UNACKED_RESTORE_INTERVAL, visibility_timeout(settings) // 3))
+
+
+def create_celery(settings: Settings, **overrides: object) -> Celery:
+    """A configured Celery app with the tasks registered; `overrides` are Celery settings."""
+    url = celery_url(redis_url(settings))
+    app = Celery("imagine", broker=url, backend=url, set_as_current=False)
+    app.conf.update(
+        task_queues=[Queue(GENERATE_QUEUE), Queue(DELIVER_QUEUE)],
+        task_default_queue=GENERATE_QUEUE,
+        task_routes={"imagine.generate": {"queue": GENERATE_QUEUE},
+                     "imagine.deliver*": {"queue": DELIVER_QUEUE}},
+        task_serializer="json",
+        accept_content=["json"],
+        # Results live in our job records; Celery's result store stays empty.
+        task_ignore_result=True,
+        # A job is acknowledged only once it finished, and requeued if its worker dies.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_time_limit=settings.job_timeout + 30,
+        task_soft_time_limit=settings.job_timeout,
+        broker_transport_options={
+            "visibility_timeout": visibility_timeout(settings),
+            "unacked_restore_interval": restore_interval(settings),
+            "unacked_restore_throttle": 1,
+        },
+        broker_connection_retry_on_startup=True,
+        # Loading a real model in a fresh child takes longer than Celery's 4 s default.
+        worker_proc_alive_timeout=600,
+        # On cold shutdown (SIGTERM under `imagine up`) a running job gets this long, then is
+        # requeued at once.
+        worker_soft_shutdown_timeout=5.0,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+    )
+    app.conf.update(overrides)
+    # Read by the tasks and worker signals of this process (plain attribute, not a Celery setting).
+    app.imagine_settings = settings  # type: ignore[attr-defined]
+    from tasks.worker.celery_tasks import register  # noqa: PLC0415 - tasks bind to this app
+
+    register(app)
+    return app
