@@ -31,6 +31,14 @@ SAMPLERS: tuple[str, ...] = tuple(SAMPLER_LABELS)
 
 Mode = Literal["txt2img", "img2img", "upscale"]
 
+# The fields of the first release. They always take part in a request's identity (seed,
+# signature, cache key), defaults included, exactly as they did then; fields added since
+# take part only when set. Never add to this tuple.
+ORIGINAL_FIELDS: tuple[str, ...] = (
+    "prompt", "negative_prompt", "width", "height", "seed", "num_inference_steps",
+    "guidance_scale", "num_images", "model", "sampler", "mode", "source_image", "strength",
+)
+
 
 class ImageRequest(BaseModel):
     """What to draw: prompt, size, sampling parameters, and for variations a source image."""
@@ -52,6 +60,26 @@ class ImageRequest(BaseModel):
     source_image: str | None = None
     strength: float = Field(default=0.75, gt=0.0, le=1.0)
 
+    def canonical_fields(self, *, exclude: frozenset[str] = frozenset()) -> set[str]:
+        """The fields that identify this request: every original field, and a later one
+        only when it is set.
+
+        Seeds, signatures and cache keys of published prompt URLs are computed from these,
+        so a field added in a later release, left at its default, changes none of them.
+        """
+        later = {name for name, info in type(self).model_fields.items()
+                 if name not in ORIGINAL_FIELDS and getattr(self, name) != info.get_default(
+                     call_default_factory=True)}
+        return (set(ORIGINAL_FIELDS) | later) - exclude
+
+    def canonical_json(self, *, exclude: frozenset[str] = frozenset()) -> str:
+        """The canonical fields as compact JSON in declaration order."""
+        return self.model_dump_json(include=self.canonical_fields(exclude=exclude))
+
+    def canonical_dict(self, *, exclude: frozenset[str] = frozenset()) -> dict[str, object]:
+        """The canonical fields as JSON-ready values."""
+        return self.model_dump(mode="json", include=self.canonical_fields(exclude=exclude))
+
     def with_seed(self, seed: int) -> ImageRequest:
         return self.model_copy(update={"seed": seed % (SEED_MAX + 1)})
 
@@ -64,5 +92,5 @@ class ImageRequest(BaseModel):
 
 def derived_seed(request: ImageRequest) -> int:
     """A seed that depends only on the request, so the same prompt URL gives the same image."""
-    key = request.model_dump_json(exclude={"seed"}).encode()
+    key = request.canonical_json(exclude=frozenset({"seed"})).encode()
     return int.from_bytes(hashlib.sha256(key).digest()[:4], "big")

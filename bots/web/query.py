@@ -15,13 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bots.errors import PromptError
-from bots.grammar import format_request, request_from_fields
+from bots.grammar import request_from_fields
 from bots.limits import Limits
 from generator.request import ImageRequest
 
-# The grammar's fields that a prompt URL accepts (one image per URL, so no `n`).
-QUERY_FIELDS: tuple[str, ...] = ("prompt", "seed", "ar", "size", "steps", "cfg", "no", "model",
-                                 "sampler")
 # Query parameters that steer the answer rather than the image.
 CONTROL_FIELDS: tuple[str, ...] = ("sig", "wait")
 RANDOM_SEED = "random"
@@ -42,14 +39,14 @@ class PromptQuery:
 
 
 def signing_text(request: ImageRequest, random: bool) -> bytes:
-    fields = request.model_dump(mode="json", exclude={"seed"} if random else None)
+    fields = request.canonical_dict(exclude=frozenset({"seed"}) if random else frozenset())
     return json.dumps({"request": fields, "random": random}, sort_keys=True,
                       separators=(",", ":")).encode()
 
 
 def cache_key(request: ImageRequest, model_source: str) -> str:
     """The permanent identity of a seeded request's image on this model."""
-    text = json.dumps({"request": request.model_dump(mode="json"), "model": model_source},
+    text = json.dumps({"request": request.canonical_dict(), "model": model_source},
                       sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -106,11 +103,3 @@ def read_query(args: Mapping[str, list[str]], limits: Limits) -> PromptQuery:
         sig=_single(args, "sig"),
         wait=_wait(_single(args, "wait")),
     )
-
-
-def query_params(request: ImageRequest, limits: Limits, random: bool = False) -> dict[str, str]:
-    """URL parameters that read back to `request`: the grammar's own text in `prompt`."""
-    if random:
-        return {"prompt": format_request(request.model_copy(update={"seed": None}), limits),
-                "seed": RANDOM_SEED}
-    return {"prompt": format_request(request, limits)}

@@ -1,6 +1,6 @@
 """Signed prompt URLs: with IMAGINE_URL_SECRET set, only URLs we handed out start work.
 
-The signature is an HMAC-SHA256 of the normalised parameters (`web_query.signing_text`), so
+The signature is an HMAC-SHA256 of the normalised parameters (`bots.web.query.signing_text`), so
 any spelling of the same request carries the same `sig`, and changing one parameter
 invalidates it.
 """
@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 from bots.grammar import parse
 from bots.limits import Limits
-from bots.web.query import RANDOM_SEED, query_params, signing_text
+from bots.web.query import RANDOM_SEED, signing_text
 from generator.request import ImageRequest
 from settings import Settings
 
@@ -29,12 +29,6 @@ def signature(secret: str, text: bytes) -> str:
 
 def verify(secret: str, text: bytes, sig: str | None) -> bool:
     return bool(sig) and hmac.compare_digest(signature(secret, text), str(sig).lower())
-
-
-def prompt_url(settings: Settings, request: ImageRequest, random: bool = False) -> str:
-    """The embed URL of a request, signed when a secret is configured."""
-    params = query_params(request, Limits.from_settings(settings), random)
-    return _url(settings, params, request, random)
 
 
 def signed_url(settings: Settings, text: str) -> str:
