@@ -153,7 +153,6 @@ def mount_slack(flask_app: Flask, settings: Settings, queue: JobQueue) -> App:
         return handler.handle(request)
 
     flask_app.add_url_rule("/slack/events", "slack_events", slack_events, methods=["POST"])
-    flask_app.extensions["imagine.slack"] = bolt
     return bolt
 
 
