@@ -138,89 +138,104 @@ def openapi_document(limits: Limits) -> dict[str, Any]:
             "schemas": {"Error": _ERROR, "Job": _JOB, "NewJob": _new_job(limits)},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
-        "paths": {
-            "/": {"get": {
-                "operationId": "promptImage",
-                "summary": "The image of a prompt; the same URL always gives the same image.",
-                "parameters": _prompt_parameters(limits),
-                "responses": {
-                    "200": {"description": "The image (cached for a year), or a `rendering…` "
-                                           "placeholder marked no-store with Retry-After.",
-                            "content": dict(_PNG)},
-                    "202": {"description": "Not ready yet (clients that prefer JSON).",
-                            "headers": dict(_RETRY_AFTER),
-                            "content": {"application/json": {"schema": {"type": "object"}}}},
-                    "304": {"description": "Not modified (If-None-Match)."},
-                    "400": _error("Invalid prompt or parameter.", png=True),
-                    "403": _error("Missing or wrong `sig`.", png=True),
-                    "429": _error("Too many new images from this address.", retry=True,
-                                  png=True),
-                    "503": _error("The queue is full or the drawing failed.", retry=True,
-                                  png=True),
-                },
-            }},
-            "/images/{name}.png": {"get": {
-                "operationId": "storedImage",
-                "summary": "A stored image by its content hash.",
-                "parameters": [{"name": "name", "in": "path", "required": True,
-                                "schema": {"type": "string"}}],
-                "responses": {"200": {"description": "The image.", "content": dict(_PNG)},
-                              "304": {"description": "Not modified."},
-                              "404": {"description": "No such image."}},
-            }},
-            "/api/v1/jobs": {"post": {
-                "operationId": "createJob",
-                "summary": "Submit a job.",
-                "security": [{}, {"bearer": []}],
-                "requestBody": {"required": True, "content": {
-                    "application/json": {"schema": {"$ref": "#/components/schemas/NewJob"}}}},
-                "responses": {
-                    "202": {"description": "Queued.", "content": _JOB_RESPONSE,
-                            "headers": {"Location": {"schema": {"type": "string"}}}},
-                    "400": _error("Invalid body, prompt or field."),
-                    "401": _UNAUTHORISED,
-                    "429": _error("Too many jobs from this address.", retry=True),
-                    "503": _error("The queue is full.", retry=True),
-                },
-            }},
-            "/api/v1/jobs/{job_id}": {
-                "get": {
-                    "operationId": "getJob",
-                    "summary": "A job's status, progress and images.",
-                    "security": [{}, {"bearer": []}],
-                    "parameters": [_JOB_ID],
-                    "responses": {"200": {"description": "The job.", "content": _JOB_RESPONSE},
-                                  "401": _UNAUTHORISED,
-                                  "404": _error("No such job (or its record expired).")},
-                },
-                "delete": {
-                    "operationId": "cancelJob",
-                    "summary": "Cancel a job.",
-                    "security": [{}, {"bearer": []}],
-                    "parameters": [_JOB_ID],
-                    "responses": {"200": {"description": "Cancelled, or cancel requested.",
-                                          "content": _JOB_RESPONSE},
-                                  "401": _UNAUTHORISED,
-                                  "404": _error("No such job."),
-                                  "409": _error("The job already finished.")},
-                },
-            },
-            "/healthz": {"get": {
-                "operationId": "health",
-                "summary": "Redis reachable and a generate worker alive.",
-                "responses": {"200": {"description": "Healthy.",
-                                      "content": {"application/json": {
-                                          "schema": {"type": "object"}}}},
-                              "503": {"description": "Unhealthy.",
-                                      "content": {"application/json": {
-                                          "schema": {"type": "object"}}}}},
-            }},
-            "/metrics": {"get": {
-                "operationId": "metrics",
-                "summary": "Prometheus metrics.",
-                "responses": {"200": {"description": "Text exposition format.",
-                                      "content": {"text/plain": {
-                                          "schema": {"type": "string"}}}}},
-            }},
-        },
+        "paths": {**_prompt_paths(limits), **_IMAGE_PATHS, **_JOB_PATHS, **_OPS_PATHS},
     }
+
+
+def _prompt_paths(limits: Limits) -> dict[str, Any]:
+    """GET /?prompt=…: its parameters carry this server's limits."""
+    return {
+    "/": {"get": {
+        "operationId": "promptImage",
+        "summary": "The image of a prompt; the same URL always gives the same image.",
+        "parameters": _prompt_parameters(limits),
+        "responses": {
+            "200": {"description": "The image (cached for a year), or a `rendering…` "
+                                   "placeholder marked no-store with Retry-After.",
+                    "content": dict(_PNG)},
+            "202": {"description": "Not ready yet (clients that prefer JSON).",
+                    "headers": dict(_RETRY_AFTER),
+                    "content": {"application/json": {"schema": {"type": "object"}}}},
+            "304": {"description": "Not modified (If-None-Match)."},
+            "400": _error("Invalid prompt or parameter.", png=True),
+            "403": _error("Missing or wrong `sig`.", png=True),
+            "429": _error("Too many new images from this address.", retry=True,
+                          png=True),
+            "503": _error("The queue is full or the drawing failed.", retry=True,
+                          png=True),
+        },
+    }},
+    }
+
+
+_IMAGE_PATHS: dict[str, Any] = {
+    "/images/{name}.png": {"get": {
+        "operationId": "storedImage",
+        "summary": "A stored image by its content hash.",
+        "parameters": [{"name": "name", "in": "path", "required": True,
+                        "schema": {"type": "string"}}],
+        "responses": {"200": {"description": "The image.", "content": dict(_PNG)},
+                      "304": {"description": "Not modified."},
+                      "404": {"description": "No such image."}},
+    }},
+}
+
+_JOB_PATHS: dict[str, Any] = {
+    "/api/v1/jobs": {"post": {
+        "operationId": "createJob",
+        "summary": "Submit a job.",
+        "security": [{}, {"bearer": []}],
+        "requestBody": {"required": True, "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/NewJob"}}}},
+        "responses": {
+            "202": {"description": "Queued.", "content": _JOB_RESPONSE,
+                    "headers": {"Location": {"schema": {"type": "string"}}}},
+            "400": _error("Invalid body, prompt or field."),
+            "401": _UNAUTHORISED,
+            "429": _error("Too many jobs from this address.", retry=True),
+            "503": _error("The queue is full.", retry=True),
+        },
+    }},
+    "/api/v1/jobs/{job_id}": {
+        "get": {
+            "operationId": "getJob",
+            "summary": "A job's status, progress and images.",
+            "security": [{}, {"bearer": []}],
+            "parameters": [_JOB_ID],
+            "responses": {"200": {"description": "The job.", "content": _JOB_RESPONSE},
+                          "401": _UNAUTHORISED,
+                          "404": _error("No such job (or its record expired).")},
+        },
+        "delete": {
+            "operationId": "cancelJob",
+            "summary": "Cancel a job.",
+            "security": [{}, {"bearer": []}],
+            "parameters": [_JOB_ID],
+            "responses": {"200": {"description": "Cancelled, or cancel requested.",
+                                  "content": _JOB_RESPONSE},
+                          "401": _UNAUTHORISED,
+                          "404": _error("No such job."),
+                          "409": _error("The job already finished.")},
+        },
+    },
+}
+
+_OPS_PATHS: dict[str, Any] = {
+    "/healthz": {"get": {
+        "operationId": "health",
+        "summary": "Redis reachable and a generate worker alive.",
+        "responses": {"200": {"description": "Healthy.",
+                              "content": {"application/json": {
+                                  "schema": {"type": "object"}}}},
+                      "503": {"description": "Unhealthy.",
+                              "content": {"application/json": {
+                                  "schema": {"type": "object"}}}}},
+    }},
+    "/metrics": {"get": {
+        "operationId": "metrics",
+        "summary": "Prometheus metrics.",
+        "responses": {"200": {"description": "Text exposition format.",
+                              "content": {"text/plain": {
+                                  "schema": {"type": "string"}}}}},
+    }},
+}
