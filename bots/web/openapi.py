@@ -145,26 +145,26 @@ def openapi_document(limits: Limits) -> dict[str, Any]:
 def _prompt_paths(limits: Limits) -> dict[str, Any]:
     """GET /?prompt=…: its parameters carry this server's limits."""
     return {
-    "/": {"get": {
-        "operationId": "promptImage",
-        "summary": "The image of a prompt; the same URL always gives the same image.",
-        "parameters": _prompt_parameters(limits),
-        "responses": {
-            "200": {"description": "The image (cached for a year), or a `rendering…` "
-                                   "placeholder marked no-store with Retry-After.",
-                    "content": dict(_PNG)},
-            "202": {"description": "Not ready yet (clients that prefer JSON).",
-                    "headers": dict(_RETRY_AFTER),
-                    "content": {"application/json": {"schema": {"type": "object"}}}},
-            "304": {"description": "Not modified (If-None-Match)."},
-            "400": _error("Invalid prompt or parameter.", png=True),
-            "403": _error("Missing or wrong `sig`.", png=True),
-            "429": _error("Too many new images from this address.", retry=True,
-                          png=True),
-            "503": _error("The queue is full or the drawing failed.", retry=True,
-                          png=True),
-        },
-    }},
+        "/": {"get": {
+            "operationId": "promptImage",
+            "summary": "The image of a prompt; the same URL always gives the same image.",
+            "parameters": _prompt_parameters(limits),
+            "responses": {
+                "200": {"description": "The image (cached for a year), or a `rendering…` "
+                                       "placeholder marked no-store with Retry-After.",
+                        "content": dict(_PNG)},
+                "202": {"description": "Not ready yet (clients that prefer JSON).",
+                        "headers": dict(_RETRY_AFTER),
+                        "content": {"application/json": {"schema": {"type": "object"}}}},
+                "304": {"description": "Not modified (If-None-Match)."},
+                "400": _error("Invalid prompt or parameter.", png=True),
+                "403": _error("Missing or wrong `sig`.", png=True),
+                "429": _error("Too many new images from this address.", retry=True,
+                              png=True),
+                "503": _error("The queue is full or the drawing failed.", retry=True,
+                              png=True),
+            },
+        }},
     }
 
 
