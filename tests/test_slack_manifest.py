@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bots.slack.app import COMMAND
+from bots.slack.listeners import COMMAND
 
 MANIFEST = Path(__file__).resolve().parent.parent / "bots" / "slack_manifest.yml"
 
