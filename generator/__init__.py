@@ -1,0 +1,1 @@
+"""The diffusers side: loading models, sampling, PNG metadata; knows nothing of chat or queues."""

@@ -1,1 +1,1 @@
-"""tasks/core"""
+"""The shared core of the queue: jobs, submission and positions, storage, metrics and the delivery registry. Used by front ends and workers alike."""
