@@ -1,1 +1,2 @@
-"""Slack front end: the Bolt app and its listeners, what the bot says, the Web API client, status-message pacing and the delivery adapter."""
+"""Slack front end: the Bolt app and its listeners, what the bot says, the Web API client,
+status-message pacing and the delivery adapter."""

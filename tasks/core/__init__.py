@@ -1,1 +1,2 @@
-"""The shared core of the queue: jobs, submission and positions, storage, metrics and the delivery registry. Used by front ends and workers alike."""
+"""The shared core of the queue: jobs, submission and positions, storage, metrics and the
+delivery registry; used by front ends and workers alike."""
