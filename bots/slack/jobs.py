@@ -25,13 +25,13 @@ from settings import Settings
 from settings.errors import ImagineError
 from tasks.core.jobs import Job, JobStatus, Requester
 from tasks.core.queue import JobQueue, format_wait
+from tasks.names import SLACK_EVENT_KEY
 
 log = logging.getLogger(__name__)
 
 # How long the front end waits for a concurrent edit of the status message before skipping
 # its "queued, #3" edit (a progress or result edit is then newer anyway).
 QUEUED_EDIT_WAIT = 5.0
-EVENT_KEY = "imagine:slack:event:{}"
 EVENT_SECONDS = 3600  # Slack retries an event three times within about five minutes
 
 
@@ -58,7 +58,7 @@ class SlackJobs:
         """False for an event Slack sends again (it retries when an ack seemed late)."""
         if not event_id:
             return True
-        return bool(self.queue.redis.set(EVENT_KEY.format(event_id), "1", nx=True,
+        return bool(self.queue.redis.set(SLACK_EVENT_KEY.format(event_id), "1", nx=True,
                                           ex=EVENT_SECONDS))
 
     def start(self, request: ImageRequest, origin: Origin, *, action: str | None = None,

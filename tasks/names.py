@@ -1,0 +1,58 @@
+"""Every name shared between processes: Redis keys and channels, Celery queues and tasks.
+
+Writers and readers of a key often live in different processes (a front end stores, a
+worker reads), so each name is declared once here and imported by both. The strings are
+stored data: a deployment's Redis already holds job records, cached prompt URLs and delivery
+marks under them, so renaming one here orphans that data; change a value only with a
+migration. The whole keyspace is listed, front ends' keys included, so that no two parts
+can pick the same key by accident.
+"""
+
+from __future__ import annotations
+
+# --- Celery: queues, and the tasks routed to them --------------------------------------
+GENERATE_QUEUE = "generate"  # GPU workers, one job at a time
+DELIVER_QUEUE = "deliver"  # I/O workers, many threads
+QUEUES = (GENERATE_QUEUE, DELIVER_QUEUE)
+
+GENERATE_TASK = "imagine.generate"
+DELIVER_TASK = "imagine.deliver"
+DELIVER_PROGRESS_TASK = "imagine.deliver_progress"
+
+# --- jobs and the queue ------------------------------------------------------------------
+JOB_KEY = "imagine:job:{}"  # job id → the Job record (JSON), with a TTL
+QUEUE_KEY = "imagine:queue"  # sorted set of waiting job ids, by submit order
+SEQ_KEY = "imagine:seq"  # counter giving that order
+RUNNING_KEY = "imagine:running"  # set of job ids being drawn
+ACTIVE_KEY = "imagine:active:{}"  # user key → set of that user's unfinished job ids
+DURATIONS_KEY = "imagine:durations"  # list of recent job durations, for wait estimates
+CANCEL_KEY = "imagine:cancel:{}"  # job id → set while a running job should stop
+EVENTS_CHANNEL = "imagine:events:{}"  # job id → pub/sub channel of its progress
+WORKERS_KEY = "imagine:workers:{}"  # worker hostname → heartbeat (JSON), with a TTL
+
+# --- delivery ------------------------------------------------------------------------------
+DELIVERED_KEY = "imagine:delivered:{}:{}"  # job id, "kind:step" → set once that step succeeded
+DELIVERING_KEY = "imagine:delivering:{}:{}"  # job id, kind → lock while delivering
+PROGRESS_PENDING_KEY = "imagine:progress-pending:{}"  # job id → a progress update is queued
+
+# --- metrics (hashes of counters) ----------------------------------------------------------
+METRICS_JOBS_KEY = "imagine:metrics:jobs"  # "platform|outcome" → count
+METRICS_GENERATION_KEY = "imagine:metrics:generation"  # "le=<bound>", "sum", "count"
+METRICS_CACHE_KEY = "imagine:metrics:cache"  # "hit" / "miss" → count
+METRICS_RETRIES_KEY = "imagine:metrics:delivery_retries"  # "platform|reason" → count
+METRICS_WEB_KEY = "imagine:metrics:web"  # "rate_limited" / "placeholder" / ... → count
+
+# --- web ---------------------------------------------------------------------------------
+URL_CACHE_KEY = "imagine:url:{}"  # prompt URL cache key → its entry (JSON)
+RATELIMIT_KEY = "imagine:ratelimit:{}"  # client address → token bucket
+
+# --- Slack ---------------------------------------------------------------------------------
+SLACK_EVENT_KEY = "imagine:slack:event:{}"  # event id → seen (Slack retries events)
+SLACK_STATUS_LOCK_KEY = "imagine:slack:status-lock:{}"  # job id → lock on its status message
+SLACK_STATUS_FINAL_KEY = "imagine:slack:status-final:{}"  # job id → status shows the result
+SLACK_STATUS_THROTTLE_KEY = "imagine:slack:status-throttle:{}"  # job id → progress edit paced
+SLACK_PROGRESS_PACE_KEY = "imagine:slack:progress-pace:{}"  # team → progress edit paced
+SLACK_PROGRESS_PAUSE_KEY = "imagine:slack:progress-pause:{}"  # team → rate limited, resting
+
+# --- Discord -------------------------------------------------------------------------------
+DISCORD_WAIT_KEY = "imagine:discord:wait:{}"  # rate-limit bucket → wait shared by processes
