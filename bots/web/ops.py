@@ -6,6 +6,7 @@ from flask import Blueprint, Response, jsonify
 
 from bots.web.state import web_state
 from tasks.core import metrics
+from tasks.names import DELIVER_QUEUE, GENERATE_QUEUE
 
 bp = Blueprint("ops", __name__)
 
@@ -18,10 +19,10 @@ def healthz() -> tuple[Response, int]:
         queue.redis.ping()
     except Exception as exc:  # noqa: BLE001 - any failure means unhealthy
         return jsonify(ok=False, redis=False, error=str(exc)), 503
-    workers = queue.alive_workers("generate")
+    workers = queue.alive_workers(GENERATE_QUEUE)
     ok = bool(workers)
     body = {"ok": ok, "redis": True, "generate_workers": len(workers),
-            "deliver_workers": len(queue.alive_workers("deliver")),
+            "deliver_workers": len(queue.alive_workers(DELIVER_QUEUE)),
             "queued": queue.queued_count(), "running": queue.running_count()}
     return jsonify(body), 200 if ok else 503
 
