@@ -21,7 +21,7 @@ from PIL import Image
 from generator.errors import GenerationCancelled, GenerationError, ModelError
 from generator.loading import load_pipeline, resolve_device, resolve_dtype
 from generator.png import encode_png, parameters_text
-from generator.request import SEED_MAX, ImageRequest
+from generator.request import SEED_MAX, UPSCALE_STRENGTH, ImageRequest
 from generator.samplers import SchedulerCache, sampler_label
 from settings.errors import ImagineError
 
@@ -29,9 +29,6 @@ if TYPE_CHECKING:
     from settings import Settings
 
 ProgressCallback = Callable[[int, int, "Image.Image | None"], None]
-# An upscale redraws details without changing the composition: low strength.
-UPSCALE_STRENGTH = 0.3
-UPSCALE_FACTOR = 2
 
 
 @dataclass(frozen=True)
@@ -193,12 +190,12 @@ class Engine:
         if request.source_image is None or load_image is None:
             raise ValueError(f"{request.mode} needs request.source_image and load_image")
         source = load_image(request.source_image).convert("RGB")
+        # The request's size is the target: for an upscale the front end already asked for
+        # factor × the source (ImageRequest.upscaled), so the result is really larger.
+        width, height = _multiple_of_8(request.width), _multiple_of_8(request.height)
+        strength = request.strength
         if request.mode == "upscale":
-            width, height = _upscale_size(source.size, request.width, request.height)
-            strength = min(request.strength, UPSCALE_STRENGTH)
-        else:
-            width, height = _multiple_of_8(request.width), _multiple_of_8(request.height)
-            strength = request.strength
+            strength = min(strength, UPSCALE_STRENGTH)
         if source.size != (width, height):
             source = source.resize((width, height), Image.Resampling.LANCZOS)
         # img2img runs int(steps × strength) steps; diffusers refuses zero.
@@ -269,13 +266,6 @@ def _out_of_memory(request: ImageRequest) -> GenerationError:
         f"out of GPU memory drawing {request.num_images} × {request.width}x{request.height}: "
         "ask for a smaller size or fewer images (--n), or set IMAGINE_DTYPE=float16"
     )
-
-
-def _upscale_size(size: tuple[int, int], max_width: int, max_height: int) -> tuple[int, int]:
-    """Twice `size`, shrunk to fit within the request's size, in multiples of 8."""
-    width, height = size[0] * UPSCALE_FACTOR, size[1] * UPSCALE_FACTOR
-    scale = min(1.0, max_width / width, max_height / height)
-    return _multiple_of_8(width * scale), _multiple_of_8(height * scale)
 
 
 def _multiple_of_8(value: float) -> int:

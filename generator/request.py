@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 SEED_MAX = 2**32 - 1
+# An upscale redraws the details of the enlarged image without changing what it shows.
+UPSCALE_STRENGTH = 0.3
 
 # Sampler names users type, mapped to how A1111-compatible tools spell them in PNG metadata.
 SAMPLER_LABELS: dict[str, str] = {
@@ -79,6 +81,23 @@ class ImageRequest(BaseModel):
     def canonical_dict(self, *, exclude: frozenset[str] = frozenset()) -> dict[str, object]:
         """The canonical fields as JSON-ready values."""
         return self.model_dump(mode="json", include=self.canonical_fields(exclude=exclude))
+
+    def varied(self, source_image: str, strength: float) -> ImageRequest:
+        """A variation of a stored image: img2img at `strength`, the same prompt, size and
+        count, a new seed."""
+        return self._replace(mode="img2img", source_image=source_image, strength=strength,
+                             seed=None)
+
+    def upscaled(self, source_image: str, seed: int | None, factor: int) -> ImageRequest:
+        """A stored image of this request redrawn at `factor` × its size, with the seed it was
+        drawn with: one image, the size of the result (the generator's target)."""
+        return self._replace(mode="upscale", source_image=source_image,
+                             width=self.width * factor, height=self.height * factor,
+                             seed=seed, num_images=1, strength=UPSCALE_STRENGTH)
+
+    def _replace(self, **changes: object) -> ImageRequest:
+        """A validated copy with `changes` (model_copy would skip validation)."""
+        return type(self).model_validate({**self.model_dump(), **changes})
 
     def with_seed(self, seed: int) -> ImageRequest:
         return self.model_copy(update={"seed": seed % (SEED_MAX + 1)})

@@ -173,18 +173,20 @@ def test_img2img_and_upscale_sizes(engine) -> None:  # noqa: ANN001
     assert [(im.width, im.height) for im in varied] == [(96, 64), (96, 64)]
     assert "Denoising strength: 0.75" in varied[0].parameters
 
+    # An upscale draws at the request's size (the front end asks for factor × the source),
+    # never shrunk back to the source's size; sizes snap down to multiples of 8.
     upscaled = engine.generate(
-        request(mode="upscale", source_image="stored.png", width=1024, height=1024),
+        ImageRequest(prompt="a fox", width=64, height=64, seed=3).upscaled("stored.png", 3, 2),
         load_image=load,
     )[0]
     assert (upscaled.width, upscaled.height) == (128, 128)
     assert "Size: 128x128" in upscaled.parameters and "Denoising strength: 0.3" in upscaled.parameters
 
-    capped = engine.generate(
-        request(mode="upscale", source_image="stored.png", width=96, height=96),
+    snapped = engine.generate(
+        request(mode="upscale", source_image="stored.png", width=100, height=132),
         load_image=load,
     )[0]
-    assert (capped.width, capped.height) == (96, 96)
+    assert (snapped.width, snapped.height) == (96, 128)
 
     with pytest.raises(ValueError, match="load_image"):
         engine.generate(request(mode="img2img", source_image="stored.png"))
