@@ -19,6 +19,7 @@ import redis
 
 from bots.web.webhook_delivery import retry_after_seconds
 from tasks.core.delivery import PermanentDeliveryError, RateLimited, TransientDeliveryError
+from tasks.names import DISCORD_WAIT_KEY
 
 DEFAULT_API_URL = "https://discord.com/api/v10"
 TIMEOUT = 60
@@ -61,7 +62,6 @@ class UploadFile:
     content_type: str
 
 
-WAIT_KEY = "imagine:discord:wait:{}"
 _MAJOR = re.compile(r"^/(channels|guilds)/(\d+)|^/webhooks/(\d+)/([^/?]+)|^/interactions/(\d+)")
 
 
@@ -82,12 +82,12 @@ class SharedWaits:
 
     def check(self, *buckets: str) -> None:
         for bucket in buckets:
-            left = self.redis.pttl(WAIT_KEY.format(bucket))
+            left = self.redis.pttl(DISCORD_WAIT_KEY.format(bucket))
             if isinstance(left, int) and left > 0:
                 raise RateLimited(left / 1000, f"by Discord on {bucket} (shared wait)")
 
     def record(self, bucket: str, seconds: float) -> None:
-        self.redis.set(WAIT_KEY.format(bucket), "1", px=max(1, int(seconds * 1000)))
+        self.redis.set(DISCORD_WAIT_KEY.format(bucket), "1", px=max(1, int(seconds * 1000)))
 
 
 class DiscordRest:

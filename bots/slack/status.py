@@ -13,11 +13,14 @@ from typing import TypeVar
 
 import redis
 
-LOCK_KEY = "imagine:slack:status-lock:{}"
-FINAL_KEY = "imagine:slack:status-final:{}"
-THROTTLE_KEY = "imagine:slack:status-throttle:{}"
-TEAM_PACE_KEY = "imagine:slack:progress-pace:{}"
-TEAM_PAUSE_KEY = "imagine:slack:progress-pause:{}"
+from tasks.names import (
+    SLACK_PROGRESS_PACE_KEY,
+    SLACK_PROGRESS_PAUSE_KEY,
+    SLACK_STATUS_FINAL_KEY,
+    SLACK_STATUS_LOCK_KEY,
+    SLACK_STATUS_THROTTLE_KEY,
+)
+
 LOCK_SECONDS = 60
 # Progress edits of one message come at most this often.
 PROGRESS_EDIT_SECONDS = 1.5
@@ -39,11 +42,11 @@ class StatusGuard:
         self.ttl = ttl
 
     def is_final(self, job_id: str) -> bool:
-        return bool(self.redis.exists(FINAL_KEY.format(job_id)))
+        return bool(self.redis.exists(SLACK_STATUS_FINAL_KEY.format(job_id)))
 
     def edit(self, job_id: str, action: Callable[[], T], *, wait: float = 0.0) -> T | None:
         """A non-final edit: skipped (None) once the final one happened or began."""
-        lock = self.redis.lock(LOCK_KEY.format(job_id), timeout=LOCK_SECONDS,
+        lock = self.redis.lock(SLACK_STATUS_LOCK_KEY.format(job_id), timeout=LOCK_SECONDS,
                                blocking=wait > 0, blocking_timeout=wait or None)
         if not lock.acquire():
             return None
@@ -56,12 +59,12 @@ class StatusGuard:
 
     def final(self, job_id: str, action: Callable[[], T], *, wait: float = 30.0) -> T:
         """The last edit: waits for a running edit, then bars every later non-final one."""
-        lock = self.redis.lock(LOCK_KEY.format(job_id), timeout=LOCK_SECONDS,
+        lock = self.redis.lock(SLACK_STATUS_LOCK_KEY.format(job_id), timeout=LOCK_SECONDS,
                                blocking_timeout=wait)
         if not lock.acquire():
             raise StatusBusy(f"status message of job {job_id} is locked")
         try:
-            self.redis.set(FINAL_KEY.format(job_id), "1", ex=self.ttl)
+            self.redis.set(SLACK_STATUS_FINAL_KEY.format(job_id), "1", ex=self.ttl)
             return action()
         finally:
             _release(lock)
@@ -70,15 +73,15 @@ class StatusGuard:
         """May a progress edit be made now? Paced per job and per workspace, none while
         Slack has rate-limited this workspace's edits."""
         team_key = team or "unknown"
-        if self.redis.exists(TEAM_PAUSE_KEY.format(team_key)):
+        if self.redis.exists(SLACK_PROGRESS_PAUSE_KEY.format(team_key)):
             return False
-        if not _claim(self.redis, THROTTLE_KEY.format(job_id), PROGRESS_EDIT_SECONDS):
+        if not _claim(self.redis, SLACK_STATUS_THROTTLE_KEY.format(job_id), PROGRESS_EDIT_SECONDS):
             return False
-        return _claim(self.redis, TEAM_PACE_KEY.format(team_key), TEAM_PROGRESS_SECONDS)
+        return _claim(self.redis, SLACK_PROGRESS_PACE_KEY.format(team_key), TEAM_PROGRESS_SECONDS)
 
     def pause_progress(self, team: str, seconds: float) -> None:
         """Slack answered `ratelimited`: no progress edits in this workspace for `seconds`."""
-        self.redis.set(TEAM_PAUSE_KEY.format(team or "unknown"), "1",
+        self.redis.set(SLACK_PROGRESS_PAUSE_KEY.format(team or "unknown"), "1",
                        px=max(1, int(seconds * 1000)))
 
 

@@ -12,7 +12,7 @@ import time
 import redis
 from pydantic import BaseModel
 
-ENTRY_KEY = "imagine:url:{}"
+from tasks.names import URL_CACHE_KEY
 
 # Delete the entry only if it still points at this job: a later claim must survive.
 _FORGET = """
@@ -35,7 +35,7 @@ class PromptCache:
         self._forget = client.register_script(_FORGET)
 
     def get(self, key: str) -> Entry | None:
-        raw = self.redis.get(ENTRY_KEY.format(key))
+        raw = self.redis.get(URL_CACHE_KEY.format(key))
         return Entry.model_validate_json(raw) if raw else None
 
     def claim(self, key: str, job_id: str) -> Entry:
@@ -43,7 +43,7 @@ class PromptCache:
         entry = Entry(job=job_id, at=time.time())
         while True:
             # A claim expires with the job record, so a job lost without a trace frees its key.
-            if self.redis.set(ENTRY_KEY.format(key), entry.model_dump_json(), nx=True,
+            if self.redis.set(URL_CACHE_KEY.format(key), entry.model_dump_json(), nx=True,
                               ex=self.pending_ttl):
                 return entry
             existing = self.get(key)
@@ -54,8 +54,8 @@ class PromptCache:
     def remember(self, key: str, job_id: str, image: str) -> None:
         """The image is made: keep the entry for ever."""
         entry = Entry(job=job_id, image=image, at=time.time())
-        self.redis.set(ENTRY_KEY.format(key), entry.model_dump_json())
+        self.redis.set(URL_CACHE_KEY.format(key), entry.model_dump_json())
 
     def forget(self, key: str, job_id: str) -> None:
         """The job failed or vanished: the next request for this key may try again."""
-        self._forget(keys=[ENTRY_KEY.format(key)], args=[job_id])
+        self._forget(keys=[URL_CACHE_KEY.format(key)], args=[job_id])

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import redis
 
-BUCKET_KEY = "imagine:ratelimit:{}"
+from tasks.names import RATELIMIT_KEY
 
 # KEYS[1] bucket; ARGV: capacity, refill per second, now, cost.
 # Returns {allowed (1/0), milliseconds until a token is available}.
@@ -56,6 +56,6 @@ class RateLimiter:
         """Take one token for this address, atomically across processes."""
         # The server's clock would be better than ours, but TIME in scripts needs Redis 5
         # replication settings; web processes on one host agree closely enough.
-        allowed, wait_ms = self._take(keys=[BUCKET_KEY.format(client_address)],
+        allowed, wait_ms = self._take(keys=[RATELIMIT_KEY.format(client_address)],
                                       args=[self.capacity, self.rate, f"{time.time():.6f}", 1])
         return Decision(bool(allowed), int(wait_ms) / 1000.0)

@@ -15,6 +15,7 @@ from settings import Settings
 from tasks.core import metrics
 from tasks.core.queue import JobQueue
 from tasks.core.storage import Storage
+from tasks.names import METRICS_CACHE_KEY
 
 EXTENSION = "imagine.web"
 # Threads kept free of waiting requests, so cache hits, the API and /healthz are answered
@@ -41,7 +42,7 @@ class WebState:
     def __post_init__(self) -> None:
         self.waiters = threading.BoundedSemaphore(
             max(1, self.settings.web_threads - RESERVED_THREADS))
-        self.cache_counts = metrics.BufferedCounts(self.queue.redis, metrics.CACHE_KEY)
+        self.cache_counts = metrics.BufferedCounts(self.queue.redis, METRICS_CACHE_KEY)
 
     def memorise(self, query_string: bytes, image: str) -> None:
         if len(self.memo) >= MEMO_SIZE:

@@ -12,8 +12,8 @@ from pydantic import BaseModel, Field
 
 from generator.request import ImageRequest
 from tasks.errors import JobNotFound
+from tasks.names import JOB_KEY
 
-JOB_KEY = "imagine:job:{}"
 JOB_ID_BYTES = 12
 
 

@@ -22,11 +22,15 @@ from prometheus_client.core import (
     Metric,
 )
 
-JOBS_KEY = "imagine:metrics:jobs"  # "platform|outcome" → count
-GENERATION_KEY = "imagine:metrics:generation"  # "le=<bound>" → count, plus "sum", "count"
-CACHE_KEY = "imagine:metrics:cache"  # "hit" / "miss" → count
-RETRIES_KEY = "imagine:metrics:delivery_retries"  # "platform|reason" → count
-WEB_KEY = "imagine:metrics:web"  # "rate_limited" / "placeholder" / ... → count
+from tasks.names import (
+    METRICS_CACHE_KEY,
+    METRICS_GENERATION_KEY,
+    METRICS_JOBS_KEY,
+    METRICS_RETRIES_KEY,
+    METRICS_WEB_KEY,
+    QUEUE_KEY,
+    RUNNING_KEY,
+)
 
 # Seconds per job on anything from a tiny CPU model to a large model on a slow GPU.
 GENERATION_BUCKETS: tuple[float, ...] = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
@@ -42,26 +46,22 @@ def _field(*labels: str) -> str:
 def record_job_finished(client: redis.Redis | redis.client.Pipeline, platform: str,
                         outcome: str, seconds: float | None) -> None:
     """Count a finished job; a drawn one also adds its generation time to the histogram."""
-    client.hincrby(JOBS_KEY, _field(platform, outcome), 1)
+    client.hincrby(METRICS_JOBS_KEY, _field(platform, outcome), 1)
     if seconds is None or not math.isfinite(seconds) or seconds < 0:
         return
     bound = next((b for b in GENERATION_BUCKETS if seconds <= b), math.inf)
     # Per-bucket counts here; they are made cumulative when rendered.
-    client.hincrby(GENERATION_KEY, f"le={bound:g}", 1)
-    client.hincrbyfloat(GENERATION_KEY, "sum", seconds)
-    client.hincrby(GENERATION_KEY, "count", 1)
-
-
-def record_cache(client: redis.Redis, hit: bool) -> None:
-    client.hincrby(CACHE_KEY, "hit" if hit else "miss", 1)
+    client.hincrby(METRICS_GENERATION_KEY, f"le={bound:g}", 1)
+    client.hincrbyfloat(METRICS_GENERATION_KEY, "sum", seconds)
+    client.hincrby(METRICS_GENERATION_KEY, "count", 1)
 
 
 def record_delivery_retry(client: redis.Redis, platform: str, reason: str) -> None:
-    client.hincrby(RETRIES_KEY, _field(platform, reason), 1)
+    client.hincrby(METRICS_RETRIES_KEY, _field(platform, reason), 1)
 
 
 def record_web(client: redis.Redis, event: str) -> None:
-    client.hincrby(WEB_KEY, event, 1)
+    client.hincrby(METRICS_WEB_KEY, event, 1)
 
 
 class BufferedCounts:
@@ -119,11 +119,9 @@ class RedisCollector:
         self.redis = client
 
     def collect(self) -> Iterator[Metric]:
-        # Imported here: tasks.core.queue pulls in Celery, which a metrics reader may not need.
-        from tasks.core.queue import QUEUE_KEY, RUNNING_KEY  # noqa: PLC0415
-
         with self.redis.pipeline(transaction=False) as pipe:
-            for key in (JOBS_KEY, GENERATION_KEY, CACHE_KEY, RETRIES_KEY, WEB_KEY):
+            for key in (METRICS_JOBS_KEY, METRICS_GENERATION_KEY, METRICS_CACHE_KEY,
+                        METRICS_RETRIES_KEY, METRICS_WEB_KEY):
                 pipe.hgetall(key)
             pipe.zcard(QUEUE_KEY)
             pipe.scard(RUNNING_KEY)

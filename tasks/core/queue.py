@@ -21,20 +21,22 @@ from settings import Settings
 from tasks.core import metrics
 from tasks.core.jobs import Job, JobStatus, JobStore
 from tasks.errors import QueueFullError
-from tasks.worker.heartbeat import WORKERS_KEY
+from tasks.names import (
+    ACTIVE_KEY,
+    CANCEL_KEY,
+    DURATIONS_KEY,
+    EVENTS_CHANNEL,
+    GENERATE_QUEUE,
+    GENERATE_TASK,
+    JOB_KEY,
+    QUEUE_KEY,
+    RUNNING_KEY,
+    SEQ_KEY,
+    WORKERS_KEY,
+)
 
-QUEUE_KEY = "imagine:queue"
-SEQ_KEY = "imagine:seq"
-RUNNING_KEY = "imagine:running"
-ACTIVE_KEY = "imagine:active:{}"  # unfinished jobs of one user
-DURATIONS_KEY = "imagine:durations"
-CANCEL_KEY = "imagine:cancel:{}"
-EVENTS_CHANNEL = "imagine:events:{}"
 DURATION_SAMPLES = 20
 DEFAULT_DURATION = 10.0  # seconds, until the queue has seen real jobs
-
-GENERATE_TASK = "imagine.generate"
-GENERATE_QUEUE = "generate"
 
 _ADMIT = """
 local queued = redis.call('ZCARD', KEYS[1])
@@ -94,7 +96,7 @@ class JobQueue:
                   self.settings.job_ttl],
         )
         if position < 0:
-            self.redis.delete(f"imagine:job:{job.id}")
+            self.redis.delete(JOB_KEY.format(job.id))
             raise self._full_error(int(position), int(count))
         try:
             self.celery.send_task(
@@ -108,7 +110,7 @@ class JobQueue:
     def _forget(self, job: Job) -> None:
         self.redis.zrem(QUEUE_KEY, job.id)
         self.redis.srem(ACTIVE_KEY.format(job.requester.user_key), job.id)
-        self.redis.delete(f"imagine:job:{job.id}")
+        self.redis.delete(JOB_KEY.format(job.id))
 
     def _full_error(self, code: int, count: int) -> QueueFullError:
         if code == -1:

@@ -9,7 +9,8 @@ import time
 
 import redis
 
-WORKERS_KEY = "imagine:workers:{}"
+from tasks.names import WORKERS_KEY
+
 INTERVAL = 5.0
 TTL = 15  # three missed beats and the worker counts as gone
 
