@@ -11,6 +11,10 @@ import click
 
 from settings import Settings, load_settings
 from settings.errors import ImagineError
+from tasks.names import GENERATE_QUEUE, QUEUES
+
+# How `imagine up` starts its parts: this same program, with the same interpreter.
+SELF_COMMAND = (sys.executable, "-m", "bots.cli")
 
 
 def _settings() -> Settings:
@@ -87,17 +91,19 @@ def model_tiny(directory: Path, single_file: bool) -> None:
 
 
 @cli.command()
-@click.option("--queues", type=click.Choice(["generate", "deliver"]), default="generate",
+@click.option("--queues", type=click.Choice(list(QUEUES)), default=GENERATE_QUEUE,
               show_default=True, help="generate: one GPU process; deliver: many I/O threads.")
 @click.option("--concurrency", type=int, default=None,
               help="Threads of a deliver worker (default 16); a generate worker always uses 1.")
 @click.option("--loglevel", default="info", show_default=True)
 def worker(queues: str, concurrency: int | None, loglevel: str) -> None:
     """Run a Celery worker for one queue (one generate worker per GPU)."""
+    from bots.adapters import delivery_adapters  # noqa: PLC0415
     from tasks.worker.main import run_worker  # noqa: PLC0415
 
     _logging(loglevel)
-    run_worker(_settings(), queues, concurrency=concurrency, loglevel=loglevel)
+    run_worker(_settings(), queues, adapters=delivery_adapters(), concurrency=concurrency,
+               loglevel=loglevel)
 
 
 @cli.command()
@@ -145,7 +151,7 @@ def up(loglevel: str) -> None:
 
     _logging(loglevel)
     try:
-        sys.exit(run_up(_settings(), loglevel=loglevel))
+        sys.exit(run_up(_settings(), command=SELF_COMMAND, loglevel=loglevel))
     except ImagineError as exc:
         raise click.ClickException(exc.message) from None
 

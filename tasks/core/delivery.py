@@ -3,15 +3,16 @@
 A platform adapter knows how to talk to one chat API; this module gives every adapter the
 same guarantees: retries with backoff, a rate limit's retry-after honoured, and each step of
 a delivery done at most once per job even when the deliver task runs twice.
-Adapters are found by platform name and imported lazily, so a GPU worker never imports a
-chat library and the deliver worker imports only the platforms it actually serves.
+Adapters are looked up by platform name in an `AdapterRegistry` that the composition root
+(the CLI) fills with factories; this layer names no platform. The factories import their
+platform's code when first called, so a GPU worker never imports a chat library and the
+deliver worker imports only the platforms it actually serves.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -20,19 +21,12 @@ import redis
 from settings import Settings
 from tasks.core.jobs import Job
 from tasks.core.storage import Storage
+from tasks.names import DELIVERED_KEY, DELIVERING_KEY, PROGRESS_PENDING_KEY
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-ADAPTERS: dict[str, str] = {
-    "webhook": "bots.web.webhook_delivery:WebhookDelivery",
-    "slack": "bots.slack.delivery:SlackDelivery",
-    "discord": "bots.discord.delivery:DiscordDelivery",
-}
-DONE_KEY = "imagine:delivered:{}:{}"
-LOCK_KEY = "imagine:delivering:{}:{}"
-PROGRESS_PENDING_KEY = "imagine:progress-pending:{}"
 LOCK_SECONDS = 120
 
 
@@ -73,7 +67,7 @@ class DeliveryContext:
         repeat: adapters pass the platform an idempotency key (Discord's nonce) where one
         exists, and make each step a single API call so that window stays tiny.
         """
-        key = DONE_KEY.format(self.job.id, f"{self.kind}:{step}")
+        key = DELIVERED_KEY.format(self.job.id, f"{self.kind}:{step}")
         if self.redis.exists(key):
             return None
         result = action()
@@ -81,12 +75,10 @@ class DeliveryContext:
         return result
 
     def done(self, step: str) -> bool:
-        return bool(self.redis.exists(DONE_KEY.format(self.job.id, f"{self.kind}:{step}")))
+        return bool(self.redis.exists(DELIVERED_KEY.format(self.job.id, f"{self.kind}:{step}")))
 
 
 class Adapter(Protocol):
-    def __init__(self, settings: Settings) -> None: ...
-
     def deliver_result(self, ctx: DeliveryContext) -> None:
         """Post the finished job: its images, or its error, or that it was cancelled."""
 
@@ -94,38 +86,52 @@ class Adapter(Protocol):
         """Show where the job stands (queue position or step); may be skipped when busy."""
 
 
-def has_adapter(platform: str) -> bool:
-    return platform in ADAPTERS
+AdapterFactory = Callable[[Settings], Adapter]
 
 
-def load_adapter(platform: str, settings: Settings) -> Adapter:
-    module_name, _, class_name = ADAPTERS[platform].partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(settings)  # type: ignore[no-any-return]
+class AdapterRegistry:
+    """Platform name → the factory of its adapter. Platforms without one get no deliveries
+    (web and API jobs are fetched by their requester), and no progress is sent for them."""
+
+    def __init__(self, factories: Mapping[str, AdapterFactory] | None = None) -> None:
+        self._factories: dict[str, AdapterFactory] = dict(factories or {})
+
+    def register(self, platform: str, factory: AdapterFactory) -> None:
+        self._factories[platform] = factory
+
+    def has_adapter(self, platform: str) -> bool:
+        return platform in self._factories
+
+    def create(self, platform: str, settings: Settings) -> Adapter:
+        if platform not in self._factories:
+            raise LookupError(f"no delivery adapter is registered for platform {platform!r}")
+        return self._factories[platform](settings)
 
 
 class Deliverer:
     """Runs deliveries for the deliver worker; one per process, adapters cached."""
 
-    def __init__(self, settings: Settings, client: redis.Redis, storage: Storage) -> None:
+    def __init__(self, settings: Settings, client: redis.Redis, storage: Storage,
+                 adapters: AdapterRegistry) -> None:
         self.settings = settings
         self.redis = client
         self.storage = storage
+        self.registry = adapters
         self._adapters: dict[str, Adapter] = {}
 
     def adapter(self, platform: str) -> Adapter:
         if platform not in self._adapters:
-            self._adapters[platform] = load_adapter(platform, self.settings)
+            self._adapters[platform] = self.registry.create(platform, self.settings)
         return self._adapters[platform]
 
     def deliver_result(self, job: Job) -> None:
         """Deliver once; concurrent duplicates wait their turn (DeliveryBusy is retried)."""
-        if not has_adapter(job.requester.platform):
+        if not self.registry.has_adapter(job.requester.platform):
             return
         ctx = DeliveryContext(self.settings, self.storage, self.redis, job, "result")
         if ctx.done("complete"):
             return
-        lock = self.redis.lock(LOCK_KEY.format(job.id, "result"), timeout=LOCK_SECONDS,
+        lock = self.redis.lock(DELIVERING_KEY.format(job.id, "result"), timeout=LOCK_SECONDS,
                                blocking=False)
         if not lock.acquire():
             raise DeliveryBusy(f"job {job.id} is being delivered by another task")
@@ -140,11 +146,11 @@ class Deliverer:
 
     def deliver_progress(self, job: Job, position: int | None) -> None:
         self.redis.delete(PROGRESS_PENDING_KEY.format(job.id))
-        if not has_adapter(job.requester.platform) or job.status.finished:
+        if not self.registry.has_adapter(job.requester.platform) or job.status.finished:
             return
+        if self.redis.exists(DELIVERED_KEY.format(job.id, "result:complete")):
+            return  # the result is out: a progress edit now would only be stale
         ctx = DeliveryContext(self.settings, self.storage, self.redis, job, "progress")
-        if ctx.done("result") or self.redis.exists(DONE_KEY.format(job.id, "result:complete")):
-            return
         self.adapter(job.requester.platform).deliver_progress(ctx, position)
 
 

@@ -1,15 +1,29 @@
-"""The Celery app, configured from settings: Redis broker, a GPU queue and an I/O queue."""
+"""The Celery app, configured from settings: Redis broker, a GPU queue and an I/O queue.
+
+Front ends use the app only to send tasks by name; a worker also registers the tasks
+(`tasks.worker.celery_tasks.register`) and runs them.
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from celery import Celery
 from kombu import Queue
 
 from settings import Settings
 from tasks.core.connection import celery_url, redis_url
+from tasks.core.delivery import AdapterRegistry
+from tasks.names import (
+    DELIVER_PROGRESS_TASK,
+    DELIVER_QUEUE,
+    DELIVER_TASK,
+    GENERATE_QUEUE,
+    GENERATE_TASK,
+)
 
-GENERATE_QUEUE = "generate"
-DELIVER_QUEUE = "deliver"
+if TYPE_CHECKING:
+    from generator.engine import Engine
 
 # Kombu restores unacknowledged messages (those of a worker host that vanished) by sweeping
 # every interval x throttle seconds; its default of 10 x 10 s would add 100 s to the
@@ -28,15 +42,33 @@ def restore_interval(settings: Settings) -> int:
     return max(1, min(UNACKED_RESTORE_INTERVAL, visibility_timeout(settings) // 3))
 
 
-def create_celery(settings: Settings, **overrides: object) -> Celery:
-    """A configured Celery app with the tasks registered; `overrides` are Celery settings."""
+class ImagineCelery(Celery):
+    """The project's Celery app, carrying what every task and signal of its process shares.
+
+    Set before the worker starts, so prefork children inherit it; never sent anywhere.
+    """
+
+    settings: Settings
+    # Which platforms get deliveries, and how their adapters are built (the CLI fills it).
+    adapters: AdapterRegistry
+    # A generate worker loads the model as soon as its child process starts.
+    warm_model: bool = False
+    # The process's one Engine (its model cache), built on first use.
+    engine: Engine | None = None
+
+
+def create_celery(settings: Settings, adapters: AdapterRegistry | None = None,
+                  **overrides: object) -> ImagineCelery:
+    """A configured Celery app; `adapters` matter to workers only (front ends just send
+    tasks), `overrides` are Celery settings."""
     url = celery_url(redis_url(settings))
-    app = Celery("imagine", broker=url, backend=url, set_as_current=False)
+    app = ImagineCelery("imagine", broker=url, backend=url, set_as_current=False)
     app.conf.update(
         task_queues=[Queue(GENERATE_QUEUE), Queue(DELIVER_QUEUE)],
         task_default_queue=GENERATE_QUEUE,
-        task_routes={"imagine.generate": {"queue": GENERATE_QUEUE},
-                     "imagine.deliver*": {"queue": DELIVER_QUEUE}},
+        task_routes={GENERATE_TASK: {"queue": GENERATE_QUEUE},
+                     DELIVER_TASK: {"queue": DELIVER_QUEUE},
+                     DELIVER_PROGRESS_TASK: {"queue": DELIVER_QUEUE}},
         task_serializer="json",
         accept_content=["json"],
         # Results live in our job records; Celery's result store stays empty.
@@ -62,9 +94,6 @@ def create_celery(settings: Settings, **overrides: object) -> Celery:
         worker_send_task_events=False,
     )
     app.conf.update(overrides)
-    # Read by the tasks and worker signals of this process (plain attribute, not a Celery setting).
-    app.imagine_settings = settings  # type: ignore[attr-defined]
-    from tasks.worker.celery_tasks import register  # noqa: PLC0415 - tasks bind to this app
-
-    register(app)
+    app.settings = settings
+    app.adapters = adapters if adapters is not None else AdapterRegistry()
     return app

@@ -1,16 +1,17 @@
 """The Celery tasks: thin wrappers (ids in, retries out) around JobRunner and Deliverer.
 
 Heavy resources (the pipeline, Redis pools, adapters) are built once per worker process and
-cached on the Task base class, as Celery's guide recommends; never at import time.
+cached on the Task base class, as Celery's guide recommends; never at import time. What they
+are built from (settings, the adapter registry) travels on the app, an `ImagineCelery`.
 """
 
 from __future__ import annotations
 
 import logging
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from celery import Celery, Task, signals
+from celery import Task, signals
 
 from settings import Settings
 from tasks.core import metrics
@@ -24,20 +25,30 @@ from tasks.core.delivery import (
 )
 from tasks.core.queue import JobQueue
 from tasks.core.storage import Storage
+from tasks.names import DELIVER_PROGRESS_TASK, DELIVER_TASK, GENERATE_TASK
+from tasks.worker.celery_app import ImagineCelery
 from tasks.worker.heartbeat import Heartbeat
 from tasks.worker.runner import JobRunner
+
+if TYPE_CHECKING:
+    from generator.engine import Engine
 
 log = logging.getLogger(__name__)
 
 MAX_DELIVERY_RETRIES = 25
 
 
-class ImagineTask(Task):  # type: ignore[misc]
+class ImagineTask(Task):
     """Per-process resources shared by every task of this worker process."""
 
     @property
+    def imagine_app(self) -> ImagineCelery:
+        app: ImagineCelery = self.app
+        return app
+
+    @property
     def settings(self) -> Settings:
-        return self.app.imagine_settings  # type: ignore[no-any-return]
+        return self.imagine_app.settings
 
     # Not `queue`: Celery reads a task's `queue` attribute as its routing option when
     # sending it, which would build a JobQueue there and hand it to kombu as a queue name.
@@ -51,35 +62,35 @@ class ImagineTask(Task):  # type: ignore[misc]
 
     @cached_property
     def runner(self) -> JobRunner:
-        return JobRunner(self.settings, self.job_queue, self.storage, engine_for(self.app),
-                         self._dispatch)
+        return JobRunner(self.settings, self.job_queue, self.storage, engine_for(self.imagine_app),
+                         self._dispatch, self.imagine_app.adapters)
 
     @cached_property
     def deliverer(self) -> Deliverer:
-        return Deliverer(self.settings, self.job_queue.redis, self.storage)
+        return Deliverer(self.settings, self.job_queue.redis, self.storage, self.imagine_app.adapters)
 
     def _dispatch(self, name: str, job_id: str, options: dict[str, Any]) -> None:
         self.app.send_task(name, args=[job_id], **options)
 
 
-def engine_for(app: Celery) -> Any:
+def engine_for(app: ImagineCelery) -> Engine:
     """The process's one Engine (the per-process model cache), created on first use."""
-    engine = getattr(app, "imagine_engine", None)
-    if engine is None:
+    if app.engine is None:
         from generator.engine import Engine  # noqa: PLC0415 - torch only in generate workers
 
-        engine = Engine.from_settings(app.imagine_settings)
-        app.imagine_engine = engine
-    return engine
+        app.engine = Engine.from_settings(app.settings)
+    return app.engine
 
 
-def register(app: Celery) -> None:
-    @app.task(base=ImagineTask, bind=True, name="imagine.generate")
+def register(app: ImagineCelery) -> None:
+    """Bind the tasks (and the worker's signal handlers) to `app`; done by workers only."""
+
+    @app.task(base=ImagineTask, bind=True, name=GENERATE_TASK)
     def generate(self: ImagineTask, job_id: str) -> None:
         """Draw one job's images and hand them to delivery."""
         self.runner.run(job_id)
 
-    @app.task(base=ImagineTask, bind=True, name="imagine.deliver", max_retries=None)
+    @app.task(base=ImagineTask, bind=True, name=DELIVER_TASK, max_retries=None)
     def deliver(self: ImagineTask, job_id: str) -> None:
         """Post a finished job back to its platform, once."""
         job = self.job_queue.jobs.find(job_id)
@@ -104,7 +115,7 @@ def register(app: Celery) -> None:
                                           "transient")
             raise self.retry(countdown=backoff_seconds(self.request.retries), exc=exc) from None
 
-    @app.task(base=ImagineTask, bind=True, name="imagine.deliver_progress", ignore_result=True)
+    @app.task(base=ImagineTask, bind=True, name=DELIVER_PROGRESS_TASK, ignore_result=True)
     def deliver_progress(self: ImagineTask, job_id: str) -> None:
         """Show a job's progress; skipped, not retried, when the platform is busy."""
         job = self.job_queue.jobs.find(job_id)
@@ -118,7 +129,7 @@ def register(app: Celery) -> None:
     _connect_worker_signals(app)
 
 
-def _connect_worker_signals(app: Celery) -> None:
+def _connect_worker_signals(app: ImagineCelery) -> None:
     heartbeat: list[Heartbeat] = []
 
     @signals.worker_ready.connect(weak=False)
@@ -126,7 +137,7 @@ def _connect_worker_signals(app: Celery) -> None:
         if sender is None or sender.app is not app:
             return
         queues = sorted(q.name for q in sender.app.amqp.queues.consume_from.values())
-        beat = Heartbeat(redis_client(app.imagine_settings), sender.hostname, queues)
+        beat = Heartbeat(redis_client(app.settings), sender.hostname, queues)
         beat.start()
         heartbeat.append(beat)
 
@@ -138,5 +149,5 @@ def _connect_worker_signals(app: Celery) -> None:
     @signals.worker_process_init.connect(weak=False)
     def load_model(**_: Any) -> None:
         # Set by `imagine worker` for generate workers: load before the first job arrives.
-        if getattr(app, "imagine_warm_model", False):
+        if app.warm_model:
             engine_for(app).warm_up()

@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 
 from settings import Settings
-from tasks.worker.celery_app import DELIVER_QUEUE, GENERATE_QUEUE, create_celery
+from tasks.core.delivery import AdapterRegistry
+from tasks.names import GENERATE_QUEUE, QUEUES
+from tasks.worker.celery_app import create_celery
+from tasks.worker.celery_tasks import register
 
 DEFAULT_DELIVER_THREADS = 16
 
@@ -24,11 +27,15 @@ def worker_argv(queue: str, concurrency: int | None, loglevel: str) -> list[str]
     ]
 
 
-def run_worker(settings: Settings, queue: str, *, concurrency: int | None = None,
-               loglevel: str = "info") -> None:
-    if queue not in (GENERATE_QUEUE, DELIVER_QUEUE):
+def run_worker(settings: Settings, queue: str, *, adapters: AdapterRegistry,
+               concurrency: int | None = None, loglevel: str = "info") -> None:
+    """Run a worker in this process. `adapters` comes from the composition root: a generate
+    worker asks it which platforms want deliveries, a deliver worker builds adapters from it.
+    It rides on the app, which prefork children inherit."""
+    if queue not in QUEUES:
         raise ValueError(f"unknown queue {queue!r}")
-    app = create_celery(settings)
-    # Read by the worker_process_init handler: generate workers load the model at start.
-    app.imagine_warm_model = queue == GENERATE_QUEUE  # type: ignore[attr-defined]
+    app = create_celery(settings, adapters)
+    app.warm_model = queue == GENERATE_QUEUE
+    register(app)
     app.worker_main(worker_argv(queue, concurrency, loglevel))
+

@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 from generator.errors import GenerationCancelled
 from settings import Settings
 from settings.errors import ImagineError
-from tasks.core.delivery import claim_progress_slot, has_adapter
+from tasks.core.delivery import AdapterRegistry, claim_progress_slot
 from tasks.core.jobs import Job, JobStatus
 from tasks.core.queue import JobQueue
 from tasks.core.storage import Storage
+from tasks.names import DELIVER_PROGRESS_TASK, DELIVER_TASK
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -38,12 +39,14 @@ Dispatch = Callable[[str, str, dict[str, Any]], None]  # (task name, job id, opt
 
 class JobRunner:
     def __init__(self, settings: Settings, queue: JobQueue, storage: Storage,
-                 engine: Engine, dispatch: Dispatch) -> None:
+                 engine: Engine, dispatch: Dispatch, adapters: AdapterRegistry) -> None:
         self.settings = settings
         self.queue = queue
         self.storage = storage
         self.engine = engine
         self.dispatch = dispatch
+        # Only asked whether a platform wants deliveries; nothing is built from it here.
+        self.adapters = adapters
 
     def run(self, job_id: str) -> None:
         job = self.queue.jobs.find(job_id)
@@ -100,13 +103,13 @@ class JobRunner:
         self._hand_off(finished)
 
     def _hand_off(self, job: Job) -> None:
-        if has_adapter(job.requester.platform):
-            self.dispatch("imagine.deliver", job.id, {})
+        if self.adapters.has_adapter(job.requester.platform):
+            self.dispatch(DELIVER_TASK, job.id, {})
 
     def _progress_reporter(self, job: Job) -> Callable[[int, int, Image | None], None]:
         interval = self.settings.progress_interval
         last = [0.0]
-        wants_progress = has_adapter(job.requester.platform)
+        wants_progress = self.adapters.has_adapter(job.requester.platform)
 
         def report(step: int, total: int, preview: Image | None = None) -> None:
             now = time.monotonic()
@@ -117,7 +120,7 @@ class JobRunner:
                 job.id, lambda j: j.model_copy(update={"step": step, "total_steps": total}))
             self.queue.publish(updated)
             if wants_progress and claim_progress_slot(self.queue.redis, job.id, interval):
-                self.dispatch("imagine.deliver_progress", job.id, {})
+                self.dispatch(DELIVER_PROGRESS_TASK, job.id, {})
 
         return report
 
