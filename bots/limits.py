@@ -11,7 +11,7 @@ from settings import Settings
 from settings.errors import ConfigError
 
 CFG_MAX = 30.0
-# Wider than 4:1 gives broken compositions on SD-family models; the bound is the brief's.
+# Wider than 4:1 gives broken compositions on SD-family models, so --ar stops there.
 AR_MAX = 4
 # A side above this is a typo rather than a size; it also keeps the float maths exact.
 SIDE_MAX = 16384

@@ -1,4 +1,4 @@
-"""Settings: names from DESIGN.md, and start-up errors that name the variable and the rule."""
+"""Settings: the documented variable names, and start-up errors that name the variable and the rule."""
 
 from __future__ import annotations
 
