@@ -32,7 +32,7 @@ def _env(name: str) -> Any:
 
 
 class Settings(BaseSettings):
-    """Everything configurable, with the variable names of DESIGN.md."""
+    """Everything configurable; the variable names are public (README, Configuration)."""
 
     model_config = SettingsConfigDict(
         env_prefix="IMAGINE_",

@@ -24,7 +24,6 @@ TOKEN_MARGIN_SECONDS = 60
 CONTENT_LIMIT = 2000  # characters of a message's content
 PROMPT_SHOWN = 300  # characters of a prompt repeated in a message
 BUTTONS_PER_ROW = 5
-DEFAULT_ATTACHMENT_LIMIT = 10 * 1024 * 1024  # bytes; Discord's limit for bots without boosts
 
 ACTIONS = ("reroll", "vary", "upscale", "cancel")
 CUSTOM_ID_PATTERN = (
