@@ -1,8 +1,9 @@
 """The project's exception base, at the bottom of the import graph so every layer shares it.
 
 Every message is meant to be shown to a person as is: it says what was wrong and what is
-allowed. Each layer adds the errors it raises (`generator.errors`, `tasks.errors`,
-`bots.errors`); front ends turn any `ImagineError` into a message in one place.
+allowed. Each layer above adds the errors it raises in an `errors` module of its own (this
+one names none of them: it sits below them all); front ends turn any `ImagineError` into a
+message in one place.
 """
 
 from __future__ import annotations

@@ -1,0 +1,53 @@
+"""The names in tasks/names.py are stored data: a deployment's Redis holds keys under them
+and queued Celery messages carry the task and queue names, so an upgrade must not change
+one by accident. Changing a value here means writing a migration too."""
+
+from __future__ import annotations
+
+from tasks import names
+
+
+def test_names_keep_the_values_already_in_use() -> None:
+    values = {name: value for name, value in vars(names).items()
+              if name.isupper() and isinstance(value, str)}
+    assert values == {
+        "GENERATE_QUEUE": "generate",
+        "DELIVER_QUEUE": "deliver",
+        "GENERATE_TASK": "imagine.generate",
+        "DELIVER_TASK": "imagine.deliver",
+        "DELIVER_PROGRESS_TASK": "imagine.deliver_progress",
+        "JOB_KEY": "imagine:job:{}",
+        "QUEUE_KEY": "imagine:queue",
+        "SEQ_KEY": "imagine:seq",
+        "RUNNING_KEY": "imagine:running",
+        "ACTIVE_KEY": "imagine:active:{}",
+        "DURATIONS_KEY": "imagine:durations",
+        "CANCEL_KEY": "imagine:cancel:{}",
+        "EVENTS_CHANNEL": "imagine:events:{}",
+        "WORKERS_KEY": "imagine:workers:{}",
+        "DELIVERED_KEY": "imagine:delivered:{}:{}",
+        "DELIVERING_KEY": "imagine:delivering:{}:{}",
+        "PROGRESS_PENDING_KEY": "imagine:progress-pending:{}",
+        "METRICS_JOBS_KEY": "imagine:metrics:jobs",
+        "METRICS_GENERATION_KEY": "imagine:metrics:generation",
+        "METRICS_CACHE_KEY": "imagine:metrics:cache",
+        "METRICS_RETRIES_KEY": "imagine:metrics:delivery_retries",
+        "METRICS_WEB_KEY": "imagine:metrics:web",
+        "URL_CACHE_KEY": "imagine:url:{}",
+        "RATELIMIT_KEY": "imagine:ratelimit:{}",
+        "SLACK_EVENT_KEY": "imagine:slack:event:{}",
+        "SLACK_STATUS_LOCK_KEY": "imagine:slack:status-lock:{}",
+        "SLACK_STATUS_FINAL_KEY": "imagine:slack:status-final:{}",
+        "SLACK_STATUS_THROTTLE_KEY": "imagine:slack:status-throttle:{}",
+        "SLACK_PROGRESS_PACE_KEY": "imagine:slack:progress-pace:{}",
+        "SLACK_PROGRESS_PAUSE_KEY": "imagine:slack:progress-pause:{}",
+        "DISCORD_WAIT_KEY": "imagine:discord:wait:{}",
+    }
+    assert names.QUEUES == (names.GENERATE_QUEUE, names.DELIVER_QUEUE)
+
+
+def test_no_two_names_share_a_key() -> None:
+    keys = [value for name, value in vars(names).items()
+            if name.endswith(("_KEY", "_CHANNEL")) and isinstance(value, str)]
+    assert len(keys) == len(set(keys))
+    assert all(key.startswith("imagine:") for key in keys)
