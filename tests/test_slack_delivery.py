@@ -20,6 +20,7 @@ from tasks.core.connection import redis_client
 from tasks.core.delivery import DeliveryContext, RateLimited
 from tasks.core.jobs import Job, JobStatus, Requester
 from tasks.core.storage import Storage
+from tasks.names import SLACK_PROGRESS_PACE_KEY
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack, fake_slack
 from tests.web_support import with_settings
 
@@ -75,7 +76,7 @@ def test_a_ratelimited_progress_edit_rests_the_workspace(slack: FakeSlack,
     with pytest.raises(RateLimited):
         deliverer.deliver_progress(context(slack_settings, first), None)
     client = redis_client(slack_settings)
-    for key in client.scan_iter("imagine:slack:progress-pace:*"):
+    for key in client.scan_iter(SLACK_PROGRESS_PACE_KEY.format("*")):
         client.delete(key)  # the pace window is over; the pause (30 s) is not
     deliverer.deliver_progress(context(slack_settings, running_job(slack, "T1")), None)
     assert len(slack.of("chat.update", ok=None)) == 1  # no second call into the limit

@@ -25,6 +25,7 @@ from bots.web.signing import signed_url
 from settings import Settings
 from tasks.core.connection import redis_client
 from tasks.core.queue import JobQueue
+from tasks.names import RATELIMIT_KEY
 from tasks.worker.celery_app import create_celery
 from tests.fixtures_redis import ROOT, imagine_command, wait_for
 from tests.web_support import serve_app_fixture, with_settings  # noqa: F401 - fixture
@@ -190,7 +191,7 @@ def test_misses_are_rate_limited_per_address_and_a_full_queue_is_503(
 
     # The bucket lives in Redis, shared by every web process: empty it for the next app.
     client = redis_client(settings)
-    client.delete(*client.keys("imagine:ratelimit:*"))
+    client.delete(*client.keys(RATELIMIT_KEY.format("*")))
 
     # X-Forwarded-For names the client only when the operator says a proxy sets it.
     proxied = serve_app(rate_limit_per_minute=1, max_jobs_per_user=10,
@@ -200,12 +201,12 @@ def test_misses_are_rate_limited_per_address_and_a_full_queue_is_503(
                             headers={"X-Forwarded-For": address}).status_code
     assert [via("10.0.0.1", "five"), via("10.0.0.1", "six"), via("10.0.0.2", "six")] == \
         [200, 429, 200]
-    client.delete(*client.keys("imagine:ratelimit:*"))
+    client.delete(*client.keys(RATELIMIT_KEY.format("*")))
     direct = serve_app(rate_limit_per_minute=1, max_jobs_per_user=10)
     assert [requests.get(direct, params={"prompt": p, "wait": "0"}, timeout=30,
                          headers={"X-Forwarded-For": a}).status_code
             for p, a in (("seven", "10.0.0.3"), ("eight", "10.0.0.4"))] == [200, 429]
-    client.delete(*client.keys("imagine:ratelimit:*"))
+    client.delete(*client.keys(RATELIMIT_KEY.format("*")))
     full = serve_app(max_queue=2, max_jobs_per_user=10)
     answer = requests.get(full, params={"prompt": "four", "wait": "0"}, headers=JSON,
                           timeout=30)
