@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_core import ErrorDetails
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from settings.errors import ConfigError
 
@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     max_pixels: int = Field(default=1024 * 1024, ge=64 * 64)
     max_images: int = Field(default=4, ge=1, le=16)
     max_prompt_length: int = Field(default=1000, ge=10, le=100_000)
+    # Upscale buttons ask for the parent image's size times this; 2 keeps an upscale one
+    # step within IMAGINE_MAX_PIXELS, 4 is the most a redraw of one image stays faithful at.
+    upscale_factor: int = Field(default=2, ge=2, le=4)
 
     # Queue
     max_queue: int = Field(default=100, ge=1)
@@ -99,6 +102,9 @@ class Settings(BaseSettings):
     slack_api_url: str = Field(
         default="https://slack.com/api/", validation_alias=_env("SLACK_API_URL")
     )
+    # Slack user ids that moderate (cancel anyone's job) and administer imagine, besides the
+    # workspace's admins and owners: IMAGINE_SLACK_ADMINS=U012AB3CD,U045EF6GH
+    slack_admins: Annotated[frozenset[str], NoDecode] = frozenset()
 
     # Discord
     discord_token: SecretStr | None = Field(default=None, validation_alias=_env("DISCORD_TOKEN"))
@@ -121,6 +127,13 @@ class Settings(BaseSettings):
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("slack_admins", mode="before")
+    @classmethod
+    def _user_ids(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return frozenset(part.strip() for part in value.split(",") if part.strip())
         return value
 
     @field_validator("redis_url")

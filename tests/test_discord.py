@@ -149,7 +149,7 @@ def test_mention_gets_a_reply_with_the_png(stack: Stack) -> None:
     assert body["nonce"] and body["enforce_nonce"] is True
     ids = _custom_ids(body)
     assert any(i.startswith("imagine:upscale:") for i in ids)
-    assert any(i.startswith("imagine:vary:") for i in ids)
+    assert any(i.startswith("imagine:vary_subtle:") for i in ids)
     assert any(i.startswith("imagine:reroll:") for i in ids)
 
     # The status reply (queue position + Cancel) came first, and is removed once done.
@@ -192,8 +192,8 @@ def test_slash_command_defers_then_follows_up(stack: Stack) -> None:
     assert "a castle on a hill" in body["content"]
     assert body["allowed_mentions"]["parse"] == []
     ids = _custom_ids(body)
-    assert {i.split(":")[1] for i in ids} == {"upscale", "vary", "reroll"}
-    assert len([i for i in ids if i.startswith("imagine:vary:")]) == 2
+    assert {i.split(":")[1] for i in ids} == {"upscale", "vary_subtle", "reroll"}
+    assert len([i for i in ids if i.startswith("imagine:vary_subtle:")]) == 2
     # The status message (the original response) showed the place in line, then went away.
     edits = fake.find("PATCH", rf"/webhooks/\d+/{interaction['token']}/messages/@original")
     assert edits and "Queued" in edits[0].json["content"]
@@ -284,7 +284,7 @@ def test_buttons_work_after_the_bot_and_workers_restart(stack: Stack) -> None:
 
     stack.restart_all()
 
-    for wanted in ("imagine:vary:", "imagine:reroll:"):
+    for wanted in ("imagine:vary_subtle:", "imagine:reroll:"):
         button = next(i for i in _custom_ids(result.json) if i.startswith(wanted))
         interaction = fake.dispatch("INTERACTION_CREATE", fake.button_payload(button, posted))
         callback = wait_for(lambda i=interaction: fake.find(

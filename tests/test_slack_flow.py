@@ -93,7 +93,7 @@ def test_slash_command_mention_and_buttons_across_restarts(stack: SlackStack, sl
         job_id = buttons(follow_result)["🎲 Reroll"]["value"]
         job = jobs.get(job_id)
         assert job.parent is not None and job.requester.thread == root
-        assert job.action == {"🎲 Reroll": "reroll", "Vary 2": "vary",
+        assert job.action == {"🎲 Reroll": "reroll", "Vary 2": "vary_subtle",
                               "Upscale 1": "upscale"}[label]
         if label == "Vary 2":
             assert job.request.mode == "img2img" and job.request.strength == pytest.approx(0.35)

@@ -19,7 +19,8 @@ def test_manifest_matches_the_app() -> None:
     assert set(settings["event_subscriptions"]["bot_events"]) == {"app_mention", "message.im"}
     assert settings["interactivity"]["is_enabled"] is True
     scopes = set(manifest["oauth_config"]["scopes"]["bot"])
-    assert {"commands", "app_mentions:read", "chat:write", "files:write", "im:history"} <= scopes
+    assert {"commands", "app_mentions:read", "chat:write", "files:write", "im:history",
+            "users:read"} <= scopes  # users:read: users.info, who may cancel others' jobs
     urls = {features["slash_commands"][0]["url"], settings["interactivity"]["request_url"],
             settings["event_subscriptions"]["request_url"]}
     assert len(urls) == 1 and urls.pop().endswith("/slack/events")

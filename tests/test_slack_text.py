@@ -1,15 +1,13 @@
-"""What the Slack bot says: escaping of echoed user text, buttons, follow-up requests."""
+"""What the Slack bot says: escaping of echoed user text, buttons.
+
+Follow-up requests are tested for every platform in tests/test_followups.py."""
 
 from __future__ import annotations
 
 import pytest
 
-from bots.errors import PromptError
 from bots.slack import text as say
-from bots.slack_actions import VARY_STRENGTH, follow_up
 from generator.request import ImageRequest
-from settings import Settings
-from tasks.core.jobs import Job, JobStatus, Requester
 
 HOSTILE = "a fox <!channel> <!here> <@U123> <https://evil.example|click> & co"
 
@@ -58,27 +56,3 @@ def test_result_buttons_fit_slack_block_limits() -> None:
     assert len(ids) == len(set(ids))  # Slack requires unique action_ids per message
     assert blocks[0]["text"]["verbatim"] is True
 
-
-def _done_job(width: int = 256, height: int = 256) -> Job:
-    return Job(requester=Requester(platform="slack", user="U1", channel="C1"),
-               request=ImageRequest(prompt="a fox", width=width, height=height, seed=5,
-                                    num_images=2),
-               status=JobStatus.done, images=["a" * 32, "b" * 32], seeds=[5, 6])
-
-
-def test_follow_up_requests() -> None:
-    settings = Settings(_env_file=None, max_pixels=512 * 512)
-    parent = _done_job()
-    assert follow_up(parent, "reroll", None, settings).seed is None
-    vary = follow_up(parent, "vary", 1, settings)
-    assert (vary.mode, vary.source_image, vary.strength, vary.num_images) == (
-        "img2img", "b" * 32, VARY_STRENGTH, 1)
-    upscale = follow_up(parent, "upscale", 0, settings)
-    assert (upscale.mode, upscale.width, upscale.height, upscale.seed) == ("upscale", 512, 512, 5)
-    with pytest.raises(PromptError, match="IMAGINE_MAX_PIXELS=262,144"):
-        follow_up(_done_job(512, 512), "upscale", 0, settings)
-    with pytest.raises(PromptError, match="no image 3"):
-        follow_up(parent, "vary", 2, settings)
-    failed = parent.model_copy(update={"status": JobStatus.failed, "images": []})
-    with pytest.raises(PromptError, match="Reroll"):
-        follow_up(failed, "vary", 0, settings)

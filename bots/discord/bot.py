@@ -27,8 +27,10 @@ from bots.discord.formatting import (
     shorten,
 )
 from bots.errors import PromptError
+from bots.followups import FollowUpLimits, canonical_action, follow_up
 from bots.grammar import USAGE, parse, request_from_fields
 from bots.limits import Limits
+from bots.permissions import CANCEL_REFUSED, discord_role, may_cancel
 from generator.request import SEED_MAX, ImageRequest
 from settings import Settings
 from settings.errors import ImagineError
@@ -167,7 +169,8 @@ class ImagineBot(discord.Client):
             await self._cancel(interaction, parent)
             return
         try:
-            request = follow_up_request(parent, action, index)
+            action = canonical_action(action)
+            request = follow_up(parent, index, action, FollowUpLimits.from_settings(self.settings))
         except PromptError as exc:
             await send_ephemeral(interaction, exc.message)
             return
@@ -175,9 +178,10 @@ class ImagineBot(discord.Client):
 
     async def _cancel(self, interaction: discord.Interaction, job: Job) -> None:
         permissions = interaction.permissions
-        if str(interaction.user.id) != job.requester.user and not permissions.manage_messages:
-            await send_ephemeral(interaction, "Only the person who asked (or a moderator) can "
-                                 "cancel this job.")
+        if not may_cancel(job, str(interaction.user.id), lambda: discord_role(
+                manage_messages=permissions.manage_messages,
+                manage_guild=permissions.manage_guild)):
+            await send_ephemeral(interaction, CANCEL_REFUSED)
             return
         job = await asyncio.to_thread(self.queue.cancel, job.id)
         if job.status is JobStatus.cancelled:
@@ -192,8 +196,8 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=CUSTOM_
     """Every job button; rebuilt from its custom id on each press, whichever process made it."""
 
     def __init__(self, action: str, job_id: str, index: int = 0) -> None:
-        label = {"cancel": "Cancel", "reroll": "Reroll", "vary": f"V{index + 1}",
-                 "upscale": f"U{index + 1}"}[action]
+        label = {"cancel": "Cancel", "reroll": "Reroll", "upscale": f"U{index + 1}",
+                 "vary_strong": f"V{index + 1}+"}.get(action, f"V{index + 1}")
         super().__init__(discord.ui.Button(label=label,
                                            custom_id=custom_id(action, job_id, index)))
         self.action = action
@@ -272,19 +276,6 @@ def imagine_command(limits: Limits) -> app_commands.Command[Any, Any, None]:
         return [app_commands.Choice(name=n, value=n) for n in names[:AUTOCOMPLETE_LIMIT]]
 
     return imagine
-
-
-def follow_up_request(parent: Job, action: str, index: int) -> ImageRequest:
-    """The request a button asks for: a new seed, a variation of image i, or its upscale."""
-    if action == "reroll":
-        return parent.request.model_copy(update={"seed": None})
-    if index >= len(parent.images):
-        raise PromptError(f"Image {index + 1} of that job is not there any more.")
-    mode = "img2img" if action == "vary" else "upscale"
-    update: dict[str, Any] = {"mode": mode, "source_image": parent.images[index], "seed": None}
-    if action == "upscale":
-        update["num_images"] = 1
-    return parent.request.model_copy(update=update)
 
 
 def interaction_requester(interaction: discord.Interaction) -> Requester:

@@ -12,6 +12,8 @@ import re
 import time
 from typing import Any
 
+from bots.followups import ACTIONS as FOLLOW_UPS
+from bots.followups import LEGACY_ACTIONS, UPSCALE, VARY_SUBTLE
 from bots.grammar import format_request
 from bots.limits import Limits
 from generator.request import SAMPLER_LABELS
@@ -25,9 +27,11 @@ CONTENT_LIMIT = 2000  # characters of a message's content
 PROMPT_SHOWN = 300  # characters of a prompt repeated in a message
 BUTTONS_PER_ROW = 5
 
-ACTIONS = ("reroll", "vary", "upscale", "cancel")
+# Follow-ups, the names of buttons posted by earlier releases (`vary`), and Cancel.
+ACTIONS = tuple(dict.fromkeys((*FOLLOW_UPS, *LEGACY_ACTIONS, "cancel")))
 CUSTOM_ID_PATTERN = (
-    r"imagine:(?P<action>reroll|vary|upscale|cancel):(?P<job>[0-9a-f]{8,64}):(?P<index>[0-9]{1,2})"
+    rf"imagine:(?P<action>{'|'.join(sorted(ACTIONS, key=len, reverse=True))}):"
+    r"(?P<job>[0-9a-f]{8,64}):(?P<index>[0-9]{1,2})"
 )
 _CUSTOM_ID = re.compile(CUSTOM_ID_PATTERN)
 
@@ -123,7 +127,8 @@ def cancel_components(job_id: str) -> list[dict[str, Any]]:
 
 # --- results --------------------------------------------------------------------------
 
-_ACTION_TITLES = {"reroll": "Reroll", "vary": "Variations", "upscale": "Upscaled"}
+_ACTION_TITLES = {"reroll": "Reroll", "vary": "Variations", "vary_subtle": "Variations",
+                  "vary_strong": "Strong variations", "upscale": "Upscaled"}
 
 
 def result_content(job: Job, limits: Limits, notes: list[str]) -> str:
@@ -153,7 +158,7 @@ def result_components(job: Job) -> list[dict[str, Any]]:
     """U1..Un and V1..Vn per image (at most one row each), then Reroll."""
     count = min(len(job.images), BUTTONS_PER_ROW)
     rows: list[dict[str, Any]] = []
-    for action, letter, style in (("upscale", "U", SECONDARY), ("vary", "V", SECONDARY)):
+    for action, letter, style in ((UPSCALE, "U", SECONDARY), (VARY_SUBTLE, "V", SECONDARY)):
         buttons = [{"type": 2, "style": style, "label": f"{letter}{i + 1}",
                     "custom_id": custom_id(action, job.id, i)} for i in range(count)]
         if buttons:

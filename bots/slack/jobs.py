@@ -16,10 +16,11 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.webhook import WebhookClient
 
 from bots.errors import PromptError
+from bots.followups import FollowUpLimits, canonical_action, follow_up
+from bots.permissions import CANCEL_REFUSED, Role, may_cancel, slack_role
 from bots.slack import text as say
 from bots.slack.client import CHANNEL_ERRORS, error_code
 from bots.slack.status import StatusGuard
-from bots.slack_actions import follow_up
 from generator.request import ImageRequest
 from settings import Settings
 from settings.errors import ImagineError
@@ -109,24 +110,25 @@ class SlackJobs:
             self.tell(origin, "That job is too old: its record has expired. Run the prompt again.")
             return None
         try:
-            request = follow_up(parent, value.action, value.index, self.settings)
+            action = canonical_action(value.action)
+            request = follow_up(parent, value.index, action,
+                                FollowUpLimits.from_settings(self.settings))
         except PromptError as exc:
             self.tell(origin, say.escape(exc.message))
             return None
         where = Origin(user=origin.user, channel=parent.requester.channel or origin.channel,
                        thread=parent.requester.thread or origin.thread,
                        response_url=origin.response_url, team=origin.team)
-        return self.start(request, where, action=value.action, index=value.index,
-                          parent=parent.id)
+        return self.start(request, where, action=action, index=value.index, parent=parent.id)
 
     def cancel(self, job_id: str, origin: Origin) -> None:
-        """Cancel a queued or running job of the clicking user."""
+        """Cancel a queued or running job: the requester's own, or anyone's for a moderator."""
         job = self.queue.jobs.find(job_id)
         if job is None or job.status.finished:
             self.tell(origin, "That job has already finished.")
             return
-        if job.requester.user != origin.user:
-            self.tell(origin, f"Only <@{job.requester.user}> can cancel this job.")
+        if not may_cancel(job, origin.user, lambda: self.role(origin.user)):
+            self.tell(origin, CANCEL_REFUSED)
             return
         job = self.queue.cancel(job_id)
         head = say.headline(job.requester.user, job.request, job.action,
@@ -137,6 +139,22 @@ class SlackJobs:
         elif job.status is JobStatus.running:
             text = say.status_text(head, "cancelling…")
             self.guard.edit(job.id, lambda: self._edit(job, text), wait=QUEUED_EDIT_WAIT)
+
+    def role(self, user: str) -> Role:
+        """IMAGINE_SLACK_ADMINS, else what users.info says (needs the users:read scope)."""
+
+        def user_info(user_id: str) -> dict[str, Any]:
+            try:
+                return dict(self.client.users_info(user=user_id)["user"])
+            except SlackApiError as exc:
+                hint = " (reinstall the app with the users:read scope)" if error_code(
+                    exc) == "missing_scope" else ""
+                log.warning("users.info for %s failed: %s%s", user_id, error_code(exc), hint)
+            except SlackClientError as exc:
+                log.warning("users.info for %s failed: %s", user_id, exc)
+            return {}  # unknown: treated as a member, never as a moderator
+
+        return slack_role(user, self.settings.slack_admins, user_info)
 
     # --- talking to Slack ---------------------------------------------------------------
     def _post_status(self, origin: Origin, text: str, job_id: str) -> str | None:

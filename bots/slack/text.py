@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from bots.followups import ACTIONS as FOLLOW_UPS
+from bots.followups import LEGACY_ACTIONS, VARY_SUBTLE
 from generator.request import ImageRequest
 
 # Slack's own control characters; escaping these three is all Slack requires.
@@ -20,8 +22,10 @@ _UNESCAPES = {"&amp;": "&", "&lt;": "<", "&gt;": ">"}
 _MARKUP = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")
 SHOWN_PROMPT = 300  # characters of a prompt repeated in a status line
 ACTION_PREFIX = "imagine:"
-ACTIONS = ("reroll", "vary", "upscale", "cancel")
-ACTION_LABELS = {"reroll": "reroll", "vary": "variation", "upscale": "upscale 2×"}
+# Follow-ups, the names of buttons posted by earlier releases, and Cancel.
+ACTIONS = (*FOLLOW_UPS, *LEGACY_ACTIONS, "cancel")
+ACTION_LABELS = {"reroll": "reroll", "vary": "variation", "vary_subtle": "variation",
+                 "vary_strong": "strong variation", "upscale": "upscale"}
 
 
 def escape(text: str) -> str:
@@ -186,7 +190,7 @@ def result_blocks(text: str, job_id: str, image_count: int) -> list[dict[str, An
         "type": "actions", "block_id": "imagine-reroll",
         "elements": [_button("🎲 Reroll", ActionValue("reroll", job_id), "primary")]}]
     # One actions block per kind keeps each under Slack's 25 elements per block.
-    for action, label in (("vary", "Vary"), ("upscale", "Upscale")):
+    for action, label in ((VARY_SUBTLE, "Vary"), ("upscale", "Upscale")):
         if image_count:
             blocks.append({"type": "actions", "block_id": f"imagine-{action}", "elements": [
                 _button(f"{label} {i + 1}" if image_count > 1 else label,

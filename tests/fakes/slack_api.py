@@ -1,7 +1,7 @@
 """A local fake of Slack's Web API, shaped like Slack's documentation, recording every call.
 
-Serves what the bot uses: auth.test, chat.postMessage/update/postEphemeral, the three steps
-of files_upload_v2 (files.getUploadURLExternal → POST bytes to upload_url →
+Serves what the bot uses: auth.test, chat.postMessage/update/postEphemeral, users.info (GET),
+the three steps of files_upload_v2 (files.getUploadURLExternal → POST bytes to upload_url →
 files.completeUploadExternal), response_url posts, and the signed requests a test sends.
 Methods answer `{"ok": true, ...}`; scripted failures answer like Slack does: `ratelimited`
 with HTTP 429 and Retry-After, other errors with HTTP 200 and `{"ok": false, "error": …}`.
@@ -65,6 +65,8 @@ class FakeSlack:
     failures: dict[str, list[Failure]] = field(default_factory=dict)
     # Channels the bot is not a member of: posting there answers not_in_channel.
     outside: set[str] = field(default_factory=set)
+    # users.info answers: overrides by user id (e.g. {"is_admin": True}); others are members.
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
     lock: threading.Condition = field(default_factory=threading.Condition)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -192,6 +194,16 @@ class FakeSlack:
     def _chat_postEphemeral(self, params: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         return {"ok": True, "message_ts": self._next_ts()}
 
+    def _users_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        user = str(params.get("user", ""))
+        if not user.startswith(("U", "W")):
+            return {"ok": False, "error": "user_not_found"}
+        return {"ok": True, "user": {
+            "id": user, "team_id": TEAM, "name": user.lower(), "deleted": False,
+            "is_admin": False, "is_owner": False, "is_primary_owner": False,
+            "is_restricted": False, "is_ultra_restricted": False, "is_bot": False,
+            **self.users.get(user, {})}}
+
     def _files_getUploadURLExternal(self, params: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         if not params.get("filename") or not str(params.get("length", "")).isdigit():
             return {"ok": False, "error": "invalid_arguments"}
@@ -256,6 +268,16 @@ def fake_slack(*, socket_mode: bool = False) -> Iterator[FakeSlack]:
             token = token or str(params.pop("token", ""))
             status, answer, headers = slack.handle(method, params, token, body)
             self._reply(status, answer, headers)
+
+        def do_GET(self) -> None:  # noqa: N802 - Web API methods read over GET (users.info)
+            parts = urlsplit(self.path)
+            if not parts.path.startswith("/api/"):
+                self._reply(404, {"ok": False}, {})
+                return
+            params = {k: v[0] for k, v in parse_qs(parts.query).items()}
+            token = self.headers.get("Authorization", "").removeprefix("Bearer ")
+            token = token or str(params.pop("token", ""))
+            self._reply(*slack.handle(parts.path[len("/api/"):], params, token, b""))
 
         def _params(self, body: bytes) -> dict[str, Any]:
             if self.headers.get("Content-Type", "").startswith("application/json"):
