@@ -1,4 +1,5 @@
-"""The REST API for scripts: `/api/v1/jobs` to submit, poll and cancel; the OpenAPI document.
+"""The REST API for scripts: `/api/v1/jobs` to submit, poll, cancel and follow up (reroll,
+vary, upscale: `/api/v1/jobs/<id>/actions`); the OpenAPI document.
 
 The same jobs as every other front end: the body is read by the prompt grammar, the job goes
 through `JobQueue.submit`, and a `webhook` URL turns the job into one that the webhook
@@ -9,12 +10,13 @@ from __future__ import annotations
 
 import hmac
 import math
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Blueprint, Response, jsonify, request, url_for
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bots.errors import PromptError
+from bots.followups import ACTIONS, FollowUpLimits, JobNotReady, NoImages, follow_up
 from bots.grammar import format_request, request_from_fields
 from bots.web.openapi import openapi_document
 from bots.web.state import WebState, client_address, web_state
@@ -27,6 +29,7 @@ from tasks.errors import JobNotFound, QueueFullError
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 MAX_WEBHOOK_URL = 2000
+BodyT = TypeVar("BodyT", bound=BaseModel)
 
 
 class JobBody(BaseModel):
@@ -45,6 +48,15 @@ class JobBody(BaseModel):
     model: str | None = None
     sampler: str | None = None
     webhook: str | None = None
+
+
+class ActionBody(BaseModel):
+    """POST /api/v1/jobs/<id>/actions: what to do with which image (1-based, like U1)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: str
+    index: int = Field(default=1, ge=1, strict=True)
 
 
 class ApiError(Exception):
@@ -93,16 +105,7 @@ def openapi() -> Response:
 def create_job() -> tuple[Response, int, dict[str, str]]:
     """Submit a job; 202 with its id, place in the queue and links."""
     state = web_state()
-    payload = request.get_json(silent=True)
-    if not isinstance(payload, dict):
-        raise ApiError(400, 'Send a JSON object, e.g. {"prompt": "a red fox --ar 16:9"}, '
-                            "with Content-Type: application/json.")
-    try:
-        body = JobBody.model_validate(payload)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
-        raise ApiError(400, f"{where}: {first['msg']}.") from None
+    body = _body(JobBody, '{"prompt": "a red fox --ar 16:9"}')
     fields = body.model_dump(exclude={"webhook"}, exclude_none=True)
     try:
         image_request = request_from_fields(fields, state.limits)
@@ -116,13 +119,51 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
                                 f"of at most {MAX_WEBHOOK_URL} characters.")
         requester = Requester(platform="webhook", user=client_address(),
                               extra={"url": body.webhook})
+    return _submit(state, Job(requester=requester, request=image_request))
+
+
+@bp.post("/jobs/<job_id>/actions")
+def act_on_job(job_id: str) -> tuple[Response, int, dict[str, str]]:
+    """Reroll, vary or upscale image `index` of a finished job: 202 with the new job."""
+    state = web_state()
+    body = _body(ActionBody, '{"action": "upscale", "index": 1}')
+    if body.action not in ACTIONS:
+        raise ApiError(400, f"action must be one of {', '.join(ACTIONS)}; got {body.action!r}.")
+    parent = _find(state, job_id)
+    try:
+        image_request = follow_up(parent, body.index - 1, body.action,
+                                  FollowUpLimits.from_settings(state.settings))
+    except (JobNotReady, NoImages) as exc:
+        raise ApiError(409, exc.message) from None
+    except PromptError as exc:
+        raise ApiError(400, exc.message) from None
+    return _submit(state, Job(requester=Requester(platform="api", user=client_address()),
+                              request=image_request, parent=parent.id, action=body.action))
+
+
+def _body(model: type[BodyT], example: str) -> BodyT:
+    """The JSON body validated by `model`; a 400 naming the first wrong field."""
+    payload = request.get_json(silent=True)
+    if not isinstance(payload, dict):
+        raise ApiError(400, f"Send a JSON object, e.g. {example}, "
+                            "with Content-Type: application/json.")
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise ApiError(400, f"{where}: {first['msg']}.") from None
+
+
+def _submit(state: WebState, job: Job) -> tuple[Response, int, dict[str, str]]:
+    """Admit and queue `job` for this client: 202 with its view, or 429/503."""
     decision = state.limiter.take(client_address())
     if not decision.allowed:
         metrics.record_web(state.redis, "rate_limited")
         raise ApiError(429, f"Too many jobs from your address; try again in "
                             f"{format_wait(decision.retry_after)}.", decision.retry_after)
     try:
-        submitted = state.queue.submit(Job(requester=requester, request=image_request))
+        submitted = state.queue.submit(job)
     except QueueFullError as exc:
         raise ApiError(503, exc.message, min(60.0, state.queue.average_duration())) from None
     body_out = job_view(state, submitted.job, position=submitted.position,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bots.followups import ACTIONS
 from bots.limits import CFG_MAX, Limits
 from generator.request import SAMPLERS, SEED_MAX
 
@@ -138,7 +139,8 @@ def openapi_document(limits: Limits) -> dict[str, Any]:
             "schemas": {"Error": _ERROR, "Job": _JOB, "NewJob": _new_job(limits)},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
-        "paths": {**_prompt_paths(limits), **_IMAGE_PATHS, **_JOB_PATHS, **_OPS_PATHS},
+        "paths": {**_prompt_paths(limits), **_IMAGE_PATHS, **_JOB_PATHS, **_ACTION_PATHS,
+                  **_OPS_PATHS},
     }
 
 
@@ -218,6 +220,40 @@ _JOB_PATHS: dict[str, Any] = {
                           "409": _error("The job already finished.")},
         },
     },
+}
+
+_ACTION_PATHS: dict[str, Any] = {
+    "/api/v1/jobs/{job_id}/actions": {"post": {
+        "operationId": "actOnJob",
+        "summary": "Reroll, vary or upscale an image of a finished job (the chat buttons).",
+        "security": [{}, {"bearer": []}],
+        "parameters": [_JOB_ID],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["action"],
+            "properties": {
+                "action": {"type": "string",
+                           "enum": list(ACTIONS),
+                           "description": "reroll: new seed; vary_subtle/vary_strong: "
+                                          "img2img from the image; upscale: the image at "
+                                          "IMAGINE_UPSCALE_FACTOR × its size, same seed."},
+                "index": {"type": "integer", "minimum": 1, "default": 1,
+                          "description": "Which image, 1-based like the U1 button."},
+            },
+        }}}},
+        "responses": {
+            "202": {"description": "The new job, queued.", "content": _JOB_RESPONSE,
+                    "headers": {"Location": {"schema": {"type": "string"}}}},
+            "400": _error("Invalid body, action or image index, or the upscale would be "
+                          "over IMAGINE_MAX_PIXELS."),
+            "401": _UNAUTHORISED,
+            "404": _error("No such job (or its record expired)."),
+            "409": _error("The job has not finished, or finished without images."),
+            "429": _error("Too many jobs from this address.", retry=True),
+            "503": _error("The queue is full.", retry=True),
+        },
+    }},
 }
 
 _OPS_PATHS: dict[str, Any] = {
