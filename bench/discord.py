@@ -26,6 +26,7 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 from bench.stack import start_stack  # noqa: E402
 from generator.request import ImageRequest  # noqa: E402
 from tasks.core.connection import redis_client  # noqa: E402
+from tasks.names import WORKERS_KEY  # noqa: E402
 from tests.fakes.discord_server import Call, FakeDiscord  # noqa: E402
 
 # One torch thread: on a shared 2-core machine two threads spin against other work and
@@ -47,7 +48,7 @@ def wait(condition, what: str, timeout: float = TIMEOUT):  # type: ignore[no-unt
 def worker_ready(client, queue: str) -> bool:  # type: ignore[no-untyped-def]
     import json
 
-    for key in client.scan_iter("imagine:workers:*"):
+    for key in client.scan_iter(WORKERS_KEY.format("*")):
         raw = client.get(key)
         if raw and queue in json.loads(raw)["queues"]:
             return True

@@ -164,7 +164,9 @@ def start_process(tmp_path: Path, imagine_env: dict[str, str]) -> Iterator[Calla
 def worker_alive(client: redis.Redis, queue: str, pid: int | None = None) -> bool:
     import json
 
-    for key in client.scan_iter("imagine:workers:*"):
+    from tasks.names import WORKERS_KEY
+
+    for key in client.scan_iter(WORKERS_KEY.format("*")):
         raw = client.get(key)
         if raw:
             info = json.loads(raw)
