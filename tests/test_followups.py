@@ -265,8 +265,10 @@ def test_slack_moderators_cancel_other_peoples_jobs(serve_app: Callable[..., str
         assert sender.command("a waiting fox").status_code == 200
         status = wait_for(lambda: len(slack.of("chat.postMessage")) > before and
                           slack.of("chat.postMessage")[before].answer["message"])
-        cancel = buttons(status)["Cancel"]
-        return status, cancel["value"]
+        job_id = buttons(status)["Cancel"]["value"]
+        # The status message (and its button) comes first, then the job's record.
+        wait_for(lambda: jobs.find(job_id) is not None, message="the job's record")
+        return status, job_id
 
     def click_cancel(status: dict[str, Any], user: str) -> None:
         assert sender.click(buttons(status)["Cancel"], status, user=user).status_code == 200
@@ -362,6 +364,8 @@ def test_upscale_pressed_on_discord_and_slack_doubles_the_image_with_its_seed(
             results = {"discord": _discord_upscale(discord), "slack": _slack_upscale(slack, base)}
         except AssertionError:
             raise AssertionError("\n".join(p.log()[-3000:] for p in (*workers, bot))) from None
+        finally:
+            bot.stop()  # before the fake: its shutdown waits for the gateway to close
     for platform, (source, upscaled) in results.items():
         assert _size(source) == (64, 64), platform
         assert _size(upscaled) == (128, 128), platform
