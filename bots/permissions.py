@@ -21,13 +21,16 @@ from typing import Any
 
 from tasks.core.jobs import Job
 
-CANCEL_REFUSED = "Only the person who asked (or a moderator) can cancel this job."
-
 
 class Role(IntEnum):
     member = 0
     moderator = 1
     admin = 2
+
+
+def cancel_refusal(requester: str = "the person who asked") -> str:
+    """What someone who may not cancel a job is told."""
+    return f"Only {requester} or a moderator can cancel this job."
 
 
 def may_cancel(job: Job, user: str, role: Callable[[], Role]) -> bool:

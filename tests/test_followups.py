@@ -30,7 +30,7 @@ from bots.followups import (
     canonical_action,
     follow_up,
 )
-from bots.permissions import CANCEL_REFUSED, Role, discord_role, may_cancel, slack_role
+from bots.permissions import Role, cancel_refusal, discord_role, may_cancel, slack_role
 from bots.slack import text as say
 from generator.png import read_parameters
 from generator.request import UPSCALE_STRENGTH, ImageRequest
@@ -277,7 +277,7 @@ def test_slack_moderators_cancel_other_peoples_jobs(serve_app: Callable[..., str
     notes = len(slack.of("response_url"))
     click_cancel(status, "U0000EVE")
     note = wait_for(lambda: slack.of("response_url")[notes:], message="the refusal")[0]
-    assert note.params["text"] == CANCEL_REFUSED
+    assert note.params["text"] == cancel_refusal("<@U0000USER>")
     assert [c.params["user"] for c in slack.of("users.info")] == ["U0000EVE"]
     assert jobs.get(job_id).status is JobStatus.queued
 

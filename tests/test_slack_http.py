@@ -110,7 +110,7 @@ def test_good_prompt_acks_at_once_then_shows_an_escaped_status_and_can_be_cancel
     cancel = buttons(status)["Cancel"]
     assert sender.click(cancel, status, user="U0000ELSE").status_code == 200
     wait_for(lambda: slack.of("response_url"), message="the refusal")
-    assert "Only <@U0000USER> can cancel" in slack.of("response_url")[0].params["text"]
+    assert "Only <@U0000USER> or a moderator can cancel" in slack.of("response_url")[0].params["text"]
     assert sender.click(cancel, status).status_code == 200
     wait_for(lambda: "cancelled" in slack.message(status["channel"], status["ts"])["text"],
              message="the cancelled status")

@@ -30,7 +30,7 @@ from bots.errors import PromptError
 from bots.followups import FollowUpLimits, canonical_action, follow_up
 from bots.grammar import USAGE, parse, request_from_fields
 from bots.limits import Limits
-from bots.permissions import CANCEL_REFUSED, discord_role, may_cancel
+from bots.permissions import cancel_refusal, discord_role, may_cancel
 from generator.request import SEED_MAX, ImageRequest
 from settings import Settings
 from settings.errors import ImagineError
@@ -181,7 +181,7 @@ class ImagineBot(discord.Client):
         if not may_cancel(job, str(interaction.user.id), lambda: discord_role(
                 manage_messages=permissions.manage_messages,
                 manage_guild=permissions.manage_guild)):
-            await send_ephemeral(interaction, CANCEL_REFUSED)
+            await send_ephemeral(interaction, cancel_refusal())
             return
         job = await asyncio.to_thread(self.queue.cancel, job.id)
         if job.status is JobStatus.cancelled:

@@ -17,7 +17,7 @@ from slack_sdk.webhook import WebhookClient
 
 from bots.errors import PromptError
 from bots.followups import FollowUpLimits, canonical_action, follow_up
-from bots.permissions import CANCEL_REFUSED, Role, may_cancel, slack_role
+from bots.permissions import Role, cancel_refusal, may_cancel, slack_role
 from bots.slack import text as say
 from bots.slack.client import CHANNEL_ERRORS, error_code
 from bots.slack.status import StatusGuard
@@ -128,7 +128,7 @@ class SlackJobs:
             self.tell(origin, "That job has already finished.")
             return
         if not may_cancel(job, origin.user, lambda: self.role(origin.user)):
-            self.tell(origin, CANCEL_REFUSED)
+            self.tell(origin, cancel_refusal(f"<@{job.requester.user}>"))
             return
         job = self.queue.cancel(job_id)
         head = say.headline(job.requester.user, job.request, job.action,
