@@ -24,13 +24,13 @@ from bots.discord.formatting import (
     custom_id,
     finished_text,
     queued_text,
-    shorten,
 )
 from bots.errors import PromptError
 from bots.followups import FollowUpLimits, canonical_action, follow_up
 from bots.grammar import USAGE, parse, request_from_fields
 from bots.limits import Limits
 from bots.permissions import cancel_refusal, discord_role, may_cancel
+from bots.presentation import shorten
 from generator.request import SEED_MAX, ImageRequest
 from settings import Settings
 from settings.errors import ImagineError

@@ -25,11 +25,11 @@ from bots.discord.formatting import (
     progress_text,
     result_components,
     result_content,
-    shorten,
     token_valid,
 )
 from bots.discord.rest import DiscordApiError, DiscordRest, SharedWaits, UploadFile
 from bots.limits import Limits
+from bots.presentation import shorten
 from settings import Settings
 from tasks.core.connection import redis_client
 from tasks.core.delivery import DeliveryContext

@@ -16,6 +16,7 @@ from bots.followups import ACTIONS as FOLLOW_UPS
 from bots.followups import LEGACY_ACTIONS, UPSCALE, VARY_SUBTLE
 from bots.grammar import format_request
 from bots.limits import Limits
+from bots.presentation import percent, place_in_line, progress_bar, shorten
 from generator.request import SAMPLER_LABELS
 from tasks.core.jobs import Job, JobStatus, Requester
 
@@ -24,7 +25,6 @@ from tasks.core.jobs import Job, JobStatus, Requester
 INTERACTION_TOKEN_SECONDS = 15 * 60
 TOKEN_MARGIN_SECONDS = 60
 CONTENT_LIMIT = 2000  # characters of a message's content
-PROMPT_SHOWN = 300  # characters of a prompt repeated in a message
 BUTTONS_PER_ROW = 5
 
 # Follow-ups, the names of buttons posted by earlier releases (`vary`), and Cancel.
@@ -80,11 +80,6 @@ def attachment_limit(requester: Requester, configured: int) -> int:
     return min(int(told), configured) if told.isdigit() else configured
 
 
-def shorten(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _quoted(text: str) -> str:
     # Backticks would end the code span early; a lookalike keeps the prompt readable.
     return text.replace("`", "ˋ")
@@ -94,26 +89,24 @@ def _quoted(text: str) -> str:
 
 
 def queued_text(prompt: str, position: int, wait: str) -> str:
-    where = "next in line" if position <= 1 else f"#{position} in line"
-    return f"🎨 **{_quoted(shorten(prompt, PROMPT_SHOWN))}**\nQueued: {where}, done in {wait}."
+    where = place_in_line(position)
+    return f"🎨 **{_quoted(shorten(prompt))}**\nQueued: {where}, done in {wait}."
 
 
 def progress_text(job: Job, position: int | None) -> str:
-    head = f"🎨 **{_quoted(shorten(job.request.prompt, PROMPT_SHOWN))}**\n"
+    head = f"🎨 **{_quoted(shorten(job.request.prompt))}**\n"
     if job.status is JobStatus.queued and position is not None:
-        where = "next in line" if position <= 1 else f"#{position} in line"
-        return head + f"Queued: {where}."
+        return head + f"Queued: {place_in_line(position)}."
     if not job.total_steps:
         return head + "Starting…"
-    fraction = min(1.0, job.step / job.total_steps)
-    filled = round(fraction * 10)
-    bar = "▰" * filled + "▱" * (10 - filled)
-    return head + f"Drawing {bar} {round(fraction * 100)}% (step {job.step}/{job.total_steps})"
+    bar = progress_bar(job.step, job.total_steps)
+    return head + (f"Drawing {bar} {percent(job.step, job.total_steps)}% "
+                   f"(step {job.step}/{job.total_steps})")
 
 
 def finished_text(job: Job) -> str:
     """The status message's last words for a job without images."""
-    prompt = _quoted(shorten(job.request.prompt, PROMPT_SHOWN))
+    prompt = _quoted(shorten(job.request.prompt))
     if job.status is JobStatus.cancelled:
         return f"🛑 **{prompt}**\nCancelled."
     return f"⚠️ **{prompt}**\n{job.error or 'Generation failed.'}"
@@ -137,7 +130,7 @@ def result_content(job: Job, limits: Limits, notes: list[str]) -> str:
     title = _ACTION_TITLES.get(job.action or "", "")
     mention = f"<@{job.requester.user}> " if job.requester.user.isdigit() else ""
     lines = [f"{mention}{title + ': ' if title else ''}"
-             f"**{_quoted(shorten(request.prompt, PROMPT_SHOWN))}**"]
+             f"**{_quoted(shorten(request.prompt))}**"]
     sampler = SAMPLER_LABELS.get(request.sampler, request.sampler)
     seeds = ", ".join(str(seed) for seed in job.seeds)
     lines.append(f"{request.width}×{request.height} · {request.num_inference_steps} steps · "

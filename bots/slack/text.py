@@ -13,6 +13,7 @@ from typing import Any
 
 from bots.followups import ACTIONS as FOLLOW_UPS
 from bots.followups import LEGACY_ACTIONS, VARY_SUBTLE
+from bots.presentation import progress_bar, shorten
 from generator.request import ImageRequest
 
 # Slack's own control characters; escaping these three is all Slack requires.
@@ -20,7 +21,6 @@ _ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _UNESCAPES = {"&amp;": "&", "&lt;": "<", "&gt;": ">"}
 # Slack markup in incoming text: <@U123>, <@U123|name>, <#C1|general>, <!here>, <url|label>.
 _MARKUP = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")
-SHOWN_PROMPT = 300  # characters of a prompt repeated in a status line
 ACTION_PREFIX = "imagine:"
 # Follow-ups, the names of buttons posted by earlier releases, and Cancel.
 ACTIONS = (*FOLLOW_UPS, *LEGACY_ACTIONS, "cancel")
@@ -62,10 +62,6 @@ def strip_mention(text: str, bot_user_id: str | None) -> str:
     return text.strip()
 
 
-def shorten(text: str, limit: int = SHOWN_PROMPT) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 # ---------------------------------------------------------------------------------------
 # Status lines: "<@U1>: a red fox — queued, #3, ~40 s"
 
@@ -88,8 +84,7 @@ def queued_line(position: int, wait: str) -> str:
 def drawing_line(step: int, total: int) -> str:
     if not total:
         return "drawing…"
-    filled = round(10 * step / total)
-    return f"drawing {'▰' * filled}{'▱' * (10 - filled)} step {step}/{total}"
+    return f"drawing {progress_bar(step, total)} step {step}/{total}"
 
 
 def done_line(seeds: list[int], seconds: float | None) -> str:
