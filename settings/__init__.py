@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     max_wait: float = Field(default=60.0, ge=0.0, le=600.0)
     rate_limit_per_minute: int = Field(default=30, ge=1)
     trust_forwarded_for: bool = False
+    # One uploaded image; routes that take images accept two as data URLs plus JSON.
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    metrics_token: SecretStr | None = None
 
     # Slack
     slack_bot_token: SecretStr | None = Field(default=None, validation_alias=_env("SLACK_BOT_TOKEN"))
@@ -129,6 +132,14 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value
 
+    @field_validator("url_secret", "api_token", "metrics_token", "slack_signing_secret")
+    @classmethod
+    def _not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty secret would be "set" and protect nothing: refuse it rather than guess.
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("is empty: give a secret, or unset the variable to turn it off")
+        return value
+
     @field_validator("slack_admins", mode="before")
     @classmethod
     def _user_ids(cls, value: Any) -> Any:
@@ -158,7 +169,7 @@ class Settings(BaseSettings):
 def _describe(error: ErrorDetails) -> str:
     field = str(error["loc"][0]) if error.get("loc") else "?"
     info = Settings.model_fields.get(field)
-    names = [f"IMAGINE_{field.upper()}"]
+    names = [f"IMAGINE_{field.upper()}" if info is not None else field.upper()]
     if info is not None and isinstance(info.validation_alias, AliasChoices):
         names = [str(info.validation_alias.choices[0])]
     value = error.get("input")
