@@ -1,4 +1,5 @@
-"""Errors the queue raises: no room for another job, or no such job."""
+"""Errors the queue raises: no room for another job (in the queue, or in the user's share of
+it), or no such job."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ from settings.errors import ImagineError
 
 class QueueFullError(ImagineError):
     """The global queue or the user's share of it is full; try again later."""
+
+
+class UserLimitError(QueueFullError):
+    """This user already has IMAGINE_MAX_JOBS_PER_USER unfinished jobs (HTTP: 429, not 503)."""
 
 
 class JobNotFound(ImagineError):

@@ -20,7 +20,7 @@ from generator.request import SEED_MAX
 from settings import Settings
 from tasks.core import metrics
 from tasks.core.jobs import Job, JobStatus, JobStore
-from tasks.errors import QueueFullError
+from tasks.errors import QueueFullError, UserLimitError
 from tasks.names import (
     ACTIVE_KEY,
     CANCEL_KEY,
@@ -118,7 +118,7 @@ class JobQueue:
             return QueueFullError(
                 f"The queue is full ({count} jobs waiting); try again in {wait}."
             )
-        return QueueFullError(
+        return UserLimitError(
             f"You already have {count} unfinished jobs (the limit is "
             f"{self.settings.max_jobs_per_user}); wait for one to finish or cancel one."
         )
