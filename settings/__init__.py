@@ -7,7 +7,9 @@ variable, the value and what is allowed.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -96,6 +98,18 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
     metrics_token: SecretStr | None = None
 
+    # Outbound requests to addresses users give (webhooks): public addresses only, except
+    # hosts or networks the operator allows: IMAGINE_OUTBOUND_ALLOW=10.0.0.0/8,hooks.internal
+    outbound_allow: Annotated[tuple[str, ...], NoDecode] = ()
+    outbound_timeout: float = Field(default=10.0, gt=0.0, le=300.0,
+                                    description="s for one whole request, redirects included")
+    outbound_max_bytes: int = Field(default=1024 * 1024, ge=1024,
+                                    description="bytes read of a webhook's reply at most")
+    # HMAC-SHA256 key that signs webhook bodies (X-Imagine-Signature); unset: unsigned.
+    webhook_secret: SecretStr | None = None
+    webhook_concurrency: int = Field(default=4, ge=1, le=256,
+                                     description="webhook posts at once per deliver process")
+
     # Slack
     slack_bot_token: SecretStr | None = Field(default=None, validation_alias=_env("SLACK_BOT_TOKEN"))
     slack_signing_secret: SecretStr | None = Field(
@@ -132,7 +146,8 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value
 
-    @field_validator("url_secret", "api_token", "metrics_token", "slack_signing_secret")
+    @field_validator("url_secret", "api_token", "metrics_token", "slack_signing_secret",
+                     "webhook_secret")
     @classmethod
     def _not_blank(cls, value: SecretStr | None) -> SecretStr | None:
         # An empty secret would be "set" and protect nothing: refuse it rather than guess.
@@ -145,6 +160,18 @@ class Settings(BaseSettings):
     def _user_ids(cls, value: Any) -> Any:
         if isinstance(value, str):
             return frozenset(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("outbound_allow", mode="before")
+    @classmethod
+    def _outbound_allow(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple | set | frozenset):
+            entries = [str(part).strip().lower().rstrip(".") for part in value]
+            for entry in entries:
+                _check_allow_entry(entry)
+            return tuple(entry for entry in entries if entry)
         return value
 
     @field_validator("redis_url")
@@ -164,6 +191,20 @@ class Settings(BaseSettings):
     def model_sources(self) -> dict[str, str]:
         """Allowed model names → hub id, folder or .safetensors file; `default` is IMAGINE_MODEL."""
         return {"default": self.model, **self.models}
+
+
+def _check_allow_entry(entry: str) -> None:
+    """A host name or an IP network (CIDR); anything else is a typo worth stopping for."""
+    if not entry:
+        return
+    try:
+        ipaddress.ip_network(entry, strict=False)
+        return
+    except ValueError:
+        pass
+    if not re.fullmatch(r"[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?", entry):
+        raise ValueError(f"{entry!r} is neither a host name nor an IP network such as "
+                         "10.0.0.0/8 (separate entries with commas)")
 
 
 def _describe(error: ErrorDetails) -> str:
