@@ -85,16 +85,27 @@ def _quoted(text: str) -> str:
     return text.replace("`", "ˋ")
 
 
+# Markdown that a prompt echoed in bold could use: emphasis, spoilers, quotes, masked links
+# `[text](https://…)`, `<https://…>`, custom emoji and mentions `<@…>`. A backslash shows
+# the character itself; `://` escaped keeps a bare URL from becoming a link.
+_MARKDOWN = re.compile(r"([\\*_~|>\[\]()<])")
+
+
+def _shown(prompt: str) -> str:
+    """A prompt as plain text inside `**…**`: Discord renders no link, emphasis or mention."""
+    return _MARKDOWN.sub(r"\\\1", _quoted(shorten(prompt))).replace("://", "\\://")
+
+
 # --- status messages ------------------------------------------------------------------
 
 
 def queued_text(prompt: str, position: int, wait: str) -> str:
     where = place_in_line(position)
-    return f"🎨 **{_quoted(shorten(prompt))}**\nQueued: {where}, done in {wait}."
+    return f"🎨 **{_shown(prompt)}**\nQueued: {where}, done in {wait}."
 
 
 def progress_text(job: Job, position: int | None) -> str:
-    head = f"🎨 **{_quoted(shorten(job.request.prompt))}**\n"
+    head = f"🎨 **{_shown(job.request.prompt)}**\n"
     if job.status is JobStatus.queued and position is not None:
         return head + f"Queued: {place_in_line(position)}."
     if not job.total_steps:
@@ -106,7 +117,7 @@ def progress_text(job: Job, position: int | None) -> str:
 
 def finished_text(job: Job) -> str:
     """The status message's last words for a job without images."""
-    prompt = _quoted(shorten(job.request.prompt))
+    prompt = _shown(job.request.prompt)
     if job.status is JobStatus.cancelled:
         return f"🛑 **{prompt}**\nCancelled."
     return f"⚠️ **{prompt}**\n{job.error or 'Generation failed.'}"
@@ -130,7 +141,7 @@ def result_content(job: Job, limits: Limits, notes: list[str]) -> str:
     title = _ACTION_TITLES.get(job.action or "", "")
     mention = f"<@{job.requester.user}> " if job.requester.user.isdigit() else ""
     lines = [f"{mention}{title + ': ' if title else ''}"
-             f"**{_quoted(shorten(request.prompt))}**"]
+             f"**{_shown(request.prompt)}**"]
     sampler = SAMPLER_LABELS.get(request.sampler, request.sampler)
     seeds = ", ".join(str(seed) for seed in job.seeds)
     lines.append(f"{request.width}×{request.height} · {request.num_inference_steps} steps · "
