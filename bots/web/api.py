@@ -8,6 +8,7 @@ delivery adapter posts back when it is done.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import math
 from typing import Any, TypeVar
@@ -19,12 +20,12 @@ from bots.errors import PromptError
 from bots.followups import ACTIONS, FollowUpLimits, JobNotReady, NoImages, follow_up
 from bots.grammar import format_request, request_from_fields
 from bots.web.openapi import openapi_document
-from bots.web.state import WebState, client_address, web_state
+from bots.web.state import WebState, client_address, client_network, web_state
 from settings.errors import ImagineError
 from tasks.core import metrics
 from tasks.core.jobs import Job, JobStatus, Requester
 from tasks.core.queue import format_wait
-from tasks.errors import JobNotFound, QueueFullError
+from tasks.errors import JobNotFound, QueueFullError, UserLimitError
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -111,15 +112,15 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
         image_request = request_from_fields(fields, state.limits)
     except PromptError as exc:
         raise ApiError(400, exc.message) from None
-    requester = Requester(platform="api", user=client_address())
+    requester = Requester(platform="api", user=client_network())
     if body.webhook is not None:
         if not body.webhook.startswith(("http://", "https://")) or \
                 len(body.webhook) > MAX_WEBHOOK_URL:
             raise ApiError(400, "webhook must be an http:// or https:// URL "
                                 f"of at most {MAX_WEBHOOK_URL} characters.")
-        requester = Requester(platform="webhook", user=client_address(),
+        requester = Requester(platform="webhook", user=client_network(),
                               extra={"url": body.webhook})
-    return _submit(state, Job(requester=requester, request=image_request))
+    return _submit(state, Job(requester=requester, request=image_request, owner=_owner()))
 
 
 @bp.post("/jobs/<job_id>/actions")
@@ -137,8 +138,9 @@ def act_on_job(job_id: str) -> tuple[Response, int, dict[str, str]]:
         raise ApiError(409, exc.message) from None
     except PromptError as exc:
         raise ApiError(400, exc.message) from None
-    return _submit(state, Job(requester=Requester(platform="api", user=client_address()),
-                              request=image_request, parent=parent.id, action=body.action))
+    return _submit(state, Job(requester=Requester(platform="api", user=client_network()),
+                              request=image_request, parent=parent.id, action=body.action,
+                              owner=_owner()))
 
 
 def _body(model: type[BodyT], example: str) -> BodyT:
@@ -157,7 +159,7 @@ def _body(model: type[BodyT], example: str) -> BodyT:
 
 def _submit(state: WebState, job: Job) -> tuple[Response, int, dict[str, str]]:
     """Admit and queue `job` for this client: 202 with its view, or 429/503."""
-    decision = state.limiter.take(client_address())
+    decision = state.limiter.take(client_network())
     if not decision.allowed:
         metrics.record_web(state.redis, "rate_limited")
         raise ApiError(429, f"Too many jobs from your address; try again in "
@@ -165,7 +167,9 @@ def _submit(state: WebState, job: Job) -> tuple[Response, int, dict[str, str]]:
     try:
         submitted = state.queue.submit(job)
     except QueueFullError as exc:
-        raise ApiError(503, exc.message, min(60.0, state.queue.average_duration())) from None
+        over_share = isinstance(exc, UserLimitError)  # this client's jobs, not the queue
+        raise ApiError(429 if over_share else 503, exc.message,
+                       min(60.0, state.queue.average_duration())) from None
     body_out = job_view(state, submitted.job, position=submitted.position,
                         eta=submitted.eta_seconds)
     return jsonify(body_out), 202, {"Location": body_out["links"]["self"]}
@@ -183,6 +187,9 @@ def cancel_job(job_id: str) -> Response:
     """Cancel a job: a queued one never runs, a running one stops at its next step."""
     state = web_state()
     job = _find(state, job_id)
+    if job.owner is None or not hmac.compare_digest(job.owner.encode(), _owner().encode()):
+        # Not theirs: as if it did not exist (reading and following up stay open to the id).
+        raise ApiError(404, f"No job {job_id} of yours: only whoever created it may cancel it.")
     if job.status.finished:
         raise ApiError(409, f"Job {job.id} already finished ({job.status.value}); "
                             "nothing to cancel.")
@@ -193,6 +200,14 @@ def cancel_job(job_id: str) -> Response:
     view = job_view(state, job)
     view["cancel_requested"] = job.status is not JobStatus.cancelled
     return jsonify(view)
+
+
+def _owner() -> str:
+    """Who is asking: the API token's holder when a token is required, else the address."""
+    token = web_state().settings.api_token
+    if token is not None:
+        return "token:" + hashlib.sha256(token.get_secret_value().encode()).hexdigest()[:16]
+    return "address:" + client_address()
 
 
 def _find(state: WebState, job_id: str) -> Job:

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bots.limits import Limits
-from bots.web import api, images, ops
+from bots.web import api, guards, images, ops
 from bots.web.cache import PromptCache
 from bots.web.ratelimit import RateLimiter
-from bots.web.state import EXTENSION, WebState
+from bots.web.state import EXTENSION, WebState, web_state
 from settings import Settings
 from tasks.core.connection import redis_client
 from tasks.core.queue import JobQueue
 from tasks.core.storage import Storage
 from tasks.worker.celery_app import create_celery
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings) -> Flask:
@@ -35,10 +39,16 @@ def create_app(settings: Settings) -> Flask:
         # One proxy in front: its X-Forwarded-For entry is the client; earlier ones could
         # be forged by the client itself.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
+    # Sizes first, before any view (or Slack's handler) reads the body.
+    app.before_request(lambda: guards.check_request(web_state().settings))
     for blueprint in (images.bp, api.bp, ops.bp):
         app.register_blueprint(blueprint)
     app.register_error_handler(HTTPException, http_error)
-    if settings.slack_signing_secret:
+    if settings.slack_signing_secret and settings.slack_bot_token is None:
+        # Slack alone cannot work; prompt URLs and the API still do.
+        log.error("Slack is not served: SLACK_SIGNING_SECRET is set but SLACK_BOT_TOKEN is "
+                  "not; set the bot token (xoxb-…) to answer Slack at /slack/events")
+    elif settings.slack_signing_secret:
         from bots.slack.app import mount_slack  # noqa: PLC0415 - slack-bolt only when configured
 
         mount_slack(app, settings, queue)
@@ -46,8 +56,11 @@ def create_app(settings: Settings) -> Flask:
 
 
 def http_error(exc: HTTPException) -> Response:
-    """JSON for the API; short text elsewhere (Flask's default is an HTML page)."""
+    """JSON for the API; the PNG card (or JSON) on prompt URLs; short text elsewhere
+    (Flask's default is an HTML page)."""
+    code, message = exc.code or 500, exc.description or exc.name
     if request.path.startswith("/api/"):
-        return api.error_response(exc.code or 500, exc.description or exc.name)
-    return Response(f"{exc.code} {exc.name}: {exc.description}\n", exc.code or 500,
-                    mimetype="text/plain")
+        return api.error_response(code, message)
+    if request.path == "/":
+        return images.refusal(code, message)
+    return Response(f"{code} {exc.name}: {message}\n", code, mimetype="text/plain")

@@ -17,11 +17,11 @@ from bots.errors import PromptError
 from bots.web.placeholder import error_png, placeholder_png
 from bots.web.query import PromptQuery, cache_key, read_query
 from bots.web.signing import verify
-from bots.web.state import ONE_YEAR, WebState, client_address, wants_json, web_state
+from bots.web.state import ONE_YEAR, WebState, client_network, wants_json, web_state
 from tasks.core import metrics
 from tasks.core.jobs import Job, JobStatus, Requester
 from tasks.core.queue import format_wait
-from tasks.errors import JobNotFound, QueueFullError
+from tasks.errors import JobNotFound, QueueFullError, UserLimitError
 
 bp = Blueprint("images", __name__)
 
@@ -35,8 +35,8 @@ def refusal(status: int, message: str, *, retry_after: float | None = None) -> R
     if wants_json():
         response = jsonify(error=message, status=status)
     else:
-        titles = {400: "cannot draw this", 403: "unsigned URL", 429: "too many new images",
-                  503: "busy, try again"}
+        titles = {400: "cannot draw this", 403: "unsigned URL", 413: "request too large",
+                  414: "URL too long", 429: "too many new images", 503: "busy, try again"}
         response = Response(error_png(message, titles.get(status, "error")),
                             mimetype="image/png")
     response.status_code = status
@@ -73,10 +73,6 @@ def stored_image(name: str) -> Response:
 def prompt_image() -> Response:
     """The image of a prompt URL: cached, drawn now, or a placeholder while it is drawn."""
     state = web_state()
-    known = state.memo.get(request.query_string)
-    if known is not None and state.storage.exists(known):
-        state.cache_counts.add("hit")
-        return serve_image(state, known)
     try:
         query = read_query(request.args.to_dict(flat=False), state.limits)
     except PromptError as exc:
@@ -91,10 +87,14 @@ def prompt_image() -> Response:
     if query.random:
         return _fresh(state, query)
     key = cache_key(query.request, state.model_source(query.request.model))
+    known = state.memo.get(key)  # every spelling of the URL has this key: no Redis needed
+    if known is not None and state.storage.exists(known):
+        state.cache_counts.add("hit")
+        return serve_image(state, known)
     entry = state.cache.get(key)
     if entry is not None and entry.image and state.storage.exists(entry.image):
         state.cache_counts.add("hit")
-        state.memorise(request.query_string, entry.image)
+        state.memo.put(key, entry.image)
         return serve_image(state, entry.image)
     state.cache_counts.add("miss")
     if entry is None or entry.image:  # new, or its file was removed from storage
@@ -110,7 +110,7 @@ def prompt_image() -> Response:
                 state.queue.submit(new)
             except QueueFullError as exc:
                 state.cache.forget(key, entry.job)
-                return refusal(503, exc.message, retry_after=_queue_retry(state))
+                return _full(state, exc)
     job = _wait(state, entry.job, _wait_seconds(state, query))
     if job is None:
         if time.time() - entry.at > RECORD_GRACE:
@@ -120,7 +120,7 @@ def prompt_image() -> Response:
         return _placeholder(state, query, None, claimed=entry.job)
     if job.status is JobStatus.done and job.images and state.storage.exists(job.images[0]):
         state.cache.remember(key, job.id, job.images[0])
-        state.memorise(request.query_string, job.images[0])
+        state.memo.put(key, job.images[0])
         return serve_image(state, job.images[0])
     if job.status.finished:
         state.cache.forget(key, job.id)
@@ -138,7 +138,7 @@ def _fresh(state: WebState, query: PromptQuery) -> Response:
     try:
         submitted = state.queue.submit(Job(requester=_requester(), request=query.request))
     except QueueFullError as exc:
-        return refusal(503, exc.message, retry_after=_queue_retry(state))
+        return _full(state, exc)
     job = _wait(state, submitted.job.id, _wait_seconds(state, query))
     if job is not None and job.status is JobStatus.done and job.images:
         return serve_image(state, job.images[0], cacheable=False)
@@ -149,11 +149,19 @@ def _fresh(state: WebState, query: PromptQuery) -> Response:
 
 
 def _requester() -> Requester:
-    return Requester(platform="web", user=client_address())
+    return Requester(platform="web", user=client_network())
+
+
+def _full(state: WebState, exc: QueueFullError) -> Response:
+    """This client's share of the queue is taken (429), or the whole queue is (503)."""
+    if isinstance(exc, UserLimitError):
+        metrics.record_web(state.redis, "rate_limited")
+        return refusal(429, exc.message, retry_after=_queue_retry(state))
+    return refusal(503, exc.message, retry_after=_queue_retry(state))
 
 
 def _take_token(state: WebState) -> Response | None:
-    decision = state.limiter.take(client_address())
+    decision = state.limiter.take(client_network())
     if decision.allowed:
         return None
     metrics.record_web(state.redis, "rate_limited")

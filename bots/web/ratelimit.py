@@ -1,4 +1,5 @@
-"""A token bucket per client address, in Redis so every web process shares it.
+"""A token bucket per client (an IPv4 address or an IPv6 /64: `state.client_network`), in
+Redis so every web process shares it.
 
 Only requests that start work (prompt URL misses, API submissions) take a token; cache hits
 are free. The bucket holds `per_minute` tokens and refills at `per_minute` a minute, so a
@@ -53,7 +54,7 @@ class RateLimiter:
         self._take = client.register_script(_TAKE)
 
     def take(self, client_address: str) -> Decision:
-        """Take one token for this address, atomically across processes."""
+        """Take one token for this client, atomically across processes."""
         # The server's clock would be better than ours, but TIME in scripts needs Redis 5
         # replication settings; web processes on one host agree closely enough.
         allowed, wait_ms = self._take(keys=[RATELIMIT_KEY.format(client_address)],

@@ -21,6 +21,7 @@ from settings import Settings
 # `--seed random` is a prompt URL's own value, not part of the chat grammar.
 _RANDOM_SEED = re.compile(rf"(?:--|[\u2013\u2014])seed(?:=|\s+){RANDOM_SEED}(?=\s|$)", re.I)
 SIG_CHARS = 32  # 128 bits of the HMAC: plenty against guessing, short enough for a URL
+_HEX = re.compile(r"[0-9a-fA-F]+")
 
 
 def signature(secret: str, text: bytes) -> str:
@@ -28,7 +29,10 @@ def signature(secret: str, text: bytes) -> str:
 
 
 def verify(secret: str, text: bytes, sig: str | None) -> bool:
-    return bool(sig) and hmac.compare_digest(signature(secret, text), str(sig).lower())
+    """Whether `sig` signs `text`; False (never an error) for anything but ASCII hex."""
+    if not sig or not _HEX.fullmatch(sig):
+        return False
+    return hmac.compare_digest(signature(secret, text).encode(), sig.lower().encode())
 
 
 def signed_url(settings: Settings, text: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import sys
 import threading
 from dataclasses import dataclass, field
 
@@ -22,9 +24,38 @@ EXTENSION = "imagine.web"
 # while slow misses wait for their images.
 RESERVED_THREADS = 4
 ONE_YEAR = 31_536_000
-# Raw query strings whose image is known, so a repeated hit needs no parsing and no Redis.
-# Safe to keep: a key's image never changes. Cleared when full rather than tracked as LRU.
-MEMO_SIZE = 50_000
+# Cache keys whose image is known, so a repeated hit needs no Redis: one fixed-size entry
+# per image made (never per spelling of a URL). Cleared when full rather than kept as LRU.
+MEMO_BYTES = 16 * 1024 * 1024
+MEMO_ENTRY_OVERHEAD = 120  # bytes of a dict slot and its hash, besides the two strings
+
+
+class Memo:
+    """A map of cache key → image name, bounded in bytes. Safe to keep: a key's image never
+    changes; a stale entry (its file removed) is checked by the caller."""
+
+    def __init__(self, max_bytes: int = MEMO_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._images: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> str | None:
+        return self._images.get(key)
+
+    def put(self, key: str, image: str) -> None:
+        cost = sys.getsizeof(key) + sys.getsizeof(image) + MEMO_ENTRY_OVERHEAD
+        with self._lock:
+            if key in self._images:
+                return
+            if self.bytes + cost > self.max_bytes:
+                self._images.clear()
+                self.bytes = 0
+            self._images[key] = image
+            self.bytes += cost
+
+    def __len__(self) -> int:
+        return len(self._images)
 
 
 @dataclass
@@ -37,17 +68,12 @@ class WebState:
     limiter: RateLimiter
     waiters: threading.BoundedSemaphore = field(init=False)
     cache_counts: metrics.BufferedCounts = field(init=False)
-    memo: dict[bytes, str] = field(init=False, default_factory=dict)
+    memo: Memo = field(init=False, default_factory=Memo)
 
     def __post_init__(self) -> None:
         self.waiters = threading.BoundedSemaphore(
             max(1, self.settings.web_threads - RESERVED_THREADS))
         self.cache_counts = metrics.BufferedCounts(self.queue.redis, METRICS_CACHE_KEY)
-
-    def memorise(self, query_string: bytes, image: str) -> None:
-        if len(self.memo) >= MEMO_SIZE:
-            self.memo.clear()
-        self.memo[query_string] = image
 
     @property
     def redis(self) -> redis.Redis:
@@ -72,6 +98,21 @@ def web_state() -> WebState:
 def client_address() -> str:
     """The client's address; X-Forwarded-For is applied by ProxyFix only when trusted."""
     return request.remote_addr or "unknown"
+
+
+def client_network(address: str | None = None) -> str:
+    """Who limits count against: an IPv4 address, or the /64 of an IPv6 one (one host or
+    home gets a whole /64, so counting its addresses one by one would limit nothing)."""
+    address = client_address() if address is None else address
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 def wants_json() -> bool:

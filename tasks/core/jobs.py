@@ -14,6 +14,8 @@ from generator.request import ImageRequest
 from tasks.errors import JobNotFound
 from tasks.names import JOB_KEY
 
+# 96 random bits: a job id is the capability to read and follow up a job, so it must be
+# unguessable (cancelling also needs the job's owner).
 JOB_ID_BYTES = 12
 
 
@@ -62,6 +64,7 @@ class Job(BaseModel):
     worker: str | None = None  # host:pid of the process drawing it, for operators
     parent: str | None = None  # the job a reroll, variation or upscale came from
     action: str | None = None  # reroll | vary | upscale, for the message that presents it
+    owner: str | None = None  # who may cancel it through the REST API (token or address)
 
     @property
     def progress(self) -> float:
