@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     # Queue
     max_queue: int = Field(default=100, ge=1)
     max_jobs_per_user: int = Field(default=3, ge=1)
+    # Prompt-URL jobs (anonymous addresses, proxies such as GitHub's camo) share one pool
+    # instead of the per-user limit, so they can never fill the queue; default half of it.
+    max_web_jobs: int | None = Field(default=None, ge=1)
     job_ttl: int = Field(default=7 * 24 * 3600, ge=60, description="seconds a job record lives")
     job_timeout: int = Field(default=600, ge=10, description="longest a generation may run, s")
     visibility_timeout: int | None = Field(
@@ -186,6 +189,11 @@ class Settings(BaseSettings):
     @cached_property
     def images_dir(self) -> Path:
         return self.storage_dir or self.data_dir / "images"
+
+    @property
+    def web_jobs_limit(self) -> int:
+        """IMAGINE_MAX_WEB_JOBS, or half of IMAGINE_MAX_QUEUE."""
+        return self.max_web_jobs or max(1, self.max_queue // 2)
 
     @property
     def model_sources(self) -> dict[str, str]:
