@@ -38,6 +38,14 @@ def _error(description: str, *, retry: bool = False, png: bool = False) -> dict[
 
 
 _UNAUTHORISED = _error("IMAGINE_API_TOKEN is set and the bearer token is missing or wrong.")
+# Every route: a body over the route's limit (413, before it is read), a query string over
+# the cap from IMAGINE_MAX_PROMPT_LENGTH (414).
+_SIZES = {"413": _error("The body is larger than this route takes."),
+          "414": _error("The query string is too long.")}
+_PLAIN_SIZES = {"413": {"description": "The body is larger than this route takes."},
+                "414": {"description": "The query string is too long."}}
+_USER_LIMIT = ("Too many new jobs from this client (an IPv4 address or an IPv6 /64) this "
+               "minute, or IMAGINE_MAX_JOBS_PER_USER unfinished jobs already.")
 
 _JOB = {
     "type": "object",
@@ -161,8 +169,9 @@ def _prompt_paths(limits: Limits) -> dict[str, Any]:
                 "304": {"description": "Not modified (If-None-Match)."},
                 "400": _error("Invalid prompt or parameter.", png=True),
                 "403": _error("Missing or wrong `sig`.", png=True),
-                "429": _error("Too many new images from this address.", retry=True,
-                              png=True),
+                "413": _error("The body is larger than this route takes.", png=True),
+                "414": _error("The query string is too long.", png=True),
+                "429": _error(_USER_LIMIT, retry=True, png=True),
                 "503": _error("The queue is full or the drawing failed.", retry=True,
                               png=True),
             },
@@ -178,7 +187,7 @@ _IMAGE_PATHS: dict[str, Any] = {
                         "schema": {"type": "string"}}],
         "responses": {"200": {"description": "The image.", "content": dict(_PNG)},
                       "304": {"description": "Not modified."},
-                      "404": {"description": "No such image."}},
+                      "404": {"description": "No such image."}, **_PLAIN_SIZES},
     }},
 }
 
@@ -194,7 +203,8 @@ _JOB_PATHS: dict[str, Any] = {
                     "headers": {"Location": {"schema": {"type": "string"}}}},
             "400": _error("Invalid body, prompt or field."),
             "401": _UNAUTHORISED,
-            "429": _error("Too many jobs from this address.", retry=True),
+            **_SIZES,
+            "429": _error(_USER_LIMIT, retry=True),
             "503": _error("The queue is full.", retry=True),
         },
     }},
@@ -206,18 +216,19 @@ _JOB_PATHS: dict[str, Any] = {
             "parameters": [_JOB_ID],
             "responses": {"200": {"description": "The job.", "content": _JOB_RESPONSE},
                           "401": _UNAUTHORISED,
-                          "404": _error("No such job (or its record expired).")},
+                          "404": _error("No such job (or its record expired)."), **_SIZES},
         },
         "delete": {
             "operationId": "cancelJob",
-            "summary": "Cancel a job.",
+            "summary": "Cancel a job; only whoever created it may (the API token's holder "
+                       "when IMAGINE_API_TOKEN is set, else the same address).",
             "security": [{}, {"bearer": []}],
             "parameters": [_JOB_ID],
             "responses": {"200": {"description": "Cancelled, or cancel requested.",
                                   "content": _JOB_RESPONSE},
                           "401": _UNAUTHORISED,
-                          "404": _error("No such job."),
-                          "409": _error("The job already finished.")},
+                          "404": _error("No such job, or not yours."),
+                          "409": _error("The job already finished."), **_SIZES},
         },
     },
 }
@@ -250,28 +261,39 @@ _ACTION_PATHS: dict[str, Any] = {
             "401": _UNAUTHORISED,
             "404": _error("No such job (or its record expired)."),
             "409": _error("The job has not finished, or finished without images."),
-            "429": _error("Too many jobs from this address.", retry=True),
+            **_SIZES,
+            "429": _error(_USER_LIMIT, retry=True),
             "503": _error("The queue is full.", retry=True),
         },
     }},
 }
 
+_PART = {"type": "string", "enum": ["ok", "not ok"]}
+_HEALTH = {"type": "object", "required": ["ok", "parts"],
+           "properties": {"ok": {"type": "boolean"},
+                          "parts": {"type": "object", "properties": {
+                              "redis": _PART, "generate_workers": _PART,
+                              "deliver_workers": _PART}}}}
+
 _OPS_PATHS: dict[str, Any] = {
     "/healthz": {"get": {
         "operationId": "health",
-        "summary": "Redis reachable and a generate worker alive.",
+        "summary": "Redis reachable and a generate worker alive; `parts` says ok or not "
+                   "ok for redis, generate_workers and deliver_workers.",
         "responses": {"200": {"description": "Healthy.",
-                              "content": {"application/json": {
-                                  "schema": {"type": "object"}}}},
+                              "content": {"application/json": {"schema": _HEALTH}}},
                       "503": {"description": "Unhealthy.",
-                              "content": {"application/json": {
-                                  "schema": {"type": "object"}}}}},
+                              "content": {"application/json": {"schema": _HEALTH}}},
+                      **_PLAIN_SIZES},
     }},
     "/metrics": {"get": {
         "operationId": "metrics",
-        "summary": "Prometheus metrics.",
+        "summary": "Prometheus metrics (Bearer IMAGINE_METRICS_TOKEN when set).",
         "responses": {"200": {"description": "Text exposition format.",
                               "content": {"text/plain": {
-                                  "schema": {"type": "string"}}}}},
+                                  "schema": {"type": "string"}}}},
+                      "401": {"description": "IMAGINE_METRICS_TOKEN is set and the bearer "
+                                             "token is missing or wrong."},
+                      **_PLAIN_SIZES},
     }},
 }
