@@ -29,7 +29,7 @@ from bots.web.state import Memo
 from settings import Settings
 from tasks.core.connection import redis_client
 from tasks.core.storage import Storage
-from tasks.names import URL_CACHE_KEY
+from tasks.names import RATELIMIT_KEY, URL_CACHE_KEY
 from tests.fixtures_redis import free_port
 from tests.web_support import serve_app_fixture, with_settings  # noqa: F401 - fixture
 
@@ -182,21 +182,23 @@ def test_the_memo_of_made_images_is_bounded_in_bytes() -> None:
 
 
 def test_over_the_per_user_limit_is_a_429_and_a_full_queue_a_503(
-        serve_app: Callable[..., str]) -> None:
+        serve_app: Callable[..., str], settings: Settings) -> None:
     base = serve_app(max_jobs_per_user=1)
     api = f"{base}/api/v1/jobs"
     assert requests.post(api, json={"prompt": "one"}, timeout=30).status_code == 202
     over = requests.post(api, json={"prompt": "two"}, timeout=30)
     assert over.status_code == 429 and int(over.headers["Retry-After"]) >= 1
     assert "unfinished jobs" in over.json()["error"]
-    assert requests.get(base, params={"prompt": "one", "wait": "0"}, timeout=30).ok
-    as_json = requests.get(base, params={"prompt": "two", "wait": "0"}, headers=JSON,
-                           timeout=30)
-    assert as_json.status_code == 429 and int(as_json.headers["Retry-After"]) >= 1
-    as_image = requests.get(base, params={"prompt": "three", "wait": "0"}, timeout=30)
+    # Prompt URLs: a client over its limit gets the PNG card with the 429 (the queue's
+    # admission counts prompt-URL jobs in a shared pool; the client's limit is the rate).
+    urls = serve_app(rate_limit_per_minute=1)
+    assert requests.get(urls, params={"prompt": "one", "wait": "0"}, timeout=30).ok
+    as_image = requests.get(urls, params={"prompt": "three", "wait": "0"}, timeout=30)
     assert as_image.status_code == 429 and as_image.headers["Content-Type"] == "image/png"
     assert int(as_image.headers["Retry-After"]) >= 1
 
+    client = redis_client(settings)  # the rate buckets are shared: empty them
+    client.delete(*client.keys(RATELIMIT_KEY.format("*")))
     full = serve_app(max_queue=2, max_jobs_per_user=10)  # two jobs wait already
     refused = requests.post(f"{full}/api/v1/jobs", json={"prompt": "four"}, timeout=30)
     assert refused.status_code == 503 and int(refused.headers["Retry-After"]) >= 1
