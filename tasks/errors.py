@@ -1,7 +1,10 @@
-"""Errors the queue raises: no room for another job (in the queue, or in the user's share of
-it), or no such job."""
+"""Errors the tasks layer raises: no room for another job (in the queue, or in the user's
+share of it), no such job, an image gone from storage, and outbound requests refused or
+failed."""
 
 from __future__ import annotations
+
+import http.client
 
 from settings.errors import ImagineError
 
@@ -16,3 +19,48 @@ class UserLimitError(QueueFullError):
 
 class JobNotFound(ImagineError):
     """No job with that id (it never existed or its record expired)."""
+
+
+class ImageMissing(ImagineError):
+    """A job names an image that is no longer in storage (retention, `imagine gc`, by hand)."""
+
+
+class OutboundError(ImagineError):
+    """A request to an address a user gave was refused, or did not finish.
+
+    `retryable` says whether the same request may work later (a timeout, a reset connection,
+    a name that does not resolve yet) or cannot (a refused address, a bad certificate).
+    """
+
+    retryable = False
+
+    def __init__(self, message: str, *, retryable: bool | None = None) -> None:
+        super().__init__(message)
+        if retryable is not None:
+            self.retryable = retryable
+
+
+class OutboundRefused(OutboundError):
+    """The URL breaks a rule: not http(s), credentials in it, a non-public address, too many
+    redirects. Nothing was sent to it."""
+
+
+class OutboundTimeout(OutboundError):
+    """The whole exchange took longer than its deadline (IMAGINE_OUTBOUND_TIMEOUT)."""
+
+    retryable = True
+
+
+class OutboundUnreachable(OutboundError):
+    """No answer: the name does not resolve, the connection failed or broke mid-reply."""
+
+    retryable = True
+
+
+class OutboundTooLarge(OutboundError):
+    """The reply's body is longer than the caller's cap; reading stopped there."""
+
+    def __init__(self, message: str, *, status: int, headers: http.client.HTTPMessage) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers = headers
