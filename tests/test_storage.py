@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bots.web.webhook_delivery import retry_after_seconds
+from tasks.core.delivery import retry_after_seconds
 from tasks.core.storage import Storage
 
 

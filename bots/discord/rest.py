@@ -7,6 +7,7 @@ DiscordApiError (permanent, with Discord's JSON error code for callers that can 
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import secrets
@@ -17,8 +18,12 @@ from typing import Any
 
 import redis
 
-from bots.web.webhook_delivery import retry_after_seconds
-from tasks.core.delivery import PermanentDeliveryError, RateLimited, TransientDeliveryError
+from tasks.core.delivery import (
+    PermanentDeliveryError,
+    RateLimited,
+    TransientDeliveryError,
+    retry_after_seconds,
+)
 from tasks.names import DISCORD_WAIT_KEY
 
 DEFAULT_API_URL = "https://discord.com/api/v10"
@@ -129,7 +134,7 @@ class DiscordRest:
                 is_global = isinstance(error, DiscordRateLimited) and error.is_global
                 self.waits.record("global" if is_global else bucket, error.retry_after)
             raise error from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+        except (OSError, http.client.HTTPException) as exc:  # resets, timeouts, cut replies
             raise TransientDeliveryError(f"Discord unreachable for {route}: {exc}") from None
         return json.loads(raw) if raw else None
 

@@ -16,7 +16,12 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from settings import Settings
-from tasks.core.delivery import PermanentDeliveryError, RateLimited, TransientDeliveryError
+from tasks.core.delivery import (
+    PermanentDeliveryError,
+    RateLimited,
+    TransientDeliveryError,
+    retry_after_seconds,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +91,7 @@ def translate(exc: SlackClientError) -> Exception:
     error = error_code(exc)
     status = exc.response.status_code
     if status == 429 or error == "ratelimited":
-        retry_after = _header(exc.response.headers, "Retry-After")
-        try:
-            seconds = float(retry_after) if retry_after else 1.0
-        except ValueError:
-            seconds = 1.0
+        seconds = retry_after_seconds(_header(exc.response.headers, "Retry-After"), default=1.0)
         return RateLimited(seconds, f"by Slack ({exc.response.api_url})")
     if error in AUTH_ERRORS:
         return PermanentDeliveryError(

@@ -11,7 +11,10 @@ deliver worker imports only the platforms it actually serves.
 
 from __future__ import annotations
 
+import email.utils
 import logging
+import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
@@ -21,6 +24,7 @@ import redis
 from settings import Settings
 from tasks.core.jobs import Job
 from tasks.core.storage import Storage
+from tasks.errors import ImageMissing
 from tasks.names import DELIVERED_KEY, DELIVERING_KEY, PROGRESS_PENDING_KEY
 
 log = logging.getLogger(__name__)
@@ -28,14 +32,37 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 LOCK_SECONDS = 120
+# The longest wait a platform may ask of us; a longer Retry-After is most likely a mistake.
+MAX_RETRY_AFTER = 15 * 60.0
+
+
+def retry_after_seconds(value: str | None, default: float = 5.0) -> float:
+    """A Retry-After header (delta-seconds or an HTTP date, RFC 9110) in seconds, between 0
+    and MAX_RETRY_AFTER; `default` when it is missing or unreadable. Every adapter reads the
+    header here."""
+    if not value or not value.strip():
+        return default
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, OverflowError, IndexError):
+            return default
+    if not math.isfinite(seconds):
+        return default
+    return min(MAX_RETRY_AFTER, max(0.0, seconds))
 
 
 class RateLimited(Exception):  # noqa: N818 - the platform's own word
-    """The platform asked us to wait `retry_after` seconds before trying again."""
+    """The platform asked us to wait `retry_after` seconds (at most MAX_RETRY_AFTER)."""
 
     def __init__(self, retry_after: float, detail: str = "") -> None:
-        super().__init__(f"rate limited for {retry_after:.1f} s {detail}".strip())
-        self.retry_after = max(0.0, float(retry_after))
+        seconds = float(retry_after) if math.isfinite(float(retry_after)) else MAX_RETRY_AFTER
+        seconds = min(MAX_RETRY_AFTER, max(0.0, seconds))
+        super().__init__(f"rate limited for {seconds:.1f} s {detail}".strip())
+        self.retry_after = seconds
 
 
 class TransientDeliveryError(Exception):
@@ -48,6 +75,15 @@ class PermanentDeliveryError(Exception):
 
 class DeliveryBusy(TransientDeliveryError):
     """Another task is delivering this job right now."""
+
+
+class AdapterBusy(TransientDeliveryError):
+    """The adapter has no free slot in this process right now (its own concurrency limit):
+    try again in `retry_after` seconds. Not a failure: it does not count as a retry."""
+
+    def __init__(self, detail: str, retry_after: float = 2.0) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
 
 
 @dataclass
@@ -138,6 +174,8 @@ class Deliverer:
         try:
             self.adapter(job.requester.platform).deliver_result(ctx)
             ctx.once("complete", lambda: None)
+        except ImageMissing as exc:  # it will not come back: fail now, not after 25 retries
+            raise PermanentDeliveryError(f"job {job.id}: {exc.message}") from None
         finally:
             try:
                 lock.release()

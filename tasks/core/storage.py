@@ -12,6 +12,8 @@ import re
 import tempfile
 from pathlib import Path
 
+from tasks.errors import ImageMissing
+
 NAME_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -55,4 +57,9 @@ class Storage:
         return self.is_valid_name(name) and self.path(name).exists()
 
     def read(self, name: str) -> bytes:
-        return self.path(name).read_bytes()
+        try:
+            return self.path(name).read_bytes()
+        except FileNotFoundError:
+            raise ImageMissing(
+                f"image {name} is no longer in storage ({self.directory}): it was deleted "
+                "after it was made") from None

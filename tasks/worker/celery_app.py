@@ -42,6 +42,19 @@ def restore_interval(settings: Settings) -> int:
     return max(1, min(UNACKED_RESTORE_INTERVAL, visibility_timeout(settings) // 3))
 
 
+def retry_countdown(settings: Settings, seconds: float) -> float:
+    """`seconds`, cut so a retried task runs before the broker hands its message out again.
+
+    On Redis, a worker holds a message with a countdown unacknowledged until it is due; one
+    held past the visibility timeout is restored to the queue and reaches another worker too,
+    and each further wait doubles the copies. A quarter of the timeout (at most a minute) is
+    left for the retry itself to run.
+    """
+    timeout = visibility_timeout(settings)
+    margin = min(60.0, max(1.0, timeout / 4))
+    return max(0.0, min(float(seconds), timeout - margin))
+
+
 class ImagineCelery(Celery):
     """The project's Celery app, carrying what every task and signal of its process shares.
 

@@ -7,7 +7,9 @@ are built from (settings, the adapter registry) travels on the app, an `ImagineC
 
 from __future__ import annotations
 
+import http.client
 import logging
+import random
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -17,16 +19,18 @@ from settings import Settings
 from tasks.core import metrics
 from tasks.core.connection import redis_client
 from tasks.core.delivery import (
+    AdapterBusy,
     Deliverer,
     PermanentDeliveryError,
     RateLimited,
     TransientDeliveryError,
     backoff_seconds,
 )
+from tasks.core.jobs import Job
 from tasks.core.queue import JobQueue
 from tasks.core.storage import Storage
 from tasks.names import DELIVER_PROGRESS_TASK, DELIVER_TASK, GENERATE_TASK
-from tasks.worker.celery_app import ImagineCelery
+from tasks.worker.celery_app import ImagineCelery, retry_countdown
 from tasks.worker.heartbeat import Heartbeat
 from tasks.worker.runner import JobRunner
 
@@ -36,6 +40,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_DELIVERY_RETRIES = 25
+# Errors worth another try besides TransientDeliveryError: a reset connection, a reply cut
+# short (http.client.IncompleteRead), a timeout.
+RETRYABLE = (TransientDeliveryError, OSError, http.client.HTTPException)
 
 
 class ImagineTask(Task):
@@ -72,6 +79,15 @@ class ImagineTask(Task):
     def _dispatch(self, name: str, job_id: str, options: dict[str, Any]) -> None:
         self.app.send_task(name, args=[job_id], **options)
 
+    def retry_delivery(self, job: Job, exc: Exception, reason: str, seconds: float) -> None:
+        """Retry this delivery in `seconds` (kept under the visibility timeout), or give up
+        after MAX_DELIVERY_RETRIES."""
+        if self.request.retries >= MAX_DELIVERY_RETRIES:
+            log.error("giving up delivering job %s: %s", job.id, exc)
+            return
+        metrics.record_delivery_retry(self.job_queue.redis, job.requester.platform, reason)
+        raise self.retry(countdown=retry_countdown(self.settings, seconds), exc=exc) from None
+
 
 def engine_for(app: ImagineCelery) -> Engine:
     """The process's one Engine (the per-process model cache), created on first use."""
@@ -98,22 +114,18 @@ def register(app: ImagineCelery) -> None:
             return
         try:
             self.deliverer.deliver_result(job)
+        except AdapterBusy as exc:
+            # A full slot is not a failure: the same message again, its retries not counted,
+            # so a busy hour of webhooks never uses up a job's retries.
+            self.apply_async(args=[job_id], retries=self.request.retries,
+                             countdown=retry_countdown(self.settings, exc.retry_after
+                                                       + random.uniform(0, exc.retry_after)))
         except RateLimited as exc:
-            if self.request.retries >= MAX_DELIVERY_RETRIES:
-                log.error("giving up delivering job %s: %s", job_id, exc)
-                return
-            metrics.record_delivery_retry(self.job_queue.redis, job.requester.platform,
-                                          "rate_limited")
-            raise self.retry(countdown=exc.retry_after, exc=exc) from None
+            self.retry_delivery(job, exc, "rate_limited", exc.retry_after)
         except PermanentDeliveryError as exc:
             log.error("cannot deliver job %s: %s", job_id, exc)
-        except (TransientDeliveryError, OSError) as exc:
-            if self.request.retries >= MAX_DELIVERY_RETRIES:
-                log.error("giving up delivering job %s: %s", job_id, exc)
-                return
-            metrics.record_delivery_retry(self.job_queue.redis, job.requester.platform,
-                                          "transient")
-            raise self.retry(countdown=backoff_seconds(self.request.retries), exc=exc) from None
+        except RETRYABLE as exc:
+            self.retry_delivery(job, exc, "transient", backoff_seconds(self.request.retries))
 
     @app.task(base=ImagineTask, bind=True, name=DELIVER_PROGRESS_TASK, ignore_result=True)
     def deliver_progress(self: ImagineTask, job_id: str) -> None:
@@ -123,7 +135,7 @@ def register(app: ImagineCelery) -> None:
             return
         try:
             self.deliverer.deliver_progress(job, self.job_queue.position(job_id))
-        except (RateLimited, TransientDeliveryError, PermanentDeliveryError, OSError) as exc:
+        except (RateLimited, PermanentDeliveryError, *RETRYABLE) as exc:
             log.info("progress of job %s not shown: %s", job_id, exc)
 
     _connect_worker_signals(app)
