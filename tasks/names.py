@@ -25,10 +25,13 @@ QUEUE_KEY = "imagine:queue"  # sorted set of waiting job ids, by submit order
 SEQ_KEY = "imagine:seq"  # counter giving that order
 RUNNING_KEY = "imagine:running"  # set of job ids being drawn
 ACTIVE_KEY = "imagine:active:{}"  # user key → set of that user's unfinished job ids
+WEB_ACTIVE_KEY = "imagine:web-active"  # set of unfinished prompt-URL job ids (one shared pool)
 DURATIONS_KEY = "imagine:durations"  # list of recent job durations, for wait estimates
 CANCEL_KEY = "imagine:cancel:{}"  # job id → set while a running job should stop
 EVENTS_CHANNEL = "imagine:events:{}"  # job id → pub/sub channel of its progress
 WORKERS_KEY = "imagine:workers:{}"  # worker hostname → heartbeat (JSON), with a TTL
+WORKER_BEATS_KEY = "imagine:worker-beats"  # sorted set: worker hostname → heartbeat expiry
+REAPER_LOCK_KEY = "imagine:reaper-lock"  # one reaper at a time, across every worker
 
 # --- delivery ------------------------------------------------------------------------------
 DELIVERED_KEY = "imagine:delivered:{}:{}"  # job id, "kind:step" → set once that step succeeded

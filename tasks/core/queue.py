@@ -3,6 +3,12 @@
 Celery does not expose queue positions, so the order of waiting jobs is kept here in a
 Redis sorted set next to the Celery message; admission (global and per-user limits) and the
 insertion happen in one Lua script so concurrent submits cannot overshoot a limit.
+Prompt-URL jobs come from anonymous addresses (and proxies that fetch for everyone): they
+share one pool of IMAGINE_MAX_WEB_JOBS instead of the per-user limit, so they can neither
+fill the queue nor be capped at a few per proxy.
+
+Every number asked on a hot path (queue depth, running jobs, a position, live workers) is
+read from a structure kept for it, never by scanning the keyspace.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from tasks.names import (
     QUEUE_KEY,
     RUNNING_KEY,
     SEQ_KEY,
+    WEB_ACTIVE_KEY,
+    WORKER_BEATS_KEY,
     WORKERS_KEY,
 )
 
@@ -42,13 +50,26 @@ _ADMIT = """
 local queued = redis.call('ZCARD', KEYS[1])
 if queued >= tonumber(ARGV[2]) then return {-1, queued} end
 local mine = redis.call('SCARD', KEYS[2])
-if mine >= tonumber(ARGV[3]) then return {-2, mine} end
+if mine >= tonumber(ARGV[3]) then return {tonumber(ARGV[5]), mine} end
 local seq = redis.call('INCR', KEYS[3])
 redis.call('ZADD', KEYS[1], seq, ARGV[1])
 redis.call('SADD', KEYS[2], ARGV[1])
 redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4]))
 return {redis.call('ZRANK', KEYS[1], ARGV[1]) + 1, 0}
 """
+QUEUE_FULL, USER_FULL, WEB_FULL = -1, -2, -3
+# Requesters known only by an address: prompt URLs (a Markdown image, a proxy fetching it).
+SHARED_POOL_PLATFORMS = frozenset({"web"})
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def server_time(client: redis.Redis) -> float:
+    """Redis' clock: every process compares heartbeats against the same one."""
+    seconds, micros = client.time()  # type: ignore[misc]
+    return float(seconds) + float(micros) / 1e6
 
 
 @dataclass(frozen=True)
@@ -90,10 +111,10 @@ class JobQueue:
         if job.request.seed is None:
             job = job.model_copy(update={"request": job.request.with_seed(random_seed())})
         self.jobs.save(job)
+        pool, limit, refusal = self._pool(job)
         position, count = self._admit(
-            keys=[QUEUE_KEY, ACTIVE_KEY.format(job.requester.user_key), SEQ_KEY],
-            args=[job.id, self.settings.max_queue, self.settings.max_jobs_per_user,
-                  self.settings.job_ttl],
+            keys=[QUEUE_KEY, pool, SEQ_KEY],
+            args=[job.id, self.settings.max_queue, limit, self.settings.job_ttl, refusal],
         )
         if position < 0:
             self.redis.delete(JOB_KEY.format(job.id))
@@ -107,14 +128,24 @@ class JobQueue:
             raise
         return Submitted(job, int(position), self.estimate_wait(int(position)))
 
+    def _pool(self, job: Job) -> tuple[str, int, int]:
+        """The set that counts this job's unfinished siblings, its limit, the refusal code."""
+        if job.requester.platform in SHARED_POOL_PLATFORMS:
+            return WEB_ACTIVE_KEY, self.settings.web_jobs_limit, WEB_FULL
+        return (ACTIVE_KEY.format(job.requester.user_key), self.settings.max_jobs_per_user,
+                USER_FULL)
+
     def _forget(self, job: Job) -> None:
         self.redis.zrem(QUEUE_KEY, job.id)
-        self.redis.srem(ACTIVE_KEY.format(job.requester.user_key), job.id)
+        self.redis.srem(self._pool(job)[0], job.id)
         self.redis.delete(JOB_KEY.format(job.id))
 
     def _full_error(self, code: int, count: int) -> QueueFullError:
-        if code == -1:
+        if code in (QUEUE_FULL, WEB_FULL):
             wait = format_wait(self.average_duration() * max(1, count) / self.worker_count())
+            if code == WEB_FULL:
+                return QueueFullError(f"{count} prompt-URL images are being drawn, the most "
+                                      f"at once; try again in {wait}.")
             return QueueFullError(
                 f"The queue is full ({count} jobs waiting); try again in {wait}."
             )
@@ -143,14 +174,23 @@ class JobQueue:
         return max(1, len(self.alive_workers(queue)))
 
     def alive_workers(self, queue: str | None = None) -> list[dict[str, object]]:
+        """Workers whose heartbeat has not expired: three calls however large Redis is."""
+        names = self.redis.zrangebyscore(WORKER_BEATS_KEY, server_time(self.redis), "+inf")
+        if not names:
+            return []
         workers = []
-        for key in self.redis.scan_iter(WORKERS_KEY.format("*")):
-            raw = self.redis.get(key)
+        keys = [WORKERS_KEY.format(_text(name)) for name in names]  # type: ignore[arg-type]
+        for raw in self.redis.mget(keys):
             if raw:
                 info = json.loads(raw)
                 if queue is None or queue in info.get("queues", []):
                     workers.append(info)
         return workers
+
+    def heartbeat_expiry(self, hostname: str) -> float | None:
+        """When this worker's heartbeat runs out (Redis' clock); None if it never beat."""
+        score = self.redis.zscore(WORKER_BEATS_KEY, hostname)
+        return None if score is None else float(score)
 
     def estimate_wait(self, position: int) -> float:
         """Seconds until the job is done: the jobs ahead, the running ones and itself."""
@@ -166,7 +206,7 @@ class JobQueue:
         with self.redis.pipeline() as pipe:
             pipe.zrem(QUEUE_KEY, job.id)
             pipe.srem(RUNNING_KEY, job.id)
-            pipe.srem(ACTIVE_KEY.format(job.requester.user_key), job.id)
+            pipe.srem(self._pool(job)[0], job.id)
             pipe.delete(CANCEL_KEY.format(job.id))
             if job.status is JobStatus.done and job.duration is not None:
                 pipe.lpush(DURATIONS_KEY, job.duration)
@@ -175,6 +215,31 @@ class JobQueue:
                                         job.duration if job.status is JobStatus.done else None)
             pipe.execute()
         self.publish(job)
+
+    def requeue(self, job_id: str) -> Job:
+        """A running job nobody draws any more goes back in line (at its end) with a fresh
+        Celery message; a job that is not running is left as it is."""
+
+        def back(job: Job) -> Job | None:
+            if job.status is not JobStatus.running:
+                return None
+            return job.model_copy(update={"status": JobStatus.queued, "step": 0,
+                                          "worker": None})
+
+        job = self.jobs.update(job_id, back)
+        if job.status is JobStatus.queued:
+            seq = self.redis.incr(SEQ_KEY)
+            with self.redis.pipeline() as pipe:
+                pipe.srem(RUNNING_KEY, job.id)
+                pipe.zadd(QUEUE_KEY, {job.id: seq})
+                pipe.execute()
+            self.celery.send_task(GENERATE_TASK, args=[job.id], task_id=job.id,
+                                  queue=GENERATE_QUEUE)
+            self.publish(job)
+        return job
+
+    def running_ids(self) -> list[str]:
+        return [_text(raw) for raw in self.redis.smembers(RUNNING_KEY)]  # type: ignore[union-attr]
 
     def publish(self, job: Job) -> None:
         event = {"id": job.id, "status": job.status.value, "step": job.step,

@@ -32,6 +32,7 @@ from tasks.core.storage import Storage
 from tasks.names import DELIVER_PROGRESS_TASK, DELIVER_TASK, GENERATE_TASK
 from tasks.worker.celery_app import ImagineCelery, retry_countdown
 from tasks.worker.heartbeat import Heartbeat
+from tasks.worker.reaper import Reaper
 from tasks.worker.runner import JobRunner
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ def register(app: ImagineCelery) -> None:
     @app.task(base=ImagineTask, bind=True, name=GENERATE_TASK)
     def generate(self: ImagineTask, job_id: str) -> None:
         """Draw one job's images and hand them to delivery."""
-        self.runner.run(job_id)
+        self.runner.run(job_id, worker=self.request.hostname)
 
     @app.task(base=ImagineTask, bind=True, name=DELIVER_TASK, max_retries=None)
     def deliver(self: ImagineTask, job_id: str) -> None:
@@ -149,7 +150,10 @@ def _connect_worker_signals(app: ImagineCelery) -> None:
         if sender is None or sender.app is not app:
             return
         queues = sorted(q.name for q in sender.app.amqp.queues.consume_from.values())
-        beat = Heartbeat(redis_client(app.settings), sender.hostname, queues)
+        client = redis_client(app.settings)
+        reaper = Reaper(JobQueue(app.settings, client, app), app.adapters.has_adapter,
+                        sender.hostname)
+        beat = Heartbeat(client, sender.hostname, queues, after_beat=reaper.run_once)
         beat.start()
         heartbeat.append(beat)
 

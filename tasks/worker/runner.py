@@ -1,8 +1,14 @@
 """Running one job on a generate worker: status, progress, cancel, storage, hand-off.
 
-The Celery task only calls `JobRunner.run(job_id)`; everything a redelivery must get right
-lives here: a job that already finished is not drawn again, a job that keeps killing its
-worker is failed after a few attempts instead of looping forever.
+The Celery task only calls `JobRunner.run(job_id, worker)`; everything a redelivery must get
+right lives here: a job that already finished is not drawn again, a job that keeps killing
+its worker is failed after a few attempts instead of looping forever.
+
+A job never stays "running" because of a failure after the pipeline ran: images that cannot
+be stored fail the job with a message, and recording the outcome outlasts a Redis restart
+(retried for RECORD_RETRY_SECONDS). Progress and cancel checks skip a beat while Redis is
+away instead of failing the drawing. The job records which worker draws it (its Celery
+node name and the pid), which is what the reaper checks against heartbeats.
 """
 
 from __future__ import annotations
@@ -13,7 +19,10 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import redis
+from kombu.exceptions import OperationalError
 
 from generator.errors import GenerationCancelled
 from settings import Settings
@@ -33,6 +42,12 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
 CANCEL_CHECK_SECONDS = 0.2
+# How long recording a finished job keeps trying while Redis is unreachable.
+RECORD_RETRY_SECONDS = 120.0
+# Redis (or the broker on it) restarting or unreachable: worth waiting for.
+UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, OperationalError)
+
+T = TypeVar("T")
 
 Dispatch = Callable[[str, str, dict[str, Any]], None]  # (task name, job id, options)
 
@@ -48,7 +63,8 @@ class JobRunner:
         # Only asked whether a platform wants deliveries; nothing is built from it here.
         self.adapters = adapters
 
-    def run(self, job_id: str) -> None:
+    def run(self, job_id: str, worker: str | None = None) -> None:
+        """Draw the job; `worker` is the Celery node name, whose heartbeat vouches for it."""
         job = self.queue.jobs.find(job_id)
         if job is None:
             log.warning("job %s has no record (expired?); skipping", job_id)
@@ -57,15 +73,14 @@ class JobRunner:
             # Redelivered after it finished but before the ack: only make sure it is delivered.
             self._hand_off(job)
             return
-        job = self.queue.jobs.update(job_id, _start)
+        drawer = f"{worker or socket.gethostname()}:{os.getpid()}"
+        job = self.queue.jobs.update(job_id, lambda j: _start(j, drawer))
         if job.status is not JobStatus.running:
             return  # cancelled meanwhile
         self.queue.mark_started(job_id)
         self.queue.publish(job)
         if job.attempts > MAX_ATTEMPTS:
-            self._finish(job, JobStatus.failed, error=(
-                f"The worker stopped {MAX_ATTEMPTS} times while drawing this job (out of "
-                "memory?). Try a smaller size or fewer images."))
+            self._finish(job, JobStatus.failed, error=too_many_attempts())
             return
         began = time.perf_counter()
         try:
@@ -89,22 +104,33 @@ class JobRunner:
                          "details in the worker log.")
             self._finish(job, JobStatus.failed, error=error)
         else:
+            self._store(job, images, time.perf_counter() - began)
+
+    def _store(self, job: Job, images: list[Any], seconds: float) -> None:
+        try:
             names = [self.storage.put(image.png) for image in images]
-            self._finish(job, JobStatus.done, images=names, seeds=[i.seed for i in images],
-                         generation_seconds=time.perf_counter() - began)
+        except OSError as exc:  # disk full, read-only, a folder gone: say so, free the slot
+            log.exception("job %s: storing its images failed", job.id)
+            reason = exc.strerror or type(exc).__name__
+            self._finish(job, JobStatus.failed, error=(
+                f"The images were drawn but could not be saved ({reason}); the operator must "
+                "check the image storage. Try again later."))
+            return
+        self._finish(job, JobStatus.done, images=names, seeds=[i.seed for i in images],
+                     generation_seconds=seconds)
 
     def _finish(self, job: Job, status: JobStatus, **fields: Any) -> None:
         def change(current: Job) -> Job:
             return current.model_copy(update={"status": status, "finished_at": time.time(),
                                               **fields})
 
-        finished = self.queue.jobs.update(job.id, change)
-        self.queue.mark_finished(finished)
+        finished = _outlasting_outages(lambda: self.queue.jobs.update(job.id, change))
+        _outlasting_outages(lambda: self.queue.mark_finished(finished))
         self._hand_off(finished)
 
     def _hand_off(self, job: Job) -> None:
         if self.adapters.has_adapter(job.requester.platform):
-            self.dispatch(DELIVER_TASK, job.id, {})
+            _outlasting_outages(lambda: self.dispatch(DELIVER_TASK, job.id, {}))
 
     def _progress_reporter(self, job: Job) -> Callable[[int, int, Image | None], None]:
         interval = self.settings.progress_interval
@@ -116,11 +142,14 @@ class JobRunner:
             if now - last[0] < interval and step < total:
                 return
             last[0] = now
-            updated = self.queue.jobs.update(
-                job.id, lambda j: j.model_copy(update={"step": step, "total_steps": total}))
-            self.queue.publish(updated)
-            if wants_progress and claim_progress_slot(self.queue.redis, job.id, interval):
-                self.dispatch(DELIVER_PROGRESS_TASK, job.id, {})
+            try:
+                updated = self.queue.jobs.update(
+                    job.id, lambda j: j.model_copy(update={"step": step, "total_steps": total}))
+                self.queue.publish(updated)
+                if wants_progress and claim_progress_slot(self.queue.redis, job.id, interval):
+                    self.dispatch(DELIVER_PROGRESS_TASK, job.id, {})
+            except UNREACHABLE as exc:  # progress is news, not state: keep drawing
+                log.warning("job %s: progress not recorded (%s)", job.id, exc)
 
         return report
 
@@ -132,7 +161,10 @@ class JobRunner:
             if now - last[0] < CANCEL_CHECK_SECONDS:
                 return False
             last[0] = now
-            return self.queue.cancel_requested(job_id)
+            try:
+                return self.queue.cancel_requested(job_id)
+            except UNREACHABLE:
+                return False  # asked again at the next step
 
         return should_cancel
 
@@ -145,9 +177,28 @@ class JobRunner:
             return image.convert("RGB")
 
 
-def _start(job: Job) -> Job | None:
+def _start(job: Job, worker: str) -> Job | None:
     if job.status not in (JobStatus.queued, JobStatus.running):
         return None
     return job.model_copy(update={"status": JobStatus.running, "started_at": time.time(),
-                                  "attempts": job.attempts + 1, "step": 0,
-                                  "worker": f"{socket.gethostname()}:{os.getpid()}"})
+                                  "attempts": job.attempts + 1, "step": 0, "worker": worker})
+
+
+def too_many_attempts() -> str:
+    return (f"The worker stopped {MAX_ATTEMPTS} times while drawing this job (out of "
+            "memory?). Try a smaller size or fewer images.")
+
+
+def _outlasting_outages(action: Callable[[], T]) -> T:
+    """`action()`, tried again while Redis is unreachable, for up to RECORD_RETRY_SECONDS."""
+    deadline = time.monotonic() + RECORD_RETRY_SECONDS
+    delay = 0.5
+    while True:
+        try:
+            return action()
+        except UNREACHABLE as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("Redis unreachable (%s); trying again in %.1f s", exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
