@@ -21,7 +21,7 @@ import requests
 from bots.grammar import request_from_fields
 from bots.limits import Limits
 from bots.web.cache import PromptCache
-from bots.web.guards import image_body_limit, query_limit
+from bots.web.guards import SLACK_BODY, image_body_limit, query_limit
 from bots.web.query import cache_key
 from bots.web.server import create_server
 from bots.web.signing import signed_url
@@ -30,6 +30,7 @@ from settings import Settings
 from tasks.core.connection import redis_client
 from tasks.core.storage import Storage
 from tasks.names import RATELIMIT_KEY, URL_CACHE_KEY
+from tests.fakes.slack_api import BOT_TOKEN, SIGNING_SECRET, SlackSender, fake_slack
 from tests.fixtures_redis import free_port
 from tests.web_support import serve_app_fixture, with_settings  # noqa: F401 - fixture
 
@@ -284,6 +285,18 @@ def test_metrics_can_require_a_token(serve_app: Callable[..., str]) -> None:
                       timeout=30)
     assert ok.status_code == 200 and "imagine_queue_depth" in ok.text
     assert requests.get(f"{serve_app()}/metrics", timeout=30).status_code == 200
+
+
+def test_slack_events_take_a_slack_sized_body(serve_app: Callable[..., str]) -> None:
+    with fake_slack() as slack:
+        sender = SlackSender(serve_app(slack_signing_secret=SIGNING_SECRET,
+                                       slack_bot_token=BOT_TOKEN,
+                                       slack_api_url=slack.api_url), slack)
+        # Over 1 MiB: refused on the header alone, the body never sent.
+        assert raw_request(sender.app_url, post_head("/slack/events", 2 * SLACK_BODY))[0] == 413
+        # Larger than other routes take, within Slack's: read, and judged by its signature.
+        body = json.dumps({"type": "event_callback", "pad": "x" * 200_000}).encode()
+        assert sender.post(body, "application/json", secret="wrong").status_code == 401
 
 
 # --- Slack half-configured ----------------------------------------------------------------
