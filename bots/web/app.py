@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 
+import redis
 from flask import Flask, Response, request
-from werkzeug.exceptions import HTTPException
+from kombu.exceptions import OperationalError
+from werkzeug.exceptions import HTTPException, ServiceUnavailable
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bots.limits import Limits
@@ -20,6 +22,10 @@ from tasks.core.storage import Storage
 from tasks.worker.celery_app import create_celery
 
 log = logging.getLogger(__name__)
+
+# Redis (or the broker on it) down or restarting: a 503 to retry, never a 500 or a traceback.
+UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, OperationalError)
+OUTAGE_RETRY_AFTER = 5
 
 
 def create_app(settings: Settings) -> Flask:
@@ -44,6 +50,8 @@ def create_app(settings: Settings) -> Flask:
     for blueprint in (images.bp, api.bp, ops.bp):
         app.register_blueprint(blueprint)
     app.register_error_handler(HTTPException, http_error)
+    for error in UNREACHABLE:
+        app.register_error_handler(error, unreachable)
     if settings.slack_signing_secret and settings.slack_bot_token is None:
         # Slack alone cannot work; prompt URLs and the API still do.
         log.error("Slack is not served: SLACK_SIGNING_SECRET is set but SLACK_BOT_TOKEN is "
@@ -53,6 +61,16 @@ def create_app(settings: Settings) -> Flask:
 
         mount_slack(app, settings, queue)
     return app
+
+
+def unreachable(exc: Exception) -> Response:
+    """Redis did not answer: 503 with Retry-After; the log has the details, the body none."""
+    log.warning("%s %s: Redis is unreachable (%s)", request.method, request.path, exc)
+    response = http_error(ServiceUnavailable(
+        "The queue's database is unreachable (restarting?); try again in a few seconds."))
+    response.headers["Retry-After"] = str(OUTAGE_RETRY_AFTER)
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def http_error(exc: HTTPException) -> Response:
