@@ -22,6 +22,9 @@ from tasks.worker.celery_app import create_celery
 from tests.fakes.webhook import webhook_receiver
 from tests.fixtures_redis import Process, wait_for
 
+# The local webhook receivers are on 127.0.0.1, which the outbound rules refuse unless opened.
+LOCAL_WEBHOOKS = {"IMAGINE_OUTBOUND_ALLOW": "127.0.0.1"}
+
 
 def make_queue(settings: Settings) -> JobQueue:
     return JobQueue(settings, redis_client(settings), create_celery(settings))
@@ -141,8 +144,8 @@ def test_job_survives_sigkill_of_the_process_drawing_it(
         assert job.status is JobStatus.done and job.attempts == 2
         assert int(job.worker.rsplit(":", 1)[1]) != drawing_pid
         # No deliver worker yet: the result is waiting in the deliver queue. Start two.
-        start_worker("deliver")
-        start_worker("deliver")
+        start_worker("deliver", env=LOCAL_WEBHOOKS)
+        start_worker("deliver", env=LOCAL_WEBHOOKS)
         wait_for(lambda: hook.accepted("result"), 30, message="delivery")
         time.sleep(1.0)
         results = hook.accepted("result")
@@ -188,7 +191,7 @@ def test_queued_jobs_survive_a_redis_restart(tmp_path: Path, settings: Settings,
 def test_rate_limited_delivery_is_retried_and_delivered_once(
         settings: Settings, start_worker: Callable[..., Process]) -> None:
     start_worker("generate")
-    start_worker("deliver")
+    start_worker("deliver", env=LOCAL_WEBHOOKS)
     queue = make_queue(settings)
     with webhook_receiver(script=[429, 429]) as hook:
         submitted = queue.submit(make_job(platform="webhook", extra={"url": hook.url}))

@@ -237,7 +237,7 @@ def queue_depth_metric(base: str) -> int:
 
 
 def test_api_create_poll_cancel(serve_app: Callable[..., str], settings: Settings) -> None:
-    base = serve_app(max_jobs_per_user=10)
+    base = serve_app(max_jobs_per_user=10, outbound_allow="127.0.0.1")  # webhook below
     api = f"{base}/api/v1/jobs"
     created = requests.post(api, json={"prompt": "a red fox --seed 5", "ar": "3:2", "n": 2},
                             timeout=30)

@@ -21,6 +21,7 @@ from bots.followups import ACTIONS, FollowUpLimits, JobNotReady, NoImages, follo
 from bots.grammar import format_request, request_from_fields
 from bots.web.openapi import openapi_document
 from bots.web.state import WebState, client_address, client_network, web_state
+from bots.web.webhook_delivery import check_webhook_url
 from settings.errors import ImagineError
 from tasks.core import metrics
 from tasks.core.jobs import Job, JobStatus, Requester
@@ -114,10 +115,12 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
         raise ApiError(400, exc.message) from None
     requester = Requester(platform="api", user=client_network())
     if body.webhook is not None:
-        if not body.webhook.startswith(("http://", "https://")) or \
-                len(body.webhook) > MAX_WEBHOOK_URL:
-            raise ApiError(400, "webhook must be an http:// or https:// URL "
-                                f"of at most {MAX_WEBHOOK_URL} characters.")
+        if len(body.webhook) > MAX_WEBHOOK_URL:
+            raise ApiError(400, f"webhook must be a URL of at most {MAX_WEBHOOK_URL} characters.")
+        try:  # checked again at each send: DNS may change in between
+            check_webhook_url(state.settings, body.webhook)
+        except ImagineError as exc:  # an OutboundError: which rule, and what to do
+            raise ApiError(400, exc.message) from None
         requester = Requester(platform="webhook", user=client_network(),
                               extra={"url": body.webhook})
     return _submit(state, Job(requester=requester, request=image_request, owner=_owner()))

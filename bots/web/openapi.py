@@ -99,7 +99,11 @@ def _new_job(limits: Limits) -> dict[str, Any]:
             "model": {"type": "string", "enum": list(limits.models)},
             "sampler": {"type": "string", "enum": list(SAMPLERS)},
             "webhook": {"type": "string", "pattern": "^https?://",
-                        "description": "http(s) URL to POST the result to when done."},
+                        "description": "http(s) URL to POST the result to when done: "
+                                       "a public address (the operator may allow others), "
+                                       "no user:password, redirects not followed; signed "
+                                       "with X-Imagine-Signature when the server has a "
+                                       "webhook secret."},
         },
     }
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -154,11 +155,14 @@ class Deliverer:
         self.storage = storage
         self.registry = adapters
         self._adapters: dict[str, Adapter] = {}
+        self._lock = threading.Lock()
 
     def adapter(self, platform: str) -> Adapter:
-        if platform not in self._adapters:
-            self._adapters[platform] = self.registry.create(platform, self.settings)
-        return self._adapters[platform]
+        """The platform's one adapter in this process (deliver threads ask at the same time)."""
+        with self._lock:
+            if platform not in self._adapters:
+                self._adapters[platform] = self.registry.create(platform, self.settings)
+            return self._adapters[platform]
 
     def deliver_result(self, job: Job) -> None:
         """Deliver once; concurrent duplicates wait their turn (DeliveryBusy is retried)."""

@@ -54,6 +54,8 @@ class Target:
 
 def _handler(target: Target) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        counted = False
+
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             self._serve()
 
@@ -64,11 +66,19 @@ def _handler(target: Target) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             target.record(Hit(self.command, self.path, dict(self.headers), body))
+            self.counted = True
             try:
                 self._answer(urlsplit(self.path))
             except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
                 pass  # the client hung up, as it should have
             finally:
+                self._release()
+
+        def _release(self) -> None:
+            # Before the reply goes out: the client may send its next request as soon as it
+            # has read this one, before this thread gets to run again.
+            if self.counted:
+                self.counted = False
                 target.done()
 
         def _answer(self, url: Any) -> None:
@@ -98,6 +108,7 @@ def _handler(target: Target) -> type[BaseHTTPRequestHandler]:
 
         def _reply(self, status: int, body: bytes, headers: dict[str, str] | None = None
                    ) -> None:
+            self._release()
             self.send_response(status)
             for name, value in (headers or {}).items():
                 self.send_header(name, value)
