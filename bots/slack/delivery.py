@@ -3,6 +3,8 @@
 Each step is one Slack operation run through `ctx.once`, so a redelivered task (a crash,
 a `ratelimited` retry) never uploads twice: upload (files_upload_v2: getUploadURLExternal,
 the bytes, completeUploadExternal), then the status message's final text and buttons.
+A job whose status message the front end has not posted yet (it acks before posting, and
+may have died in between) gets it posted here first, once (`status_message`).
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from bots.limits import Limits
 from bots.slack import text as say
 from bots.slack.client import ChannelUnreachable, delivery_errors, web_client
 from bots.slack.status import StatusBusy, StatusGuard
+from bots.slack.status_message import ensure_status_message
 from settings import Settings
 from tasks.core.delivery import DeliveryContext, RateLimited, TransientDeliveryError
-from tasks.core.jobs import Job, JobStatus
+from tasks.core.jobs import Job, JobStatus, JobStore
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +37,12 @@ class SlackDelivery:
     # --- the adapter protocol -------------------------------------------------------------
     def deliver_result(self, ctx: DeliveryContext) -> None:
         """Upload the images into the thread, then turn the status message into the result."""
+        if ctx.job.status is JobStatus.cancelled and not ctx.job.requester.message:
+            return  # cancelled before it was ever shown: the front end told the requester
         job = ctx.job
         try:
             with delivery_errors():
+                ctx.job = job = self._with_status_message(ctx, "finishing…", wait=30.0)
                 text, blocks = self._final_message(job)
                 if job.status is JobStatus.done and job.images:
                     ctx.once("upload", lambda: self._upload(ctx))
@@ -55,8 +61,6 @@ class SlackDelivery:
     def deliver_progress(self, ctx: DeliveryContext, position: int | None) -> None:
         """Edit the status message with the queue position or the step, paced (slack_status)."""
         job = ctx.job
-        if not job.requester.message:
-            return
         guard = StatusGuard(ctx.redis, self.settings.job_ttl)
         if not guard.progress_slot(job.id, job.requester.extra.get("team", "")):
             return
@@ -67,6 +71,12 @@ class SlackDelivery:
         text = say.status_text(self._head(job), line)
         try:
             with delivery_errors():
+                if not job.requester.message:  # posted now with this progress, or skipped
+                    try:
+                        self._with_status_message(ctx, line, wait=0)
+                    except StatusBusy:
+                        pass
+                    return
                 guard.edit(job.id, lambda: self.client.chat_update(
                     channel=job.requester.channel, ts=job.requester.message, text=text,
                     blocks=say.cancel_blocks(text, job.id)))
@@ -81,6 +91,12 @@ class SlackDelivery:
             ctx.job.requester.extra.get("team", ""), exc.retry_after)
 
     # --- the steps ------------------------------------------------------------------------
+    def _with_status_message(self, ctx: DeliveryContext, line: str, *, wait: float) -> Job:
+        text = say.status_text(self._head(ctx.job), line)
+        return ensure_status_message(self.client, JobStore(ctx.redis, self.settings.job_ttl),
+                                     StatusGuard(ctx.redis, self.settings.job_ttl), ctx.job,
+                                     text, wait=wait)
+
     def _head(self, job: Job) -> str:
         extra = job.requester.extra.get("index", "")
         return say.headline(job.requester.user, job.request, job.action,

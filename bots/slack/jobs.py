@@ -1,8 +1,10 @@
-"""Starting, following up and cancelling jobs for Slack: the part after the listener's ack.
+"""Starting, following up and cancelling jobs for Slack.
 
-A job's status message is posted *before* the job is submitted, so its `ts` is already on
-the job when a worker sees it: the deliverer can always edit it and reply in its thread,
-however fast the job finishes. If submit then fails, the message is edited to say why.
+A command is recorded and submitted *before* the listener acks (`accept`: a few Redis
+calls, no Slack call), so once Slack has its ack the job is in Redis and a front end that
+dies right then loses nothing. The status message is posted after the ack (`show`); the
+deliverer posts it itself if it needs it first (`status_message`), so the images always go
+into its thread. A refusal (queue full, over the per-user limit) is the ack's own text.
 """
 
 from __future__ import annotations
@@ -19,21 +21,30 @@ from bots.errors import PromptError
 from bots.followups import FollowUpLimits, canonical_action, follow_up
 from bots.permissions import Role, cancel_refusal, may_cancel, slack_role
 from bots.slack import text as say
-from bots.slack.client import CHANNEL_ERRORS, error_code
-from bots.slack.status import StatusGuard
+from bots.slack.client import ChannelUnreachable, error_code, translate
+from bots.slack.status import StatusBusy, StatusGuard
+from bots.slack.status_message import ensure_status_message
 from generator.request import ImageRequest
 from settings import Settings
 from settings.errors import ImagineError
+from tasks.core.delivery import PermanentDeliveryError
 from tasks.core.jobs import Job, JobStatus, Requester
-from tasks.core.queue import JobQueue, format_wait
+from tasks.core.queue import JobQueue, Submitted, format_wait
 from tasks.names import SLACK_EVENT_KEY
 
 log = logging.getLogger(__name__)
 
-# How long the front end waits for a concurrent edit of the status message before skipping
-# its "queued, #3" edit (a progress or result edit is then newer anyway).
+# How long the front end waits for a concurrent edit of the status message before leaving
+# its post (or a "cancelling…" edit) to the deliverer, whose edits are newer anyway.
 QUEUED_EDIT_WAIT = 5.0
 EVENT_SECONDS = 3600  # Slack retries an event three times within about five minutes
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why nothing was queued, in Slack's markup, for the requester's eyes only."""
+
+    text: str
 
 
 @dataclass(frozen=True)
@@ -62,64 +73,70 @@ class SlackJobs:
         return bool(self.queue.redis.set(SLACK_EVENT_KEY.format(event_id), "1", nx=True,
                                           ex=EVENT_SECONDS))
 
-    def start(self, request: ImageRequest, origin: Origin, *, action: str | None = None,
-              index: int | None = None, parent: str | None = None) -> Job | None:
-        """Post the status message, submit the job with its ts, then show the queue position."""
+    def accept(self, request: ImageRequest, origin: Origin, *, action: str | None = None,
+               index: int | None = None, parent: str | None = None) -> Submitted | Refusal:
+        """Record and submit the job: Redis only, no Slack call, so it runs before the ack and
+        a front end that dies right after acking has lost nothing."""
         extra = {"response_url": origin.response_url, "team": origin.team}
         if index is not None:
             extra["index"] = str(index)
         job = Job(requester=Requester(platform="slack", user=origin.user, channel=origin.channel,
                                       thread=origin.thread, extra=extra),
                   request=request, parent=parent, action=action)
-        head = say.headline(origin.user, request, action, index)
-        posted = self._post_status(origin, say.status_text(head, "queued"), job.id)
-        if posted is None:
-            return None
-        requester = job.requester.model_copy(
-            update={"message": posted, "thread": origin.thread or posted})
-        job = job.model_copy(update={"requester": requester})
         try:
-            submitted = self.queue.submit(job)
+            return self.queue.submit(job)
         except ImagineError as exc:
-            self._edit(job, say.status_text(head, say.failed_line(exc.message)))
-            return None
-        except Exception as exc:  # Redis or the broker is down: say so instead of "queued"
+            return Refusal(say.escape(exc.message))
+        except Exception as exc:  # Redis or the broker is down: say so, nothing is queued
             log.exception("submitting a Slack job failed")
-            self._edit(job, say.status_text(head, say.failed_line(
-                f"the queue is unreachable ({type(exc).__name__}); try again in a minute")))
-            return None
+            return Refusal(f"Nothing was queued: the queue is unreachable "
+                           f"({type(exc).__name__}); try again in a minute.")
+
+    def show(self, submitted: Submitted) -> Job:
+        """After the ack: post the status message with the place in line, unless the
+        deliverer was first. When Slack refuses the channel for good the job is cancelled
+        and the requester told; when Slack is only busy, the deliverer posts it later."""
+        job = submitted.job
+        origin = _origin(job)
+        head = say.headline(origin.user, job.request, job.action, _index(job.requester.extra))
         line = say.queued_line(submitted.position, format_wait(submitted.eta_seconds))
-        text = say.status_text(head, line)
-
-        def show_position() -> None:
-            current = self.queue.jobs.find(job.id)
-            if current is not None and current.status is JobStatus.queued:  # not stale yet
-                self.client.chat_update(channel=origin.channel, ts=posted, text=text,
-                                        blocks=say.cancel_blocks(text, job.id))
-
         try:
-            self.guard.edit(job.id, show_position, wait=QUEUED_EDIT_WAIT)
-        except SlackClientError as exc:  # the job is queued; the next edit shows its state
-            log.warning("could not show the queue position of job %s: %s", job.id, exc)
-        return submitted.job
+            return ensure_status_message(self.client, self.queue.jobs, self.guard, job,
+                                         say.status_text(head, line), wait=QUEUED_EDIT_WAIT)
+        except SlackApiError as exc:
+            problem = translate(exc)
+            if not isinstance(problem, PermanentDeliveryError):
+                log.warning("status message of job %s not posted yet (%s); the deliverer "
+                            "will post it", job.id, problem)
+                return job
+            self.queue.cancel(job.id)
+            if isinstance(problem, ChannelUnreachable):
+                self.tell(origin, say.not_in_channel_text())
+            else:
+                log.error("posting a status message in %s failed: %s", origin.channel, exc)
+                self.tell(origin, f"Slack refused my message ({say.escape(error_code(exc))}); "
+                                  "the job was cancelled.")
+        except (SlackClientError, OSError, StatusBusy) as exc:
+            log.warning("status message of job %s not posted yet (%s); the deliverer will "
+                        "post it", job.id, exc)
+        return job
 
-    def follow(self, value: say.ActionValue, origin: Origin) -> Job | None:
-        """Reroll, Vary or Upscale a finished job: a new job answered in the same thread."""
+    def accept_follow_up(self, value: say.ActionValue, origin: Origin) -> Submitted | Refusal:
+        """Reroll, Vary or Upscale a finished job: a new job answered in the same thread
+        (recorded before the ack, like a command)."""
         parent = self.queue.jobs.find(value.job_id)
         if parent is None:
-            self.tell(origin, "That job is too old: its record has expired. Run the prompt again.")
-            return None
+            return Refusal("That job is too old: its record has expired. Run the prompt again.")
         try:
             action = canonical_action(value.action)
             request = follow_up(parent, value.index, action,
                                 FollowUpLimits.from_settings(self.settings))
         except PromptError as exc:
-            self.tell(origin, say.escape(exc.message))
-            return None
+            return Refusal(say.escape(exc.message))
         where = Origin(user=origin.user, channel=parent.requester.channel or origin.channel,
                        thread=parent.requester.thread or origin.thread,
                        response_url=origin.response_url, team=origin.team)
-        return self.start(request, where, action=action, index=value.index, parent=parent.id)
+        return self.accept(request, where, action=action, index=value.index, parent=parent.id)
 
     def cancel(self, job_id: str, origin: Origin) -> None:
         """Cancel a queued or running job: the requester's own, or anyone's for a moderator."""
@@ -157,21 +174,6 @@ class SlackJobs:
         return slack_role(user, self.settings.slack_admins, user_info)
 
     # --- talking to Slack ---------------------------------------------------------------
-    def _post_status(self, origin: Origin, text: str, job_id: str) -> str | None:
-        try:
-            response = self.client.chat_postMessage(
-                channel=origin.channel, thread_ts=origin.thread or None, text=text,
-                blocks=say.cancel_blocks(text, job_id), unfurl_links=False, unfurl_media=False)
-        except SlackApiError as exc:
-            if error_code(exc) in CHANNEL_ERRORS:
-                self.tell(origin, say.not_in_channel_text())
-            else:
-                log.error("posting a status message in %s failed: %s", origin.channel, exc)
-                self.tell(origin, f"Slack refused my message ({say.escape(error_code(exc))}); "
-                                  "nothing was queued.")
-            return None
-        return str(response["ts"])
-
     def _edit(self, job: Job, text: str) -> Any:
         try:
             return self.client.chat_update(channel=job.requester.channel,
@@ -197,3 +199,10 @@ class SlackJobs:
 def _index(extra: dict[str, str]) -> int | None:
     value = extra.get("index", "")
     return int(value) if value.isdigit() else None
+
+
+def _origin(job: Job) -> Origin:
+    requester = job.requester
+    return Origin(user=requester.user, channel=requester.channel, thread=requester.thread,
+                  response_url=requester.extra.get("response_url", ""),
+                  team=requester.extra.get("team", ""))

@@ -1,13 +1,17 @@
-"""The Slack listeners: each acks at once, turns the payload into a request, and hands over.
+"""The Slack listeners: each turns the payload into a request, records it, acks, hands over.
 
 `register(app, jobs, limits)` wires them into a Bolt App for either transport (HTTP mode or
-Socket Mode); the slow part (status message, submit) runs in `SlackJobs` after the ack.
+Socket Mode). A prompt is recorded and submitted before the ack (a few Redis calls; for
+events, whose ack Bolt sends before the listener runs, in a listener middleware), so after
+an ack the job is in Redis whatever happens to this process; the slow part (the status
+message, Slack calls) runs in `SlackJobs` after the ack.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
@@ -16,13 +20,15 @@ from bots.errors import PromptError
 from bots.grammar import USAGE, parse
 from bots.limits import Limits
 from bots.slack import text as say
-from bots.slack.jobs import Origin, SlackJobs
+from bots.slack.jobs import Origin, Refusal, SlackJobs
+from tasks.core.queue import Submitted
 
 log = logging.getLogger(__name__)
 
 COMMAND = "/imagine"
 # Every button this app makes; ActionValue.decode says which actions are known.
 ACTION_PATTERN = re.compile(r"^imagine:[a-z_]+(:\d+)?$")
+ACCEPTED = "imagine_accepted"  # context key: what the middleware made of an event
 
 
 def usage_text(error: str | None = None) -> str:
@@ -45,33 +51,43 @@ def register(app: App, jobs: SlackJobs, limits: Limits) -> None:
         except PromptError as exc:
             ack(text=usage_text(exc.message), response_type="ephemeral")
             return
-        ack()
-        jobs.start(image_request, Origin(user=command["user_id"], channel=command["channel_id"],
-                                         response_url=command.get("response_url", ""),
-                                         team=command.get("team_id", "")))
-
-    @app.event("app_mention")
-    def mention(event: dict[str, Any], body: dict[str, Any], context: BoltContext) -> None:
-        """`@imagine a fox --ar 16:9` in a channel: answered in the mention's thread."""
-        if jobs.first_delivery(body.get("event_id", "")):
-            _from_message(jobs, limits, event, context)
-
-    @app.event("message")
-    def direct_message(event: dict[str, Any], body: dict[str, Any],
-                       context: BoltContext) -> None:
-        """A direct message to the app is a prompt too; other messages are not for us."""
-        if event.get("channel_type") != "im" or event.get("subtype") or event.get("bot_id"):
+        origin = Origin(user=command["user_id"], channel=command["channel_id"],
+                        response_url=command.get("response_url", ""),
+                        team=command.get("team_id", ""))
+        outcome = jobs.accept(image_request, origin)  # in Redis before Slack has its ack
+        if isinstance(outcome, Refusal):
+            ack(text=outcome.text, response_type="ephemeral")
             return
-        if jobs.first_delivery(body.get("event_id", "")):
-            _from_message(jobs, limits, event, context)
+        ack()
+        jobs.show(outcome)
+
+    def accept_message(event: dict[str, Any], body: dict[str, Any], context: BoltContext,
+                       next: Callable[[], None]) -> None:  # noqa: A002 - Bolt's name
+        """Before Bolt acks an event: a prompt in it is recorded and submitted."""
+        wanted = event.get("type") == "app_mention" or (
+            event.get("channel_type") == "im" and not event.get("subtype")
+            and not event.get("bot_id"))
+        if wanted and jobs.first_delivery(body.get("event_id", "")):
+            context[ACCEPTED] = _accept_message(jobs, limits, event, context)
+        next()
+
+    @app.event("app_mention", middleware=[accept_message])
+    def mention(context: BoltContext) -> None:
+        """`@imagine a fox --ar 16:9` in a channel: answered in the mention's thread."""
+        _answer_message(jobs, context.get(ACCEPTED))
+
+    @app.event("message", middleware=[accept_message])
+    def direct_message(context: BoltContext) -> None:
+        """A direct message to the app is a prompt too; other messages are not for us."""
+        _answer_message(jobs, context.get(ACCEPTED))
 
     @app.action(ACTION_PATTERN)
     def button(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
         """Reroll, Vary, Upscale or Cancel under a status message."""
-        ack()
         try:
             value = say.ActionValue.decode(action["action_id"], action.get("value", ""))
         except ValueError:
+            ack()
             log.warning("ignoring a button this app did not make: %s", action.get("action_id"))
             return
         message = body.get("message") or {}
@@ -80,22 +96,37 @@ def register(app: App, jobs: SlackJobs, limits: Limits) -> None:
                         response_url=body.get("response_url", ""),
                         team=(body.get("team") or {}).get("id", ""))
         if value.action == "cancel":
+            ack()
             jobs.cancel(value.job_id, origin)
+            return
+        outcome = jobs.accept_follow_up(value, origin)  # in Redis before the ack, too
+        ack()
+        if isinstance(outcome, Refusal):
+            jobs.tell(origin, outcome.text)
         else:
-            jobs.follow(value, origin)
+            jobs.show(outcome)
 
 
-def _from_message(jobs: SlackJobs, limits: Limits, event: dict[str, Any],
-                  context: BoltContext) -> None:
+def _accept_message(jobs: SlackJobs, limits: Limits, event: dict[str, Any],
+                    context: BoltContext) -> tuple[Origin, Submitted | Refusal]:
     text = say.plain_text(say.strip_mention(event.get("text", ""), context.bot_user_id))
     origin = Origin(user=event.get("user", ""), channel=event["channel"],
                     thread=event.get("thread_ts") or event["ts"], team=event.get("team", ""))
     if not text:
-        jobs.tell(origin, usage_text())
-        return
+        return origin, Refusal(usage_text())
     try:
         image_request = parse(text, limits)
     except PromptError as exc:
-        jobs.tell(origin, usage_text(exc.message))
-        return
-    jobs.start(image_request, origin)
+        return origin, Refusal(usage_text(exc.message))
+    return origin, jobs.accept(image_request, origin)
+
+
+def _answer_message(jobs: SlackJobs, accepted: tuple[Origin, Submitted | Refusal] | None) -> None:
+    """After the ack: the status message, or the reason nothing was queued."""
+    if accepted is None:
+        return  # not a prompt for us, or an event Slack sent again
+    origin, outcome = accepted
+    if isinstance(outcome, Refusal):
+        jobs.tell(origin, outcome.text)
+    else:
+        jobs.show(outcome)

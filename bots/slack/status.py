@@ -69,6 +69,20 @@ class StatusGuard:
         finally:
             _release(lock)
 
+    def first(self, job_id: str, find: Callable[[], T | None], make: Callable[[], T], *,
+              wait: float) -> T:
+        """What `find()` finds, else what `make()` makes, under the job's lock: a thing two
+        processes may both want to create (the status message) is created once."""
+        lock = self.redis.lock(SLACK_STATUS_LOCK_KEY.format(job_id), timeout=LOCK_SECONDS,
+                               blocking=wait > 0, blocking_timeout=wait or None)
+        if not lock.acquire():
+            raise StatusBusy(f"status message of job {job_id} is locked")
+        try:
+            found = find()
+            return found if found is not None else make()
+        finally:
+            _release(lock)
+
     def progress_slot(self, job_id: str, team: str = "") -> bool:
         """May a progress edit be made now? Paced per job and per workspace, none while
         Slack has rate-limited this workspace's edits."""
