@@ -1,9 +1,13 @@
-# imagine: workers, web and bots in one image.
-#   docker build --build-arg TORCH_INDEX=cpu   -t imagine .   (CPU torch)
-#   docker build --build-arg TORCH_INDEX=cu124 -t imagine .   (CUDA 12.4 torch)
-FROM python:3.11-slim
+# imagine: workers, web and bots in one image, with one of two torch builds of the same version:
+#   docker build -t imagine:0.1.0-cuda .                                CUDA (the default)
+#   docker build --build-arg TORCH_VARIANT=cpu -t imagine:0.1.0-cpu .   CPU only, far smaller
+# cuda is PyPI's own Linux x86_64 torch wheel: built for CUDA 13.0, with the CUDA libraries as
+# pip packages (several GB); the host needs an NVIDIA driver for CUDA 13 (R580 or newer) and
+# the NVIDIA container toolkit. cpu comes from PyTorch's CPU index (the `+cpu` build).
+FROM python:3.11-slim-bookworm
 
-ARG TORCH_INDEX=cpu
+ARG TORCH_VARIANT=cuda
+# The torch the tests run with: tests/run.sh and the README pin the same version.
 ARG TORCH_VERSION=2.13.0
 
 ENV PYTHONUNBUFFERED=1 \
@@ -18,8 +22,12 @@ RUN useradd --create-home --uid 1000 imagine \
  && mkdir -p /models /data /app \
  && chown imagine:imagine /models /data /app
 
-# torch first, from the index for the chosen build, so the project install reuses it.
-RUN pip install "torch==${TORCH_VERSION}" --index-url "https://download.pytorch.org/whl/${TORCH_INDEX}"
+# torch first, the chosen build, so the project install reuses it.
+RUN case "${TORCH_VARIANT}" in \
+      cuda) pip install "torch==${TORCH_VERSION}" ;; \
+      cpu)  pip install "torch==${TORCH_VERSION}" --index-url https://download.pytorch.org/whl/cpu ;; \
+      *)    echo "TORCH_VARIANT must be cuda or cpu, not '${TORCH_VARIANT}'" >&2; exit 1 ;; \
+    esac
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
