@@ -61,15 +61,7 @@ def register(app: App, jobs: SlackJobs, limits: Limits) -> None:
         ack()
         jobs.show(outcome)
 
-    def accept_message(event: dict[str, Any], body: dict[str, Any], context: BoltContext,
-                       next: Callable[[], None]) -> None:  # noqa: A002 - Bolt's name
-        """Before Bolt acks an event: a prompt in it is recorded and submitted."""
-        wanted = event.get("type") == "app_mention" or (
-            event.get("channel_type") == "im" and not event.get("subtype")
-            and not event.get("bot_id"))
-        if wanted and jobs.first_delivery(body.get("event_id", "")):
-            context[ACCEPTED] = _accept_message(jobs, limits, event, context)
-        next()
+    accept_message = _message_middleware(jobs, limits)
 
     @app.event("app_mention", middleware=[accept_message])
     def mention(context: BoltContext) -> None:
@@ -90,11 +82,7 @@ def register(app: App, jobs: SlackJobs, limits: Limits) -> None:
             ack()
             log.warning("ignoring a button this app did not make: %s", action.get("action_id"))
             return
-        message = body.get("message") or {}
-        origin = Origin(user=body["user"]["id"], channel=(body.get("channel") or {}).get("id", ""),
-                        thread=message.get("thread_ts") or message.get("ts", ""),
-                        response_url=body.get("response_url", ""),
-                        team=(body.get("team") or {}).get("id", ""))
+        origin = _button_origin(body)
         if value.action == "cancel":
             ack()
             jobs.cancel(value.job_id, origin)
@@ -105,6 +93,28 @@ def register(app: App, jobs: SlackJobs, limits: Limits) -> None:
             jobs.tell(origin, outcome.text)
         else:
             jobs.show(outcome)
+
+
+def _message_middleware(jobs: SlackJobs, limits: Limits) -> Callable[..., None]:
+    def accept_message(event: dict[str, Any], body: dict[str, Any], context: BoltContext,
+                       next: Callable[[], None]) -> None:  # noqa: A002 - Bolt's name
+        """Before Bolt acks an event: a prompt in it is recorded and submitted."""
+        wanted = event.get("type") == "app_mention" or (
+            event.get("channel_type") == "im" and not event.get("subtype")
+            and not event.get("bot_id"))
+        if wanted and jobs.first_delivery(body.get("event_id", "")):
+            context[ACCEPTED] = _accept_message(jobs, limits, event, context)
+        next()
+
+    return accept_message
+
+
+def _button_origin(body: dict[str, Any]) -> Origin:
+    message = body.get("message") or {}
+    return Origin(user=body["user"]["id"], channel=(body.get("channel") or {}).get("id", ""),
+                  thread=message.get("thread_ts") or message.get("ts", ""),
+                  response_url=body.get("response_url", ""),
+                  team=(body.get("team") or {}).get("id", ""))
 
 
 def _accept_message(jobs: SlackJobs, limits: Limits, event: dict[str, Any],

@@ -34,7 +34,9 @@ def healthz() -> tuple[Response, int]:
     except Exception:  # noqa: BLE001 - any failure means unhealthy; the log has the details
         log.warning("healthz: Redis does not answer", exc_info=True)
         parts = {"redis": NOT_OK, "generate_workers": NOT_OK, "deliver_workers": NOT_OK}
-        return jsonify(ok=False, parts=parts, redis=False), 503
+        response = jsonify(ok=False, parts=parts, redis=False)
+        response.headers["Retry-After"] = "5"  # Redis restarting: ask again soon
+        return response, 503
     ok = generate > 0
     body = {"ok": ok,
             "parts": {"redis": OK, "generate_workers": OK if generate else NOT_OK,

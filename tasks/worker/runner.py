@@ -136,6 +136,7 @@ class JobRunner:
         interval = self.settings.progress_interval
         last = [0.0]
         wants_progress = self.adapters.has_adapter(job.requester.platform)
+        unrecorded: list[int] = []  # steps lost to a Redis outage: warned about once
 
         def report(step: int, total: int, preview: Image | None = None) -> None:
             now = time.monotonic()
@@ -149,7 +150,9 @@ class JobRunner:
                 if wants_progress and claim_progress_slot(self.queue.redis, job.id, interval):
                     self.dispatch(DELIVER_PROGRESS_TASK, job.id, {})
             except UNREACHABLE as exc:  # progress is news, not state: keep drawing
-                log.warning("job %s: progress not recorded (%s)", job.id, exc)
+                log.log(logging.DEBUG if unrecorded else logging.WARNING,
+                        "job %s: progress not recorded (%s)", job.id, exc)
+                unrecorded.append(step)
 
         return report
 
