@@ -6,12 +6,14 @@ Runs on loopback only: its own Redis, `imagine web` (waitress) and a minimal sta
 50 concurrent keep-alive clients (aiohttp) in this process, a bounded number of requests each.
 No worker runs, so misses stay queued and always end in a placeholder.
 
-    python bench/web.py [--requests 3000] [--rounds 3] [--clients 50]
+    python bench/web.py [--requests 3000] [--rounds 3] [--clients 50] [--padded 20000]
 
-The last line is `hit_rps=… hit_p99_ms=… baseline_ratio=… placeholder_ms=…`, where
+The last line is `hit_rps=… hit_p99_ms=… baseline_ratio=… placeholder_ms=… rss_before_mib=…
+rss_after_mib=…`, where
 baseline_ratio = hit_rps / static_rps (median over alternating rounds) and placeholder_ms
 is the median time to a placeholder with the default IMAGINE_EMBED_WAIT (what a Markdown
-image proxy sees on a cold URL).
+image proxy sees on a cold URL); the RSS figures are the web process's memory before and after
+--padded distinct spellings (extra spaces) of the cached prompt, all cache hits.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import math
 import os
 import statistics
 import subprocess
@@ -85,8 +88,13 @@ def serve_static(path: str, port: int, threads: int) -> None:
 
 # --- load ------------------------------------------------------------------------------------
 
-async def load(url: str, total: int, clients: int) -> tuple[float, list[float], int]:
-    """`total` GETs from `clients` concurrent keep-alive clients: (seconds, latencies, bytes)."""
+async def load(url: str | list[str], total: int, clients: int
+               ) -> tuple[float, list[float], int]:
+    """`total` GETs from `clients` concurrent keep-alive clients: (seconds, latencies, bytes).
+
+    With a list of URLs, request i goes to URL i (modulo the list's length).
+    """
+    urls = [url] if isinstance(url, str) else url
     latencies: list[float] = []
     received = 0
     remaining = total
@@ -95,11 +103,12 @@ async def load(url: str, total: int, clients: int) -> tuple[float, list[float], 
         nonlocal remaining, received
         while remaining > 0:
             remaining -= 1
+            target = urls[remaining % len(urls)]
             started = time.perf_counter()
-            async with session.get(url) as response:
+            async with session.get(target) as response:
                 body = await response.read()
                 if response.status != 200:
-                    raise RuntimeError(f"{url} answered {response.status}")
+                    raise RuntimeError(f"{target} answered {response.status}")
             latencies.append(time.perf_counter() - started)
             received += len(body)
 
@@ -140,6 +149,42 @@ def measure(name: str, url: str, total: int, clients: int) -> tuple[float, float
     return rps, p99(latencies) * 1000
 
 
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def padded_urls(base: str, count: int) -> list[str]:
+    """`count` distinct spellings of the cached prompt: extra spaces between its words.
+
+    Each is the same image (the grammar joins words with one space), so every request is a
+    cache hit; a memo keyed by the raw query string would keep one entry per spelling.
+    """
+    words = PROMPT["prompt"].split(" ")
+    gaps = len(words) - 1
+    urls = []
+    for i in range(count):
+        gap, extra = i % gaps, 1 + i // gaps
+        spaced = [w + ("+" * (1 + extra) if g == gap else "+") for g, w in enumerate(words[:-1])]
+        urls.append(f"{base}/?prompt={''.join(spaced)}{words[-1]}&ar={PROMPT['ar']}")
+    return urls
+
+
+def padded_memory(base: str, pid: int, count: int, clients: int) -> tuple[float, float]:
+    """RSS of the web process before and after `count` distinct padded-prompt hits."""
+    urls = padded_urls(base, count)
+    asyncio.run(load(urls[:200], 200, clients))  # the memo and connections warmed
+    before = rss_mib(pid)
+    seconds, _latencies, _received = asyncio.run(load(urls, count, clients))
+    after = rss_mib(pid)
+    print(f"{count} distinct padded-prompt hits in {seconds:.1f} s: web RSS {before:.1f} → "
+          f"{after:.1f} MiB ({after - before:+.1f} MiB)", flush=True)
+    return before, after
+
+
 def placeholder_times(base: str, count: int, wait: str | None) -> list[float]:
     import urllib.parse
     import urllib.request
@@ -165,6 +210,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--misses", type=int, default=20)
+    parser.add_argument("--padded", type=int, default=20_000,
+                        help="distinct padded-prompt hits for the memory check (0: skip)")
     parser.add_argument("--static-server", nargs=3, metavar=("PATH", "PORT", "THREADS"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -231,6 +278,9 @@ def main() -> None:
                   f"hits {hit_rps:.0f} req/s, hit p99 {hit_p99:.1f} ms, ratio {ratio:.2f}",
                   flush=True)
 
+            rss_before, rss_after = (padded_memory(base, processes[0].pid, args.padded,
+                                                   args.clients)
+                                     if args.padded else (math.nan, math.nan))
             overhead = placeholder_times(base, args.misses, "0")
             print(f"miss → placeholder with wait=0 (the path's own cost): median "
                   f"{statistics.median(overhead):.1f} ms, max {max(overhead):.1f} ms", flush=True)
@@ -239,7 +289,8 @@ def main() -> None:
             print(f"miss → placeholder with the default IMAGINE_EMBED_WAIT "
                   f"({settings.embed_wait:g} s): median {placeholder_ms:.0f} ms", flush=True)
             print(f"hit_rps={hit_rps:.0f} hit_p99_ms={hit_p99:.1f} "
-                  f"baseline_ratio={ratio:.2f} placeholder_ms={placeholder_ms:.0f}")
+                  f"baseline_ratio={ratio:.2f} placeholder_ms={placeholder_ms:.0f} "
+                  f"rss_before_mib={rss_before:.1f} rss_after_mib={rss_after:.1f}")
         finally:
             for process in processes:
                 process.terminate()

@@ -22,7 +22,7 @@ from bots.grammar import request_from_fields
 from bots.limits import Limits
 from bots.web.cache import PromptCache
 from bots.web.guards import SLACK_BODY, image_body_limit, query_limit
-from bots.web.query import cache_key
+from bots.web.query import cache_key, memo_key
 from bots.web.server import create_server
 from bots.web.signing import signed_url
 from bots.web.state import Memo
@@ -169,6 +169,14 @@ def test_padding_a_prompt_changes_neither_signature_nor_image(
         again = requests.get(f"{base}/?prompt={spelling}&sig={sig}", timeout=30)
         assert again.status_code == 200, spelling
         assert again.headers["X-Imagine-Image"] == image
+
+
+def test_spellings_of_one_prompt_url_share_one_memo_key() -> None:
+    padded = memo_key({"Prompt": ["  a   red\tfox "], "ar": ["16:9"], "wait": ["3"]})
+    assert padded == memo_key({"ar": ["16:9"], "prompt": ["a red fox"]})
+    assert padded != memo_key({"ar": ["16:9"], "prompt": ["a red fox"], "sig": ["ab"]})
+    assert memo_key({"prompt": ["a fox"], "seed": [" Random "]}) is None
+    assert memo_key({"prompt": ["a fox", "a cat"]}) is None
 
 
 def test_the_memo_of_made_images_is_bounded_in_bytes() -> None:

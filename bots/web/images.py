@@ -15,7 +15,7 @@ from flask import Blueprint, Response, abort, jsonify, request, send_file
 
 from bots.errors import PromptError
 from bots.web.placeholder import error_png, placeholder_png
-from bots.web.query import PromptQuery, cache_key, read_query
+from bots.web.query import PromptQuery, cache_key, memo_key, read_query
 from bots.web.signing import verify
 from bots.web.state import ONE_YEAR, WebState, client_network, wants_json, web_state
 from tasks.core import metrics
@@ -73,8 +73,14 @@ def stored_image(name: str) -> Response:
 def prompt_image() -> Response:
     """The image of a prompt URL: cached, drawn now, or a placeholder while it is drawn."""
     state = web_state()
+    args = request.args.to_dict(flat=False)
+    memo = memo_key(args)
+    known = state.memo.get(memo) if memo is not None else None
+    if known is not None and state.storage.exists(known):  # no parsing, no Redis
+        state.cache_counts.add("hit")
+        return serve_image(state, known)
     try:
-        query = read_query(request.args.to_dict(flat=False), state.limits)
+        query = read_query(args, state.limits)
     except PromptError as exc:
         metrics.record_web(state.redis, "bad_request")
         return refusal(400, exc.message)
@@ -87,14 +93,10 @@ def prompt_image() -> Response:
     if query.random:
         return _fresh(state, query)
     key = cache_key(query.request, state.model_source(query.request.model))
-    known = state.memo.get(key)  # every spelling of the URL has this key: no Redis needed
-    if known is not None and state.storage.exists(known):
-        state.cache_counts.add("hit")
-        return serve_image(state, known)
     entry = state.cache.get(key)
     if entry is not None and entry.image and state.storage.exists(entry.image):
         state.cache_counts.add("hit")
-        state.memo.put(key, entry.image)
+        _memorise(state, memo, entry.image)
         return serve_image(state, entry.image)
     state.cache_counts.add("miss")
     if entry is None or entry.image:  # new, or its file was removed from storage
@@ -120,7 +122,7 @@ def prompt_image() -> Response:
         return _placeholder(state, query, None, claimed=entry.job)
     if job.status is JobStatus.done and job.images and state.storage.exists(job.images[0]):
         state.cache.remember(key, job.id, job.images[0])
-        state.memo.put(key, job.images[0])
+        _memorise(state, memo, job.images[0])
         return serve_image(state, job.images[0])
     if job.status.finished:
         state.cache.forget(key, job.id)
@@ -128,6 +130,11 @@ def prompt_image() -> Response:
         return refusal(503, f"The image could not be drawn: {reason} Reload to try again.",
                        retry_after=1)
     return _placeholder(state, query, job)
+
+
+def _memorise(state: WebState, memo: str | None, image: str) -> None:
+    if memo is not None:
+        state.memo.put(memo, image)
 
 
 def _fresh(state: WebState, query: PromptQuery) -> Response:

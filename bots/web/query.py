@@ -51,6 +51,29 @@ def cache_key(request: ImageRequest, model_source: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def memo_key(args: Mapping[str, list[str]]) -> str | None:
+    """The parameters in a normal form that is cheap to compute: names lower-cased, sorted,
+    whitespace runs in values collapsed (as the grammar does), `wait` left out.
+
+    Every spelling of a prompt URL that only differs in spacing, order or case of names has
+    the same key, so a memo by this key skips parsing on a hit and never grows with padded
+    spellings. The signature is part of the key: only checked signatures are remembered.
+    None for what must not be memoised (`seed=random`, repeated parameters).
+    """
+    parts = []
+    for name, values in args.items():
+        key = name.lower()
+        if key in ("wait",):
+            continue
+        if len(values) != 1:
+            return None
+        value = " ".join(values[0].split())
+        if key == "seed" and value.lower() == RANDOM_SEED:
+            return None
+        parts.append(f"{key}={value}")
+    return "\n".join(sorted(parts))
+
+
 def _single(args: Mapping[str, list[str]], name: str) -> str | None:
     values = args.get(name) or []
     if len(values) > 1:

@@ -31,8 +31,10 @@ MEMO_ENTRY_OVERHEAD = 120  # bytes of a dict slot and its hash, besides the two 
 
 
 class Memo:
-    """A map of cache key → image name, bounded in bytes. Safe to keep: a key's image never
-    changes; a stale entry (its file removed) is checked by the caller."""
+    """A map of normalised prompt-URL parameters (`memo_key`) → image name, bounded in bytes.
+
+    Safe to keep: a request's image never changes; a stale entry (its file removed) is
+    checked by the caller."""
 
     def __init__(self, max_bytes: int = MEMO_BYTES) -> None:
         self.max_bytes = max_bytes
