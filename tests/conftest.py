@@ -1,4 +1,9 @@
-"""Shared fixtures: real Redis servers, settings, worker processes, the tiny model."""
+"""Shared fixtures, registered once: real Redis servers, settings, worker processes, the tiny
+model, a live web app, and the fake chat services."""
 
-from tests.fixtures_model import *  # noqa: F401,F403
-from tests.fixtures_redis import *  # noqa: F401,F403
+pytest_plugins = [
+    "tests.fixtures_model",
+    "tests.fixtures_redis",
+    "tests.fixtures_chat",
+    "tests.web_support",
+]

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from tasks.local.embedded_redis import EmbeddedRedis, free_port
-from tests.fakes.slack_api import BOT_TOKEN, SIGNING_SECRET, FakeSlack, SlackSender, fake_slack
+from tests.fakes.slack_api import BOT_TOKEN, SIGNING_SECRET, FakeSlack, SlackSender
 from tests.fixtures_redis import Process, wait_for
 from tests.slack_support import healthz_ok, new_status, uploads_in
 
@@ -30,12 +30,6 @@ def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
     server.start()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with fake_slack() as fake:
-        yield fake
 
 
 def outage_requests(base: str, job_id: str) -> list[tuple[str, requests.Response]]:

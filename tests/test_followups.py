@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +45,8 @@ from tests.fakes.slack_api import (
     FakeSlack,
     SlackSender,
     buttons,
-    fake_slack,
 )
 from tests.fixtures_redis import Process, wait_for
-from tests.web_support import serve_app_fixture  # noqa: F401 - fixture
 
 PARENT_REQUEST = ImageRequest(prompt="a red fox", width=64, height=48, seed=5, num_images=2,
                               num_inference_steps=2)
@@ -238,12 +236,6 @@ def test_rest_actions_endpoint(serve_app: Callable[..., str], settings: Settings
 
 
 # --- Slack's Cancel button: the requester or a moderator --------------------------------
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with fake_slack() as fake:
-        yield fake
 
 
 def _slack_settings(slack: FakeSlack, **more: Any) -> dict[str, Any]:

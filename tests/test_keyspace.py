@@ -20,7 +20,6 @@ from settings import Settings
 from tasks.core.connection import redis_client
 from tasks.names import GENERATE_QUEUE, URL_CACHE_KEY
 from tasks.worker.heartbeat import Heartbeat
-from tests.web_support import serve_app_fixture  # noqa: F401 - fixture
 
 UNRELATED_KEYS = 100_000
 # Commands whose count depends on timing, not on the keyspace: metrics flushed by a timer

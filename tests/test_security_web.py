@@ -32,7 +32,7 @@ from tasks.core.storage import Storage
 from tasks.names import RATELIMIT_KEY, URL_CACHE_KEY
 from tests.fakes.slack_api import BOT_TOKEN, SIGNING_SECRET, SlackSender, fake_slack
 from tests.fixtures_redis import free_port
-from tests.web_support import serve_app_fixture, with_settings  # noqa: F401 - fixture
+from tests.web_support import with_settings
 
 JSON = {"Accept": "application/json"}
 HUGE = 150_000_000  # what cost 600 MiB of memory before it was refused

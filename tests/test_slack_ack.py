@@ -8,23 +8,15 @@ into that message's thread; the restarted front end serves on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-
-import pytest
+from collections.abc import Callable
 
 from settings import Settings
 from tasks.core.connection import redis_client
 from tasks.core.jobs import JobStore
 from tasks.names import ACTIVE_KEY
-from tests.fakes.slack_api import FakeSlack, SlackSender, buttons, fake_slack
+from tests.fakes.slack_api import FakeSlack, SlackSender, buttons
 from tests.fixtures_redis import Process, wait_for
 from tests.slack_support import SlackStack, finished, healthz_ok, uploads_in
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with fake_slack() as fake:
-        yield fake
 
 
 def test_a_front_end_killed_right_after_the_ack_loses_nothing(

@@ -8,7 +8,6 @@ that workspace for the given delay, and nothing edits a status message after its
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 
 import pytest
 from PIL import Image
@@ -21,14 +20,8 @@ from tasks.core.delivery import DeliveryContext, RateLimited
 from tasks.core.jobs import Job, JobStatus, Requester
 from tasks.core.storage import Storage
 from tasks.names import SLACK_PROGRESS_PACE_KEY
-from tests.fakes.slack_api import BOT_TOKEN, FakeSlack, fake_slack
+from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
 from tests.web_support import with_settings
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with fake_slack() as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ Upscale clicked after every process was restarted, answered in the same thread.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,17 +17,11 @@ from PIL import Image
 
 from tasks.core.connection import redis_client
 from tasks.core.jobs import JobStore
-from tests.fakes.slack_api import FakeSlack, SlackSender, buttons, fake_slack
+from tests.fakes.slack_api import FakeSlack, SlackSender, buttons
 from tests.fixtures_redis import Process, wait_for
 from tests.slack_support import JOB_WAIT, SlackStack, finished, new_status, uploads_in
 
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with fake_slack() as fake:
-        yield fake
 
 
 @pytest.fixture

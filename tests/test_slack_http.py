@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,18 +21,10 @@ from tests.fakes.slack_api import (
     FakeSlack,
     SlackSender,
     buttons,
-    fake_slack,
 )
 from tests.fixtures_redis import wait_for
-from tests.web_support import serve_app_fixture  # noqa: F401 - fixture
 
 HOSTILE = "a fox <!channel> <!here> <@U0000BAD> <https://evil.example|click me>"
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with fake_slack() as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,7 +26,6 @@ from tests.fakes.slack_api import (
     SlackSender,
     SocketSender,
     buttons,
-    fake_slack,
     mention_event,
 )
 from tests.fixtures_redis import Process, wait_for
@@ -40,11 +39,7 @@ from tests.slack_support import (
     uploads_in,
 )
 
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with fake_slack(socket_mode=True) as fake:
-        yield fake
+pytestmark = pytest.mark.socket_mode
 
 
 @pytest.fixture

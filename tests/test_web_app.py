@@ -28,7 +28,7 @@ from tasks.core.queue import JobQueue
 from tasks.names import RATELIMIT_KEY
 from tasks.worker.celery_app import create_celery
 from tests.fixtures_redis import ROOT, imagine_command, wait_for
-from tests.web_support import serve_app_fixture, with_settings  # noqa: F401 - fixture
+from tests.web_support import with_settings
 
 JSON = {"Accept": "application/json"}
 FOX = {"prompt": "a red fox", "ar": "16:9", "wait": "0"}

@@ -19,7 +19,7 @@ from tasks.core.jobs import Job, Requester
 from tasks.core.queue import JobQueue
 from tasks.names import WEB_ACTIVE_KEY
 from tasks.worker.celery_app import create_celery
-from tests.web_support import serve_app_fixture, with_settings  # noqa: F401 - fixture
+from tests.web_support import with_settings
 
 JSON = {"Accept": "application/json"}
 

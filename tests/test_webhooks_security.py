@@ -39,7 +39,7 @@ from tasks.names import DELIVER_TASK, METRICS_RETRIES_KEY
 from tasks.worker.celery_app import create_celery
 from tests.fakes.outbound_target import Target, outbound_target
 from tests.fixtures_redis import Process, wait_for
-from tests.web_support import serve_app_fixture, with_settings  # noqa: F401 - fixture
+from tests.web_support import with_settings
 
 SECRET = "whsec-test-secret"
 PNG = b"\x89PNG\r\n\x1a\n not really a picture"
