@@ -4,21 +4,18 @@ The fair baseline for the end-to-end benches: a generate worker also draws in it
 process, so timing the bare generator inside a bench process (with its fake servers and
 threads) would compare unlike things. Settings come from the environment, as a worker's do.
 
-    echo "a red fox --size 256x256 --steps 20 --seed 1" | python bench/bare.py
+    echo "a red fox --size 256x256 --steps 20 --seed 1" | python -m bench.bare
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
-sys.path[0] = str(Path(__file__).resolve().parent.parent)  # see bench/slack.py
-
-from bots.grammar import parse  # noqa: E402
-from bots.limits import Limits  # noqa: E402
-from generator.engine import Engine  # noqa: E402
-from settings import Settings  # noqa: E402
+from bots.grammar import parse
+from bots.limits import Limits
+from generator.engine import Engine
+from settings import Settings
 
 
 def main() -> None:

@@ -43,14 +43,14 @@ def start_stack(prefix: str, threads: str, **extra: str) -> BenchStack:
 
 
 class BareGenerator:
-    """bench/bare.py running with the stack's environment: the generator alone, timed."""
+    """bench.bare running with the stack's environment: the generator alone, timed."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        self.process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "bare.py")],
+        self.process = subprocess.Popen([sys.executable, "-m", "bench.bare"],
                                         env=env, cwd=ROOT, text=True, stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE)
         if self._line() != "ready":
-            raise SystemExit("bench/bare.py did not start")
+            raise SystemExit("bench.bare did not start")
 
     def seconds(self, prompt: str) -> float:
         """Draw `prompt` (with its flags) once; the seconds the generator took."""
@@ -68,5 +68,5 @@ class BareGenerator:
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         if not line:
-            raise SystemExit(f"bench/bare.py exited with {self.process.wait()}")
+            raise SystemExit(f"bench.bare exited with {self.process.wait()}")
         return line.strip()

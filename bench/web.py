@@ -6,7 +6,7 @@ Runs on loopback only: its own Redis, `imagine web` (waitress) and a minimal sta
 50 concurrent keep-alive clients (aiohttp) in this process, a bounded number of requests each.
 No worker runs, so misses stay queued and always end in a placeholder.
 
-    python bench/web.py [--requests 3000] [--rounds 3] [--clients 50] [--padded 20000]
+    python -m bench.web [--requests 3000] [--rounds 3] [--clients 50] [--padded 20000]
 
 The last line is `hit_rps=… hit_p99_ms=… baseline_ratio=… placeholder_ms=… rss_before_mib=…
 rss_after_mib=…`, where
@@ -32,18 +32,14 @@ from pathlib import Path
 
 import aiohttp
 
-ROOT = Path(__file__).resolve().parent.parent
-# `python bench/web.py` puts bench/ first on the path, where bench/queue.py would shadow the
-# standard library's queue module that Celery imports.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
-sys.path.insert(0, str(ROOT))
+from bots.limits import Limits
+from bots.web.cache import PromptCache
+from bots.web.query import cache_key, read_query
+from settings import Settings
+from tasks.core.storage import Storage
+from tasks.local.embedded_redis import EmbeddedRedis, free_port
 
-from bots.limits import Limits  # noqa: E402
-from bots.web.cache import PromptCache  # noqa: E402
-from bots.web.query import cache_key, read_query  # noqa: E402
-from settings import Settings  # noqa: E402
-from tasks.core.storage import Storage  # noqa: E402
-from tasks.local.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 PROMPT = {"prompt": "a lighthouse at dusk, oil painting", "ar": "1:1"}
 THREADS = 16
@@ -255,7 +251,7 @@ def main() -> None:
                 [sys.executable, "-m", "bots.cli", "web", "--loglevel", "error"], env=env,
                 cwd=ROOT))
             processes.append(subprocess.Popen(
-                [sys.executable, __file__, "--static-server",
+                [sys.executable, "-m", "bench.web", "--static-server",
                  str(Storage(settings.images_dir).path(name)), str(static_port), str(THREADS)],
                 cwd=ROOT))
             base = f"http://127.0.0.1:{web_port}"

@@ -6,9 +6,9 @@ interleaved (ABBA order) so drift hits both alike, and reports medians. Our side
 what a worker really pays: the progress and cancel callbacks and the PNG encoding. The
 bare pipeline gets its progress bar switched off too, so tqdm is not counted against it.
 
-    python bench/generator.py [--rounds 7] [--threads 2]
-    python bench/generator.py --gpu        # SD-1.5-sized random model, fp16 on CUDA
-    python bench/generator.py --gpu --dry-run   # only validate the SD 1.5 configs (CPU ok)
+    python -m bench.generator_overhead [--rounds 7] [--threads 2]
+    python -m bench.generator_overhead --gpu        # SD-1.5-sized random model, fp16 on CUDA
+    python -m bench.generator_overhead --gpu --dry-run   # only validate the SD 1.5 configs (CPU ok)
 
 Last line: `overhead_ratio=… s_per_image_64=… s_per_image_256=… s_per_image_512=…`
 (`--gpu`: `gpu_s_per_image_25=… gpu_s_per_image_50=… gpu_overhead_ratio=…`).
@@ -16,28 +16,20 @@ Last line: `overhead_ratio=… s_per_image_64=… s_per_image_256=… s_per_imag
 
 from __future__ import annotations
 
-import sys
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
-
-# Python puts this script's folder first on sys.path, where bench/queue.py would shadow the
-# standard library's `queue` (which torch imports): import from the project root instead.
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != HERE]
-
-import argparse  # noqa: E402
-import os  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import torch  # noqa: E402
+import torch
 
-from generator.request import ImageRequest  # noqa: E402
+from generator.request import ImageRequest
 
 PROMPT = "a red fox in the snow, detailed, golden hour"
 # (size, steps, rounds): fewer rounds where one image takes seconds.

@@ -4,7 +4,7 @@ Runs its own Redis (the embedded server), one real `imagine worker --queues gene
 process and the tiny model, all on this machine. Prints figures, then one line of
 `name=value` pairs.
 
-    python bench/queue.py [--size 256] [--steps 20] [--rounds 7] [--jobs 50]
+    python -m bench.queue_overhead [--size 256] [--steps 20] [--rounds 7] [--jobs 50]
 """
 
 from __future__ import annotations
@@ -16,18 +16,14 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-# This file is named like the stdlib `queue` module that kombu imports: take bench/ off the
-# path (Python put it first) so `import queue` finds the real one.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
-sys.path.insert(0, str(ROOT))
+from bench.stack import BareGenerator, start_stack
+from generator.request import ImageRequest
+from tasks.core.connection import redis_client
+from tasks.core.jobs import Job, JobStatus, Requester
+from tasks.core.queue import JobQueue
+from tasks.worker.celery_app import create_celery
 
-from bench.stack import start_stack  # noqa: E402
-from generator.request import ImageRequest  # noqa: E402
-from tasks.core.connection import redis_client  # noqa: E402
-from tasks.core.jobs import Job, JobStatus, Requester  # noqa: E402
-from tasks.core.queue import JobQueue  # noqa: E402
-from tasks.worker.celery_app import create_celery  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 THREADS = "2"
 
@@ -56,18 +52,12 @@ def main() -> None:
     request = ImageRequest(prompt="a red fox in snow", width=args.size, height=args.size,
                            num_inference_steps=args.steps, seed=1)
 
-    # Bare generator in this process, same threads, same request.
-    from generator.engine import Engine
-
-    engine = Engine.from_settings(settings)
-    engine.warm_up()
-    engine.generate(request)
-    bare = []
-    for _ in range(args.rounds):
-        start = time.perf_counter()
-        engine.generate(request)
-        bare.append(time.perf_counter() - start)
-    del engine
+    # The bare generator in a process of its own (as the worker draws), same threads and request.
+    bare_generator = BareGenerator(env)
+    text = f"{request.prompt} --size {args.size}x{args.size} --steps {args.steps} --seed 1"
+    bare_generator.seconds(text)
+    bare = [bare_generator.seconds(text) for _ in range(args.rounds)]
+    bare_generator.close()
 
     worker = subprocess.Popen([sys.executable, "-m", "bots.cli", "worker", "--queues", "generate",
                                "--loglevel", "warning"], env=env, cwd=ROOT)

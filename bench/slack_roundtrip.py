@@ -8,7 +8,7 @@ thread. Prints figures, then one line of `name=value` pairs ending with the over
 With `--mode socket` the front end is `imagine slack` in Socket Mode instead, fed over the
 fake's WebSocket, and the ack is the app's acknowledgement of the envelope.
 
-    python bench/slack.py [--size 256] [--steps 20] [--rounds 7] [--mode http|socket]
+    python -m bench.slack_roundtrip [--size 256] [--steps 20] [--rounds 7] [--mode http|socket]
 """
 
 from __future__ import annotations
@@ -22,19 +22,14 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-# Run as a script, bench/ would come first on sys.path, and its queue.py would shadow the
-# standard library's `queue` that Celery imports: the repository root takes its place.
-sys.path[0] = str(ROOT)
+import requests
 
-import requests  # noqa: E402
-
-from bench.stack import BareGenerator, start_stack  # noqa: E402
-from settings import Settings  # noqa: E402
-from tasks.core.connection import redis_client  # noqa: E402
-from tasks.core.jobs import Job, JobStore  # noqa: E402
-from tasks.local.embedded_redis import free_port  # noqa: E402
-from tests.fakes.slack_api import (  # noqa: E402
+from bench.stack import BareGenerator, start_stack
+from settings import Settings
+from tasks.core.connection import redis_client
+from tasks.core.jobs import Job, JobStore
+from tasks.local.embedded_redis import free_port
+from tests.fakes.slack_api import (
     APP_TOKEN,
     BOT_TOKEN,
     SIGNING_SECRET,
@@ -43,6 +38,8 @@ from tests.fakes.slack_api import (  # noqa: E402
     SocketSender,
     fake_slack,
 )
+
+ROOT = Path(__file__).resolve().parent.parent
 
 THREADS = "2"
 TIMEOUT = 300.0

@@ -6,7 +6,7 @@ the tiny model, all on this machine. The latency is from the fake gateway sendin
 MESSAGE_CREATE to the fake REST API having received the reply with the PNG attached.
 Prints figures, then one line of `name=value` pairs ending with `overhead_ratio=…`.
 
-    python bench/discord.py [--size 256] [--steps 20] [--rounds 7]
+    python -m bench.discord_roundtrip [--size 256] [--steps 20] [--rounds 7]
 """
 
 from __future__ import annotations
@@ -18,16 +18,13 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-# This folder holds discord.py and queue.py, which would shadow the libraries of those names.
-HERE = Path(__file__).resolve().parent
-sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != HERE]
+from bench.stack import BareGenerator, start_stack
+from generator.request import ImageRequest
+from tasks.core.connection import redis_client
+from tasks.names import WORKERS_KEY
+from tests.fakes.discord_server import Call, FakeDiscord
 
-from bench.stack import start_stack  # noqa: E402
-from generator.request import ImageRequest  # noqa: E402
-from tasks.core.connection import redis_client  # noqa: E402
-from tasks.names import WORKERS_KEY  # noqa: E402
-from tests.fakes.discord_server import Call, FakeDiscord  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 # One torch thread: on a shared 2-core machine two threads spin against other work and
 # a 1 s image can take 40 s, which measures the neighbours rather than the overhead.
@@ -78,18 +75,14 @@ def main() -> None:
     request = ImageRequest(prompt="a red fox in snow", width=args.size, height=args.size,
                            num_inference_steps=args.steps, seed=1)
 
-    # The bare generator runs in this process, same threads, same request; its rounds
-    # alternate with the Discord rounds so both see the same load from other work.
-    from generator.engine import Engine
-
-    engine = Engine.from_settings(settings)
-    engine.warm_up()
-    engine.generate(request)
+    # The bare generator in a process of its own (as the worker draws), same threads, same
+    # request; its rounds alternate with the Discord rounds so both see the same load.
+    bare_generator = BareGenerator(env)
+    text = f"{request.prompt} --size {args.size}x{args.size} --steps {args.steps} --seed 1"
+    bare_generator.seconds(text)
 
     def bare_round() -> float:
-        start = time.perf_counter()
-        engine.generate(request)
-        return time.perf_counter() - start
+        return bare_generator.seconds(text)
 
     def start(*command: str) -> subprocess.Popen[bytes]:
         log = (work / f"{'-'.join(command[:3])}.log").open("ab")
@@ -119,6 +112,7 @@ def main() -> None:
             bare.append(bare_round())
             latency.append(mention(100 + i))
     finally:
+        bare_generator.close()
         for process in processes:
             process.terminate()
         for process in processes:
