@@ -147,19 +147,30 @@ def imagine_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "bots.cli", *args]
 
 
-@pytest.fixture
-def start_process(tmp_path: Path, imagine_env: dict[str, str]) -> Iterator[Callable[..., Process]]:
+def process_starter(folder: Path, base_env: dict[str, str]
+                    ) -> tuple[Callable[..., Process], Callable[[], None]]:
+    """`start(*args, env=, name=)` runs `imagine ARGS` with its log in `folder`; and a
+    function that stops every process started so far."""
     started: list[Process] = []
 
     def start(*args: str, env: dict[str, str] | None = None, name: str = "proc") -> Process:
-        log = tmp_path / f"{name}-{len(started)}.log"
-        process = Process(imagine_command(*args), {**imagine_env, **(env or {})}, log).start()
+        log = folder / f"{name}-{len(started)}.log"
+        process = Process(imagine_command(*args), {**base_env, **(env or {})}, log).start()
         started.append(process)
         return process
 
+    def stop_all() -> None:
+        for process in reversed(started):
+            process.stop()
+
+    return start, stop_all
+
+
+@pytest.fixture
+def start_process(tmp_path: Path, imagine_env: dict[str, str]) -> Iterator[Callable[..., Process]]:
+    start, stop_all = process_starter(tmp_path, imagine_env)
     yield start
-    for process in reversed(started):
-        process.stop()
+    stop_all()
 
 
 def worker_alive(client: redis.Redis, queue: str, pid: int | None = None) -> bool:
@@ -176,20 +187,19 @@ def worker_alive(client: redis.Redis, queue: str, pid: int | None = None) -> boo
     return False
 
 
-@pytest.fixture
-def start_worker(start_process: Callable[..., Process], settings: Settings
-                 ) -> Callable[..., Process]:
-    """Start `imagine worker --queues Q` and wait until its heartbeat says it is ready."""
-    from tasks.core.connection import redis_client
+def worker_starter(start_process: Callable[..., Process], client: redis.Redis
+                   ) -> Callable[..., Process]:
+    """`start(queue, env=, timeout=)`: `imagine worker --queues Q`, once its heartbeat says
+    it is ready."""
 
     def start(queue: str = "generate", env: dict[str, str] | None = None,
               timeout: float = 60.0) -> Process:
         process = start_process("worker", "--queues", queue, "--loglevel", "info", env=env,
                                 name=f"worker-{queue}")
         url = (env or {}).get("IMAGINE_REDIS_URL")
-        client = redis.Redis.from_url(url) if url else redis_client(settings)
+        target = redis.Redis.from_url(url) if url else client
         try:
-            wait_for(lambda: worker_alive(client, queue, process.pid) or not process.alive(),
+            wait_for(lambda: worker_alive(target, queue, process.pid) or not process.alive(),
                      timeout, message=f"{queue} worker to start")
         except AssertionError:
             raise AssertionError(f"{queue} worker did not start:\n{process.log()[-3000:]}") from None
@@ -198,3 +208,12 @@ def start_worker(start_process: Callable[..., Process], settings: Settings
         return process
 
     return start
+
+
+@pytest.fixture
+def start_worker(start_process: Callable[..., Process], settings: Settings
+                 ) -> Callable[..., Process]:
+    """Start `imagine worker --queues Q` and wait until its heartbeat says it is ready."""
+    from tasks.core.connection import redis_client
+
+    return worker_starter(start_process, redis_client(settings))

@@ -12,60 +12,68 @@ from typing import Any, Literal
 import requests
 
 from tasks.local.embedded_redis import free_port
+from tests.chat_stack import ChatStack
 from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET, FakeSlack, buttons
 from tests.fixtures_redis import Process, wait_for
 
 JOB_WAIT = 120.0
 
 
-class SlackStack:
-    """The front end plus a generate and a deliver worker, all pointed at the fake."""
+class SlackStack(ChatStack):
+    """`imagine web` (HTTP mode) or `imagine slack` (Socket Mode) plus the workers, all
+    pointed at the fake Slack."""
 
     def __init__(self, start_process: Callable[..., Process], start_worker: Callable[..., Process],
                  slack: FakeSlack, mode: Literal["http", "socket"] = "http",
                  **env: str) -> None:
-        self.start_process = start_process
-        self.start_worker = start_worker
         self.slack = slack
         self.mode = mode
         self.port = free_port()
-        self.env = {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_API_URL": slack.api_url,
-                    **({"SLACK_SIGNING_SECRET": SIGNING_SECRET,
-                        "IMAGINE_WEB_PORT": str(self.port)} if mode == "http"
-                       else {"SLACK_APP_TOKEN": APP_TOKEN}), **env}
-        self.processes: list[Process] = []
+        super().__init__(start_process, start_worker, {
+            "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_API_URL": slack.api_url,
+            **({"SLACK_SIGNING_SECRET": SIGNING_SECRET, "IMAGINE_WEB_PORT": str(self.port)}
+               if mode == "http" else {"SLACK_APP_TOKEN": APP_TOKEN}), **env})
         self.front: Process | None = None
 
     @property
     def app_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def command(self) -> str:
+        return "web" if self.mode == "http" else "slack"
+
     def start(self) -> None:
-        hellos = self.slack.socket.hellos if self.slack.socket is not None else 0
-        command = "web" if self.mode == "http" else "slack"
-        self.front = self.start_process(command, env=self.env, name=command)
-        self.processes = [self.front, self.start_worker("generate", env=self.env),
-                          self.start_worker("deliver", env=self.env)]
+        """The front end and the workers, once the front end is ready for Slack."""
+        hellos = self._hellos()
+        self.front = self.run(self.command, self.command)
+        self.start_workers()  # before waiting: /healthz is ok once a generate worker beats
+        self._wait_ready(self.front, hellos)
+
+    def restart_front(self, name: str) -> Process:
+        """A new front-end process (the old one stopped or killed), once it is ready."""
+        hellos = self._hellos()
+        self.front = self.run(name, self.command)
+        self._wait_ready(self.front, hellos)
+        return self.front
+
+    def _hellos(self) -> int:
+        return self.slack.socket.hellos if self.slack.socket is not None else 0
+
+    def _wait_ready(self, front: Process, hellos: int) -> None:
         if self.mode == "socket":
             assert self.slack.socket is not None
             try:
                 self.slack.socket.wait_connected(hellos + 1)
             except TimeoutError:
-                raise AssertionError(self.front.log()[-3000:]) from None
+                raise AssertionError(front.log()[-3000:]) from None
             return
 
         def web_up() -> bool:
-            assert self.front is not None and self.front.alive(), self.logs()
+            assert front.alive(), self.logs()
             return healthz_ok(self.port)
 
         wait_for(web_up, 60, message="imagine web")
-
-    def stop(self) -> None:
-        for process in self.processes:
-            process.stop()
-
-    def logs(self) -> str:
-        return "\n".join(p.log()[-2000:] for p in self.processes)
 
 
 def healthz_ok(port: int) -> bool:

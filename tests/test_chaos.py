@@ -15,9 +15,9 @@ import pytest
 import requests
 
 from tasks.local.embedded_redis import EmbeddedRedis, free_port
-from tests.fakes.slack_api import BOT_TOKEN, SIGNING_SECRET, FakeSlack, SlackSender
+from tests.fakes.slack_api import FakeSlack, SlackSender
 from tests.fixtures_redis import Process, wait_for
-from tests.slack_support import healthz_ok, new_status, uploads_in
+from tests.slack_support import SlackStack, healthz_ok, new_status, uploads_in
 
 OUTAGE_SECONDS = 3.0
 # The first job is still drawing when Redis goes away, the others are waiting.
@@ -49,17 +49,10 @@ def outage_requests(base: str, job_id: str) -> list[tuple[str, requests.Response
 def test_redis_restart_under_load(own_redis: EmbeddedRedis, slack: FakeSlack,
                                   start_process: Callable[..., Process],
                                   start_worker: Callable[..., Process]) -> None:
-    port = free_port()
-    env = {"IMAGINE_REDIS_URL": own_redis.url, "SLACK_BOT_TOKEN": BOT_TOKEN,
-           "SLACK_API_URL": slack.api_url, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-           "IMAGINE_MAX_JOBS_PER_USER": "10"}
-    web = start_process("web", env={**env, "IMAGINE_WEB_PORT": str(port)}, name="web")
-    processes = [web, start_worker("generate", env=env), start_worker("deliver", env=env)]
-    base = f"http://127.0.0.1:{port}"
-    wait_for(lambda: healthz_ok(port), 60, message="imagine web")
-
-    def logs() -> str:
-        return "\n".join(p.log()[-3000:] for p in processes)
+    stack = SlackStack(start_process, start_worker, slack, IMAGINE_REDIS_URL=own_redis.url,
+                       IMAGINE_MAX_JOBS_PER_USER="10")
+    stack.start()
+    base, logs = stack.app_url, stack.logs
 
     # Before the outage: API jobs (some still waiting or drawing when Redis stops) and a
     # Slack command.
@@ -95,7 +88,7 @@ def test_redis_restart_under_load(own_redis: EmbeddedRedis, slack: FakeSlack,
 
     try:
         wait_for(all_done, 90, interval=0.5, message="every job submitted before the outage")
-        wait_for(lambda: healthz_ok(port), 30, message="healthz after the outage")
+        wait_for(lambda: healthz_ok(stack.port), 30, message="healthz after the outage")
         done = wait_for(lambda: "— done" in (m := slack.message(status["channel"],
                                                                  status["ts"]))["text"] and m,
                         60, interval=0.2, message="the Slack job's result")

@@ -11,62 +11,52 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
+from tests.chat_stack import ChatStack
 from tests.fakes.discord_server import Call, FakeDiscord
-from tests.fixtures_redis import ROOT, Process, imagine_command, process_env, wait_for, worker_alive
+from tests.fixtures_redis import (
+    ROOT,
+    Process,
+    imagine_command,
+    process_env,
+    process_starter,
+    wait_for,
+    worker_starter,
+)
 
 TIMEOUT = 180.0
 
 
-@dataclass
-class Stack:
-    fake: FakeDiscord
-    env: dict[str, str]
-    tmp: Path
-    client: redis.Redis
-    processes: dict[str, Process]
+class DiscordStack(ChatStack):
+    """`imagine discord` plus the workers, pointed at the fake Discord."""
 
-    def start(self, name: str, *args: str) -> Process:
-        log = self.tmp / f"{name}-{len(os.listdir(self.tmp))}.log"
-        process = Process(imagine_command(*args), self.env, log).start()
-        self.processes[name] = process
-        return process
-
-    def start_worker(self, queue: str) -> None:
-        process = self.start(f"worker-{queue}", "worker", "--queues", queue)
-        wait_for(lambda: worker_alive(self.client, queue, process.pid) or not process.alive(),
-                 TIMEOUT, message=f"{queue} worker")
-        assert process.alive(), process.log()[-3000:]
+    def __init__(self, fake: FakeDiscord, start_process: Callable[..., Process],
+                 start_worker: Callable[..., Process], env: dict[str, str]) -> None:
+        super().__init__(start_process, start_worker, env)
+        self.fake = fake
 
     def start_bot(self) -> None:
         sessions = len(self.fake.identifies)
-        process = self.start("bot", "discord", "--loglevel", "info")
+        process = self.run("bot", "discord", "--loglevel", "info")
         wait_for(lambda: (len(self.fake.identifies) > sessions and self.fake.connected)
                  or not process.alive(), TIMEOUT, message="the bot to connect")
         assert process.alive(), process.log()[-3000:]
 
     def restart_all(self) -> None:
-        for process in self.processes.values():
-            process.stop()
+        self.stop()
         wait_for(lambda: not self.fake.connected, TIMEOUT, message="the bot to disconnect")
-        self.start_worker("generate")
-        self.start_worker("deliver")
+        self.start_workers()
         self.start_bot()
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {name}\n{p.log()[-4000:]}" for name, p in self.processes.items())
 
 
 @pytest.fixture(scope="module")
 def stack(redis_server: Any, tiny_model_dir: Path,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[DiscordStack]:
     redis_server.client().flushall()
     tmp = tmp_path_factory.mktemp("discord")
     fake = FakeDiscord().start()
@@ -81,15 +71,15 @@ def stack(redis_server: Any, tiny_model_dir: Path,
     ))
     logs = tmp / "logs"
     logs.mkdir()
-    stack = Stack(fake, env, logs, redis_server.client(), {})
+    start_process, stop_all = process_starter(logs, env)
+    stack = DiscordStack(fake, start_process, worker_starter(start_process, redis_server.client()),
+                         env)
     try:
-        stack.start_worker("generate")
-        stack.start_worker("deliver")
+        stack.start_workers()
         stack.start_bot()
         yield stack
     finally:
-        for process in stack.processes.values():
-            process.stop()
+        stop_all()
         fake.stop()
 
 
@@ -97,7 +87,7 @@ def _files_posted(fake: FakeDiscord, path: str) -> list[Call]:
     return [c for c in fake.posts_with_files() if c.path.startswith(path)]
 
 
-def _wait_posted(stack: Stack, check: Any, what: str) -> Any:
+def _wait_posted(stack: DiscordStack, check: Any, what: str) -> Any:
     try:
         return wait_for(check, TIMEOUT, interval=0.1, message=what)
     except AssertionError:
@@ -113,7 +103,7 @@ def _custom_ids(message: dict[str, Any]) -> list[str]:
             for b in row["components"]]
 
 
-def _reply_to(stack: Stack, message_id: str) -> Call:
+def _reply_to(stack: DiscordStack, message_id: str) -> Call:
     """The accepted post with images that replies to message `message_id`."""
     def posted() -> list[Call]:
         return [c for c in _files_posted(stack.fake, "/channels/")
@@ -124,14 +114,14 @@ def _reply_to(stack: Stack, message_id: str) -> Call:
     return calls[0]
 
 
-def _followup_of(stack: Stack, interaction: dict[str, Any]) -> Call:
+def _followup_of(stack: DiscordStack, interaction: dict[str, Any]) -> Call:
     path = f"/webhooks/{interaction['application_id']}/{interaction['token']}"
     calls = _wait_posted(stack, lambda: _files_posted(stack.fake, path),
                          "a followup with images")
     return calls[0]
 
 
-def test_mention_gets_a_reply_with_the_png(stack: Stack) -> None:
+def test_mention_gets_a_reply_with_the_png(stack: DiscordStack) -> None:
     fake = stack.fake
     author = fake.user("alice")
     message = fake.dispatch("MESSAGE_CREATE", fake.message_payload(
@@ -164,7 +154,7 @@ def test_mention_gets_a_reply_with_the_png(stack: Stack) -> None:
     wait_for(lambda: status_id in fake.deleted, TIMEOUT, message="status message removed")
 
 
-def test_direct_message_needs_no_mention(stack: Stack) -> None:
+def test_direct_message_needs_no_mention(stack: DiscordStack) -> None:
     fake = stack.fake
     author = fake.user("bob")
     dm = fake.dm_channel(author)
@@ -175,7 +165,7 @@ def test_direct_message_needs_no_mention(stack: Stack) -> None:
     assert _is_png(call.files[0]["data"])
 
 
-def test_slash_command_defers_then_follows_up(stack: Stack) -> None:
+def test_slash_command_defers_then_follows_up(stack: DiscordStack) -> None:
     fake = stack.fake
     interaction = fake.dispatch("INTERACTION_CREATE", fake.command_payload(
         prompt="a castle on a hill", aspect_ratio="16:9", seed=11, steps=2, count=2))
@@ -202,7 +192,7 @@ def test_slash_command_defers_then_follows_up(stack: Stack) -> None:
         TIMEOUT, message="status message removed")
 
 
-def test_bad_prompt_gets_an_ephemeral_usage_message(stack: Stack) -> None:
+def test_bad_prompt_gets_an_ephemeral_usage_message(stack: DiscordStack) -> None:
     fake = stack.fake
     interaction = fake.dispatch("INTERACTION_CREATE", fake.command_payload(
         prompt="a fox --colour red"))
@@ -220,7 +210,7 @@ def test_bad_prompt_gets_an_ephemeral_usage_message(stack: Stack) -> None:
     assert "prompt is empty" in reply.json["content"] and "Usage:" in reply.json["content"]
 
 
-def test_everyone_and_roles_in_a_prompt_ping_nobody(stack: Stack) -> None:
+def test_everyone_and_roles_in_a_prompt_ping_nobody(stack: DiscordStack) -> None:
     fake = stack.fake
     author = fake.user("mallory")
     message = fake.dispatch("MESSAGE_CREATE", fake.message_payload(
@@ -236,7 +226,7 @@ def test_everyone_and_roles_in_a_prompt_ping_nobody(stack: Stack) -> None:
         assert not allowed.get("roles"), call.path
 
 
-def test_rate_limited_upload_is_retried_once_after_retry_after(stack: Stack) -> None:
+def test_rate_limited_upload_is_retried_once_after_retry_after(stack: DiscordStack) -> None:
     fake = stack.fake
     fake.rate_limit_next("POST", r"^/webhooks/\d+/tok-", retry_after=1.5)
     interaction = fake.dispatch("INTERACTION_CREATE", fake.command_payload(
@@ -249,7 +239,7 @@ def test_rate_limited_upload_is_retried_once_after_retry_after(stack: Stack) -> 
     assert attempts[1].at - attempts[0].at >= 1.5 * 0.9
 
 
-def test_expired_interaction_token_gets_a_channel_reply(stack: Stack) -> None:
+def test_expired_interaction_token_gets_a_channel_reply(stack: DiscordStack) -> None:
     fake = stack.fake
     interaction = fake.dispatch("INTERACTION_CREATE", fake.command_payload(
         prompt="a slow boat", age=16 * 60))
@@ -263,7 +253,7 @@ def test_expired_interaction_token_gets_a_channel_reply(stack: Stack) -> None:
     assert not [c for c in fake.calls if c.path == path]
 
 
-def test_image_over_the_upload_limit_goes_as_jpeg_preview_and_link(stack: Stack) -> None:
+def test_image_over_the_upload_limit_goes_as_jpeg_preview_and_link(stack: DiscordStack) -> None:
     fake = stack.fake
     payload = fake.command_payload(prompt="a detailed map", seed=3)
     payload["attachment_size_limit"] = 1500
@@ -274,7 +264,7 @@ def test_image_over_the_upload_limit_goes_as_jpeg_preview_and_link(stack: Stack)
     assert "http://images.example.test/images/" in call.json["content"]
 
 
-def test_buttons_work_after_the_bot_and_workers_restart(stack: Stack) -> None:
+def test_buttons_work_after_the_bot_and_workers_restart(stack: DiscordStack) -> None:
     fake = stack.fake
     message = fake.dispatch("MESSAGE_CREATE", fake.message_payload("a small robot --seed 21"))
     result = _reply_to(stack, message["id"])
@@ -297,7 +287,7 @@ def test_buttons_work_after_the_bot_and_workers_restart(stack: Stack) -> None:
                                                f"{title}: **a small robot**")
 
 
-def test_cancel_button_is_only_for_the_requester(stack: Stack) -> None:
+def test_cancel_button_is_only_for_the_requester(stack: DiscordStack) -> None:
     fake = stack.fake
     interaction = fake.dispatch("INTERACTION_CREATE", fake.command_payload(prompt="a quiet pond"))
     call = _followup_of(stack, interaction)
@@ -316,7 +306,7 @@ def test_cancel_button_is_only_for_the_requester(stack: Stack) -> None:
     assert "Only the person who asked" in callback.json["data"]["content"]
 
 
-def test_sync_registers_the_command_in_a_guild(stack: Stack) -> None:
+def test_sync_registers_the_command_in_a_guild(stack: DiscordStack) -> None:
     env = {**stack.env, "DISCORD_GUILD_ID": stack.fake.guild_id}
     done = subprocess.run(imagine_command("discord", "--sync"), env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=TIMEOUT)
@@ -340,7 +330,7 @@ def test_bot_process_never_imports_torch() -> None:
     assert out.stdout.strip() == "[]", out.stderr
 
 
-def test_requester_cancels_a_queued_job(stack: Stack) -> None:
+def test_requester_cancels_a_queued_job(stack: DiscordStack) -> None:
     fake = stack.fake
     stack.processes["worker-generate"].stop()  # nothing draws: the job stays in line
     author = fake.user("carol")

@@ -38,6 +38,7 @@ from settings import Settings, load_settings
 from settings.errors import ConfigError
 from tasks.core.connection import redis_client
 from tasks.core.jobs import Job, JobStatus, JobStore, Requester
+from tests.chat_stack import ChatStack
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.slack_api import (
     BOT_TOKEN,
@@ -347,15 +348,16 @@ def test_upscale_pressed_on_discord_and_slack_doubles_the_image_with_its_seed(
     with FakeDiscord() as discord:
         env = {**discord.env, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_API_URL": slack.api_url,
                "IMAGINE_DISCORD_READY_TIMEOUT": "0.2"}
-        workers = [start_worker("generate", env=env), start_worker("deliver", env=env)]
-        bot = start_process("discord", "--loglevel", "info", env=env, name="discord")
+        stack = ChatStack(start_process, start_worker, env)
+        stack.start_workers()
+        bot = stack.run("discord", "discord", "--loglevel", "info")
         wait_for(lambda: discord.connected or not bot.alive(), E2E_WAIT, message="the bot")
         assert bot.alive(), bot.log()[-3000:]
         base = serve_app(**_slack_settings(slack))
         try:
             results = {"discord": _discord_upscale(discord), "slack": _slack_upscale(slack, base)}
         except AssertionError:
-            raise AssertionError("\n".join(p.log()[-3000:] for p in (*workers, bot))) from None
+            raise AssertionError(stack.logs()) from None
         finally:
             bot.stop()  # before the fake: its shutdown waits for the gateway to close
     for platform, (source, upscaled) in results.items():

@@ -16,7 +16,7 @@ from tasks.core.jobs import JobStore
 from tasks.names import ACTIVE_KEY
 from tests.fakes.slack_api import FakeSlack, SlackSender, buttons
 from tests.fixtures_redis import Process, wait_for
-from tests.slack_support import SlackStack, finished, healthz_ok, uploads_in
+from tests.slack_support import SlackStack, finished, uploads_in
 
 
 def test_a_front_end_killed_right_after_the_ack_loses_nothing(
@@ -37,8 +37,7 @@ def test_a_front_end_killed_right_after_the_ack_loses_nothing(
     wait_for(lambda: slack.of("chat.postMessage", ok=False), message="the failed status post")
     stack.front.kill_group()
 
-    stack.front = stack.start_process("web", env=stack.env, name="web-restarted")
-    wait_for(lambda: healthz_ok(stack.port), 60, message="the restarted front end")
+    stack.restart_front("web-restarted")
 
     jobs = JobStore(client, settings.job_ttl)
     job = wait_for(lambda: (j := jobs.get(job_id)).requester.message and j, 60,

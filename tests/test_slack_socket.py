@@ -114,9 +114,8 @@ def test_socket_mode_command_progress_cancel_mention_and_reconnects(
     assert stack.front is not None
     stack.front.signal(signal.SIGTERM)
     assert stack.front.popen is not None and stack.front.popen.wait(30) == 0
-    stack.front = stack.start_process("slack", env=stack.env, name="slack-again")
-    stack.processes.append(stack.front)
-    slack.socket.wait_connected(3)  # type: ignore[union-attr]
+    stack.restart_front("slack-again")
+    assert slack.socket.hellos == 3  # type: ignore[union-attr]
     before = len(slack.of("chat.postMessage"))
     sender.click(buttons(result)["Vary"], result)
     vary = new_status(slack, before)
