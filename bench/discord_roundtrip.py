@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.stack import BareGenerator, start_stack
+from bench.stack import BareGenerator, start_stack, stop_processes
 from generator.request import ImageRequest
 from tasks.core.connection import redis_client
 from tasks.names import WORKERS_KEY
@@ -77,9 +77,8 @@ def main() -> None:
 
     # The bare generator in a process of its own (as the worker draws), same threads, same
     # request; its rounds alternate with the Discord rounds so both see the same load.
-    bare_generator = BareGenerator(env)
     text = f"{request.prompt} --size {args.size}x{args.size} --steps {args.steps} --seed 1"
-    bare_generator.seconds(text)
+    bare_generator = BareGenerator.warmed(env, text)
 
     def bare_round() -> float:
         return bare_generator.seconds(text)
@@ -113,10 +112,7 @@ def main() -> None:
             latency.append(mention(100 + i))
     finally:
         bare_generator.close()
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(30)
+        stop_processes(processes)
         fake.stop()
         server.stop()
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import requests
 
-from bench.stack import BareGenerator, start_stack
+from bench.stack import BareGenerator, start_stack, stop_processes
 from settings import Settings
 from tasks.core.connection import redis_client
 from tasks.core.jobs import Job, JobStore
@@ -146,8 +146,7 @@ def main() -> None:
 
     # The bare generator in a process of its own (as the generate worker draws), same
     # threads, same request, interleaved with the Slack rounds so both see the same load.
-    bare_generator = BareGenerator(env)
-    bare_generator.seconds(f"{text} --seed 1")
+    bare_generator = BareGenerator.warmed(env, f"{text} --seed 1")
 
     def bare_once(seed: int) -> float:
         return bare_generator.seconds(f"{text} --seed {seed}")
@@ -179,10 +178,7 @@ def main() -> None:
                 time.sleep(0.5)  # let the last edits settle, as between real users' commands
     finally:
         bare_generator.close()
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(30)
+        stop_processes(processes)
         server.stop()
 
     bare_s, latency_s = statistics.median(bare), statistics.median(latency)

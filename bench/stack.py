@@ -45,6 +45,13 @@ def start_stack(prefix: str, threads: str, **extra: str) -> BenchStack:
 class BareGenerator:
     """bench.bare running with the stack's environment: the generator alone, timed."""
 
+    @classmethod
+    def warmed(cls, env: dict[str, str], prompt: str) -> BareGenerator:
+        """Started, with `prompt` drawn once untimed (model loaded, caches warm)."""
+        bare = cls(env)
+        bare.seconds(prompt)
+        return bare
+
     def __init__(self, env: dict[str, str]) -> None:
         self.process = subprocess.Popen([sys.executable, "-m", "bench.bare"],
                                         env=env, cwd=ROOT, text=True, stdin=subprocess.PIPE,
@@ -70,3 +77,11 @@ class BareGenerator:
         if not line:
             raise SystemExit(f"bench.bare exited with {self.process.wait()}")
         return line.strip()
+
+
+def stop_processes(processes: list[subprocess.Popen[bytes]]) -> None:
+    """Terminate the bench's processes, then wait for each."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.wait(30)
