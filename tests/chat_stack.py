@@ -2,8 +2,9 @@
 `imagine slack` or `imagine discord`) plus a generate and a deliver worker, all with one
 environment pointed at a fake chat service.
 
-Platform harnesses (`SlackStack`, Discord's `DiscordStack`) add how their front end starts
-and when it is ready; starting, restarting, stopping and the logs on failure live here once.
+Platform harnesses (`SlackStack` in tests/slack_support.py, `DiscordStack` in
+tests/discord_support.py) add how their front end starts and when it is ready; starting,
+restarting, stopping and the logs on failure live here once.
 """
 
 from __future__ import annotations

@@ -11,17 +11,16 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.chat_stack import ChatStack
+from tests.discord_support import DiscordStack
 from tests.fakes.discord_server import Call, FakeDiscord
 from tests.fixtures_redis import (
     ROOT,
-    Process,
     imagine_command,
     process_env,
     process_starter,
@@ -30,28 +29,6 @@ from tests.fixtures_redis import (
 )
 
 TIMEOUT = 180.0
-
-
-class DiscordStack(ChatStack):
-    """`imagine discord` plus the workers, pointed at the fake Discord."""
-
-    def __init__(self, fake: FakeDiscord, start_process: Callable[..., Process],
-                 start_worker: Callable[..., Process], env: dict[str, str]) -> None:
-        super().__init__(start_process, start_worker, env)
-        self.fake = fake
-
-    def start_bot(self) -> None:
-        sessions = len(self.fake.identifies)
-        process = self.run("bot", "discord", "--loglevel", "info")
-        wait_for(lambda: (len(self.fake.identifies) > sessions and self.fake.connected)
-                 or not process.alive(), TIMEOUT, message="the bot to connect")
-        assert process.alive(), process.log()[-3000:]
-
-    def restart_all(self) -> None:
-        self.stop()
-        wait_for(lambda: not self.fake.connected, TIMEOUT, message="the bot to disconnect")
-        self.start_workers()
-        self.start_bot()
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +52,7 @@ def stack(redis_server: Any, tiny_model_dir: Path,
     stack = DiscordStack(fake, start_process, worker_starter(start_process, redis_server.client()),
                          env)
     try:
-        stack.start_workers()
-        stack.start_bot()
+        stack.start()
         yield stack
     finally:
         stop_all()

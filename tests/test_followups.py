@@ -38,7 +38,7 @@ from settings import Settings, load_settings
 from settings.errors import ConfigError
 from tasks.core.connection import redis_client
 from tasks.core.jobs import Job, JobStatus, JobStore, Requester
-from tests.chat_stack import ChatStack
+from tests.discord_support import DiscordStack
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.slack_api import (
     BOT_TOKEN,
@@ -346,20 +346,17 @@ def test_upscale_pressed_on_discord_and_slack_doubles_the_image_with_its_seed(
         serve_app: Callable[..., str], start_process: Callable[..., Process],
         start_worker: Callable[..., Process], slack: FakeSlack) -> None:
     with FakeDiscord() as discord:
-        env = {**discord.env, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_API_URL": slack.api_url,
+        env = {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_API_URL": slack.api_url,
                "IMAGINE_DISCORD_READY_TIMEOUT": "0.2"}
-        stack = ChatStack(start_process, start_worker, env)
-        stack.start_workers()
-        bot = stack.run("discord", "discord", "--loglevel", "info")
-        wait_for(lambda: discord.connected or not bot.alive(), E2E_WAIT, message="the bot")
-        assert bot.alive(), bot.log()[-3000:]
+        stack = DiscordStack(discord, start_process, start_worker, env)
+        stack.start()
         base = serve_app(**_slack_settings(slack))
         try:
             results = {"discord": _discord_upscale(discord), "slack": _slack_upscale(slack, base)}
         except AssertionError:
             raise AssertionError(stack.logs()) from None
         finally:
-            bot.stop()  # before the fake: its shutdown waits for the gateway to close
+            stack.bot.stop()  # before the fake: its shutdown waits for the gateway to close
     for platform, (source, upscaled) in results.items():
         assert _size(source) == (64, 64), platform
         assert _size(upscaled) == (128, 128), platform
