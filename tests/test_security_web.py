@@ -30,7 +30,7 @@ from settings import Settings
 from tasks.core.connection import redis_client
 from tasks.core.storage import Storage
 from tasks.names import RATELIMIT_KEY, URL_CACHE_KEY
-from tests.fakes.slack_api import BOT_TOKEN, SIGNING_SECRET, SlackSender, fake_slack
+from tests.fakes.slack_api import BOT_TOKEN, SIGNING_SECRET, FakeSlack, SlackSender
 from tests.fixtures_redis import free_port
 from tests.web_support import with_settings
 
@@ -295,16 +295,16 @@ def test_metrics_can_require_a_token(serve_app: Callable[..., str]) -> None:
     assert requests.get(f"{serve_app()}/metrics", timeout=30).status_code == 200
 
 
-def test_slack_events_take_a_slack_sized_body(serve_app: Callable[..., str]) -> None:
-    with fake_slack() as slack:
-        sender = SlackSender(serve_app(slack_signing_secret=SIGNING_SECRET,
-                                       slack_bot_token=BOT_TOKEN,
-                                       slack_api_url=slack.api_url), slack)
-        # Over 1 MiB: refused on the header alone, the body never sent.
-        assert raw_request(sender.app_url, post_head("/slack/events", 2 * SLACK_BODY))[0] == 413
-        # Larger than other routes take, within Slack's: read, and judged by its signature.
-        body = json.dumps({"type": "event_callback", "pad": "x" * 200_000}).encode()
-        assert sender.post(body, "application/json", secret="wrong").status_code == 401
+def test_slack_events_take_a_slack_sized_body(serve_app: Callable[..., str],
+                                              slack: FakeSlack) -> None:
+    sender = SlackSender(serve_app(slack_signing_secret=SIGNING_SECRET,
+                                   slack_bot_token=BOT_TOKEN,
+                                   slack_api_url=slack.api_url), slack)
+    # Over 1 MiB: refused on the header alone, the body never sent.
+    assert raw_request(sender.app_url, post_head("/slack/events", 2 * SLACK_BODY))[0] == 413
+    # Larger than other routes take, within Slack's: read, and judged by its signature.
+    body = json.dumps({"type": "event_callback", "pad": "x" * 200_000}).encode()
+    assert sender.post(body, "application/json", secret="wrong").status_code == 401
 
 
 # --- Slack half-configured ----------------------------------------------------------------
