@@ -8,7 +8,8 @@ FROM python:3.11-slim-bookworm
 
 ARG TORCH_VARIANT=cuda
 # The torch the tests run with: tests/run.sh and the README pin the same version.
-ARG TORCH_VERSION=2.13.0
+ARG TORCH_VERSION=2.14.1
+ARG TORCHVISION_VERSION=0.29.1
 
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -22,10 +23,11 @@ RUN useradd --create-home --uid 1000 imagine \
  && mkdir -p /models /data /app \
  && chown imagine:imagine /models /data /app
 
-# torch first, the chosen build, so the project install reuses it.
+# torch first, the chosen build with its torchvision (spandrel needs it), so the project
+# install reuses them.
 RUN case "${TORCH_VARIANT}" in \
-      cuda) pip install "torch==${TORCH_VERSION}" ;; \
-      cpu)  pip install "torch==${TORCH_VERSION}" --index-url https://download.pytorch.org/whl/cpu ;; \
+      cuda) pip install "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}" ;; \
+      cpu)  pip install "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}" --index-url https://download.pytorch.org/whl/cpu ;; \
       *)    echo "TORCH_VARIANT must be cuda or cpu, not '${TORCH_VARIANT}'" >&2; exit 1 ;; \
     esac
 

@@ -1,8 +1,10 @@
-"""What Reroll, Vary and Upscale mean, once for every front end.
+"""What every button under an image means, once for every front end.
 
 `follow_up(parent, index, action, limits)` turns a button press (Slack, Discord) or a REST
 call (`POST /api/v1/jobs/<id>/actions`) into the new job's ImageRequest, or raises a
-PromptError whose message tells the user what to do instead. Pure: no I/O, no platform.
+PromptError whose message tells the user what to do instead. `result_rows(job)` is the
+platform-neutral layout of the buttons under a finished job; each chat renders it in its own
+markup. Pure: no I/O, no platform.
 """
 
 from __future__ import annotations
@@ -10,19 +12,100 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bots.errors import PromptError
+from generator.geometry import (
+    DIRECTIONS,
+    ZOOM_FACTORS,
+    Direction,
+    grown_size,
+    pan_canvas,
+    upscale_size,
+    zoom_canvas,
+)
 from generator.request import ImageRequest
 from settings import Settings
 from tasks.core.jobs import Job, JobStatus
 
-REROLL, VARY_SUBTLE, VARY_STRONG, UPSCALE = "reroll", "vary_subtle", "vary_strong", "upscale"
-ACTIONS = (REROLL, VARY_SUBTLE, VARY_STRONG, UPSCALE)
-# Names on buttons posted by earlier releases (custom ids `imagine:vary:…`): they keep working.
-LEGACY_ACTIONS = {"vary": VARY_SUBTLE, "upscale": UPSCALE}
+REROLL, VARY_SUBTLE, VARY_STRONG, VARY_REGION = "reroll", "vary_subtle", "vary_strong", "vary_region"
+UPSCALE, UPSCALE_CREATIVE, ZOOM_OUT, PAN = "upscale", "upscale_creative", "zoom_out", "pan"
+# What follow_up() makes; Vary (Region) needs a painted mask first (bots.region).
+ACTIONS = (REROLL, VARY_SUBTLE, VARY_STRONG, UPSCALE, UPSCALE_CREATIVE, ZOOM_OUT, PAN)
+DEFAULT_ZOOM = 2.0
 
 # img2img strength: the share of the denoising schedule redrawn from the image. At 0.35 the
 # composition, colours and pose stay and details change (Midjourney's "Vary (Subtle)"); at
 # 0.75, diffusers' img2img default, only the layout survives ("Vary (Strong)").
 VARY_STRENGTHS = {VARY_SUBTLE: 0.35, VARY_STRONG: 0.75}
+
+# What a button titles the job it made, in both chats.
+TITLES = {REROLL: "Reroll", VARY_SUBTLE: "Vary (Subtle)", VARY_STRONG: "Vary (Strong)",
+          VARY_REGION: "Vary (Region)", UPSCALE: "Upscale (Subtle)",
+          UPSCALE_CREATIVE: "Upscale (Creative)", ZOOM_OUT: "Zoom Out", PAN: "Pan",
+          "vary": "Vary (Subtle)"}
+
+
+@dataclass(frozen=True)
+class Button:
+    """One button: the name its id carries, the action it runs, and that action's option."""
+
+    name: str
+    action: str
+    label: str
+    emoji: str = ""
+    factor: float | None = None
+    direction: Direction | None = None
+
+
+_ARROWS = {"left": "⬅️", "right": "➡️", "up": "⬆️", "down": "⬇️"}
+BUTTONS: dict[str, Button] = {button.name: button for button in (
+    Button(REROLL, REROLL, "Reroll", "🔄"),
+    Button(UPSCALE, UPSCALE, "Upscale (Subtle)"),
+    Button(UPSCALE_CREATIVE, UPSCALE_CREATIVE, "Upscale (Creative)"),
+    Button(VARY_SUBTLE, VARY_SUBTLE, "Vary (Subtle)"),
+    Button(VARY_STRONG, VARY_STRONG, "Vary (Strong)"),
+    Button(VARY_REGION, VARY_REGION, "Vary (Region)", "🖌️"),
+    Button("zoom_out_2x", ZOOM_OUT, "Zoom Out 2x", "🔍", factor=2.0),
+    Button("zoom_out_1_5x", ZOOM_OUT, "Zoom Out 1.5x", "🔍", factor=1.5),
+    *(Button(f"pan_{d}", PAN, "", _ARROWS[d], direction=d) for d in DIRECTIONS),
+)}
+# Names on buttons posted by earlier releases (custom ids `imagine:vary:…`): they keep working.
+LEGACY_BUTTONS = {"vary": BUTTONS[VARY_SUBTLE]}
+BUTTON_NAMES: tuple[str, ...] = (*BUTTONS, *LEGACY_BUTTONS)
+LEGACY_ACTIONS = {name: button.action for name, button in LEGACY_BUTTONS.items()}
+
+# (button, image index) rows under a finished job.
+Row = list[tuple[Button, int]]
+SINGLE_ROWS: tuple[tuple[str, ...], ...] = (
+    (UPSCALE, UPSCALE_CREATIVE),
+    (VARY_SUBTLE, VARY_STRONG, VARY_REGION),
+    ("zoom_out_2x", "zoom_out_1_5x"),
+    tuple(f"pan_{d}" for d in DIRECTIONS),
+    (REROLL,),
+)
+
+
+def result_rows(job: Job) -> list[Row]:
+    """The buttons under a finished job, at most five rows of at most five.
+
+    A grid (several images) gets U1…Un (Upscale Subtle) and V1…Vn (Vary Subtle) and Reroll,
+    as Midjourney does; a single image gets every operation. A job without images: Reroll.
+    """
+    count = len(job.images) if job.status is JobStatus.done else 0
+    if count == 1:
+        return [[(BUTTONS[name], 0) for name in row] for row in SINGLE_ROWS]
+    rows: list[Row] = []
+    if count > 1:
+        shown = min(count, 5)
+        rows.append([(BUTTONS[UPSCALE], i) for i in range(shown)])
+        rows.append([(BUTTONS[VARY_SUBTLE], i) for i in range(shown)])
+    rows.append([(BUTTONS[REROLL], 0)])
+    return rows
+
+
+def button_label(button: Button, index: int, job: Job) -> str:
+    """What a button shows: U2 / V3 under a grid, the operation's name under one image."""
+    if len(job.images) > 1 and button.action in (UPSCALE, VARY_SUBTLE):
+        return f"{'U' if button.action == UPSCALE else 'V'}{index + 1}"
+    return button.label
 
 
 class JobNotReady(PromptError):
@@ -39,53 +122,97 @@ class FollowUpLimits:
 
     max_pixels: int = 1024 * 1024
     upscale_factor: int = 2
+    max_upscale_pixels: int = 4096 * 4096
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FollowUpLimits:
-        return cls(max_pixels=settings.max_pixels, upscale_factor=settings.upscale_factor)
+        return cls(max_pixels=settings.max_pixels, upscale_factor=settings.upscale_factor,
+                   max_upscale_pixels=settings.max_upscale_pixels)
+
+
+def find_button(name: str) -> Button:
+    """The button a name stands for, legacy names included."""
+    button = BUTTONS.get(name) or LEGACY_BUTTONS.get(name)
+    if button is None:
+        raise PromptError(f"Unknown action {name!r}: use one of {', '.join(ACTIONS)}.")
+    return button
 
 
 def canonical_action(name: str) -> str:
-    """The action a name stands for, legacy button names included."""
-    if name in ACTIONS:
-        return name
-    if name in LEGACY_ACTIONS:
-        return LEGACY_ACTIONS[name]
-    raise PromptError(f"Unknown action {name!r}: use one of {', '.join(ACTIONS)}.")
+    """The action a button or action name stands for."""
+    return find_button(name).action if name not in ACTIONS else name
 
 
-def follow_up(parent: Job, index: int | None, action: str,
-              limits: FollowUpLimits) -> ImageRequest:
+def press(parent: Job, index: int | None, name: str, limits: FollowUpLimits) -> ImageRequest:
+    """The request a chat button `name` makes from image `index` of `parent`."""
+    button = find_button(name)
+    return follow_up(parent, index, button.action, limits, factor=button.factor,
+                     direction=button.direction)
+
+
+def parent_image(parent: Job, index: int | None) -> tuple[str, int, tuple[int, int]]:
+    """(storage name, seed, size) of image `index` of a finished job, or a PromptError."""
+    if not parent.status.finished:
+        raise JobNotReady(f"That job is still {parent.status.value}; wait until it is done, "
+                          "then try again.")
+    if parent.status is not JobStatus.done or not parent.images:
+        why = "failed" if parent.status is JobStatus.failed else "was cancelled"
+        raise NoImages(f"That job has no images (it {why}); try {REROLL} instead.")
+    if index is None or not 0 <= index < len(parent.images):
+        shown = "none" if index is None else index
+        raise PromptError(f"That job has no image {shown}: pick 0 to {len(parent.images) - 1} "
+                          f"(the buttons show 1 to {len(parent.images)}).")
+    seed = parent.seeds[index] if index < len(parent.seeds) else parent.request.seed
+    return parent.images[index], seed or 0, parent.image_size(index)
+
+
+def follow_up(parent: Job, index: int | None, action: str, limits: FollowUpLimits, *,
+              factor: float | None = None, direction: str | None = None) -> ImageRequest:
     """The request of `action` on image `index` (0-based) of `parent`.
 
     - reroll: the same request with a new seed (also for a failed or cancelled job);
     - vary_subtle / vary_strong: img2img from the image, a new seed, the parent's image count
       (a grid of variations, as the parent was a grid: the user chose how many with --n);
-    - upscale: the image redrawn at upscale_factor × its size with its own seed, one image,
-      refused above IMAGINE_MAX_PIXELS.
+    - upscale / upscale_creative: upscale_factor × each side, capped by
+      IMAGINE_MAX_UPSCALE_PIXELS (the result says so), the image's own seed;
+    - zoom_out (factor 1.5 or 2) and pan (a direction): outpainting, within IMAGINE_MAX_PIXELS
+      (scaled down to fit, and said so).
     """
     action = canonical_action(action)
-    if not parent.status.finished:
-        raise JobNotReady(f"That job is still {parent.status.value}; wait until it is done, "
-                          "then try again.")
-    request = parent.request
     if action == REROLL:
-        return request.model_copy(update={"seed": None})
-    if parent.status is not JobStatus.done or not parent.images:
-        why = "failed" if parent.status is JobStatus.failed else "was cancelled"
-        raise NoImages(f"That job has no images (it {why}); try {REROLL} instead.")
-    if index is None or not 0 <= index < len(parent.images):
-        shown = "none" if index is None else index + 1
-        raise PromptError(f"That job has no image {shown}: pick 1 to {len(parent.images)}.")
-    source = parent.images[index]
+        if not parent.status.finished:
+            raise JobNotReady(f"That job is still {parent.status.value}; wait until it is "
+                              "done, then try again.")
+        return parent.request.model_copy(update={"seed": None})
+    source, seed, (width, height) = parent_image(parent, index)
+    request = parent.request.model_copy(update={"width": width, "height": height})
     if action in VARY_STRENGTHS:
         return request.varied(source, VARY_STRENGTHS[action])
-    seed = parent.seeds[index] if index < len(parent.seeds) else request.seed
-    upscaled = request.upscaled(source, seed, limits.upscale_factor)
-    if upscaled.width * upscaled.height > limits.max_pixels:
-        raise PromptError(
-            f"Image {index + 1} is {request.width}×{request.height}; upscaled "
-            f"{limits.upscale_factor}× it would be {upscaled.width}×{upscaled.height} = "
-            f"{upscaled.width * upscaled.height:,} pixels, more than this server allows "
-            f"(IMAGINE_MAX_PIXELS={limits.max_pixels:,}). Ask the operator to raise it.")
-    return upscaled
+    if action in (UPSCALE, UPSCALE_CREATIVE):
+        planned = upscale_size(width, height, limits.upscale_factor, limits.max_upscale_pixels)
+        return request.upscaled(source, seed, planned.width, planned.height,
+                                limits.upscale_factor, creative=action == UPSCALE_CREATIVE)
+    if action == ZOOM_OUT:
+        zoom = _zoom_factor(factor)
+        planned = grown_size(zoom_canvas(width, height, zoom), limits.max_pixels)
+        return request.zoomed_out(source, seed, planned.width, planned.height, zoom)
+    side = _direction(direction)
+    planned = grown_size(pan_canvas(width, height, side), limits.max_pixels)
+    return request.panned(source, seed, planned.width, planned.height, side)
+
+
+def _zoom_factor(factor: float | None) -> float:
+    if factor is None:
+        return DEFAULT_ZOOM
+    if float(factor) not in ZOOM_FACTORS:
+        raise PromptError(f"factor must be 1.5 or 2 for zoom_out, not {factor!r}.")
+    return float(factor)
+
+
+def _direction(direction: str | None) -> Direction:
+    for known in DIRECTIONS:
+        if direction == known:
+            return known
+    given = "none given" if direction is None else f"not {direction!r}"
+    raise PromptError(f"pan needs a direction: left, right, up or down ({given}).")
+

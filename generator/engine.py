@@ -38,6 +38,8 @@ class GeneratedImage:
     width: int
     height: int
     parameters: str
+    # What the user should be told about this result: a capped size, a fallback used.
+    notes: tuple[str, ...] = ()
 
 
 @dataclass

@@ -9,11 +9,18 @@ from __future__ import annotations
 import hashlib
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from generator.geometry import Direction
 
 SEED_MAX = 2**32 - 1
-# An upscale redraws the details of the enlarged image without changing what it shows.
+# Upscale (Creative) redraws the details of the enlarged image without changing what it shows.
 UPSCALE_STRENGTH = 0.3
+# Without a super-resolution model, Upscale (Subtle) sharpens the Lanczos enlargement with a
+# lighter pass: enough to restore edges, too little to change anything the user would notice.
+DETAIL_STRENGTH = 0.2
+# An image prompt without --strength: the source's layout and colours survive, details change.
+IMAGE_PROMPT_STRENGTH = 0.6
 
 # Sampler names users type, mapped to how A1111-compatible tools spell them in PNG metadata.
 SAMPLER_LABELS: dict[str, str] = {
@@ -31,7 +38,16 @@ SAMPLER_LABELS: dict[str, str] = {
 }
 SAMPLERS: tuple[str, ...] = tuple(SAMPLER_LABELS)
 
-Mode = Literal["txt2img", "img2img", "upscale"]
+# txt2img draws from text alone; every other mode starts from `source_image` (a storage name,
+# which is the hash of the source's PNG bytes):
+# - img2img: an image prompt or a variation, redrawn at `strength`;
+# - upscale: a super-resolution model (or Lanczos plus a light detail pass) to width×height;
+# - upscale_creative: the same, then an img2img pass at `strength` for new detail;
+# - zoom_out / pan: outpainting on a canvas grown by `factor` / towards `direction`;
+# - inpaint: the parts of the source that `mask_image` paints white are redrawn.
+Mode = Literal["txt2img", "img2img", "upscale", "upscale_creative", "zoom_out", "pan", "inpaint"]
+SOURCE_MODES: tuple[str, ...] = ("img2img", "upscale", "upscale_creative", "zoom_out", "pan",
+                                 "inpaint")
 
 # The fields of the first release. They always take part in a request's identity (seed,
 # signature, cache key), defaults included, exactly as they did then; fields added since
@@ -57,10 +73,26 @@ class ImageRequest(BaseModel):
     num_images: int = Field(default=1, ge=1)
     model: str = "default"
     sampler: str = "euler"
-    # img2img ("vary") and upscale start from an image already in storage.
+    # Every mode but txt2img starts from an image already in storage.
     mode: Mode = "txt2img"
     source_image: str | None = None
     strength: float = Field(default=0.75, gt=0.0, le=1.0)
+    # Later fields: part of a request's identity only when set (see canonical_fields).
+    mask_image: str | None = None  # inpaint: white (luminance >= 128) is redrawn
+    factor: float | None = Field(default=None, gt=1.0, le=4.0)  # zoom_out 1.5|2; upscale
+    direction: Direction | None = None  # pan
+
+    @model_validator(mode="after")
+    def _mode_has_its_inputs(self) -> ImageRequest:
+        if self.mode != "txt2img" and self.source_image is None:
+            raise ValueError(f"mode {self.mode} needs source_image")
+        if self.mode == "inpaint" and self.mask_image is None:
+            raise ValueError("mode inpaint needs mask_image")
+        if self.mode == "zoom_out" and self.factor is None:
+            raise ValueError("mode zoom_out needs factor")
+        if self.mode == "pan" and self.direction is None:
+            raise ValueError("mode pan needs direction")
+        return self
 
     def canonical_fields(self, *, exclude: frozenset[str] = frozenset()) -> set[str]:
         """The fields that identify this request: every original field, and a later one
@@ -86,14 +118,47 @@ class ImageRequest(BaseModel):
         """A variation of a stored image: img2img at `strength`, the same prompt, size and
         count, a new seed."""
         return self._replace(mode="img2img", source_image=source_image, strength=strength,
-                             seed=None)
+                             seed=None, mask_image=None, factor=None, direction=None)
 
-    def upscaled(self, source_image: str, seed: int | None, factor: int) -> ImageRequest:
-        """A stored image of this request redrawn at `factor` × its size, with the seed it was
-        drawn with: one image, the size of the result (the generator's target)."""
-        return self._replace(mode="upscale", source_image=source_image,
-                             width=self.width * factor, height=self.height * factor,
-                             seed=seed, num_images=1, strength=UPSCALE_STRENGTH)
+    def from_image(self, source_image: str, width: int, height: int,
+                   strength: float | None = None) -> ImageRequest:
+        """This prompt drawn from a user's image (already fitted to width×height)."""
+        return self._replace(mode="img2img", source_image=source_image, width=width,
+                             height=height, strength=strength or IMAGE_PROMPT_STRENGTH)
+
+    def upscaled(self, source_image: str, seed: int | None, width: int, height: int,
+                 factor: float, *, creative: bool = False) -> ImageRequest:
+        """A stored image of this request enlarged `factor` times, to width×height (less
+        than factor × its size where a pixel limit caps it), with its own seed: one image."""
+        return self._operation("upscale_creative" if creative else "upscale", source_image,
+                               seed, width, height, factor=factor,
+                               strength=UPSCALE_STRENGTH if creative else DETAIL_STRENGTH)
+
+    def zoomed_out(self, source_image: str, seed: int | None, width: int, height: int,
+                   factor: float) -> ImageRequest:
+        """A stored image on a canvas `factor` × larger, the new area drawn (outpainting)."""
+        return self._operation("zoom_out", source_image, seed, width, height, factor=factor,
+                               strength=1.0)
+
+    def panned(self, source_image: str, seed: int | None, width: int, height: int,
+               direction: Direction) -> ImageRequest:
+        """A stored image extended by half its side towards `direction` (outpainting)."""
+        return self._operation("pan", source_image, seed, width, height, direction=direction,
+                               strength=1.0)
+
+    def inpainted(self, source_image: str, mask_image: str, seed: int | None, width: int,
+                  height: int, prompt: str | None = None) -> ImageRequest:
+        """A stored image with the region `mask_image` paints white redrawn (Vary Region)."""
+        return self._operation("inpaint", source_image, seed, width, height,
+                               mask_image=mask_image, strength=1.0,
+                               prompt=prompt or self.prompt)
+
+    def _operation(self, mode: Mode, source_image: str, seed: int | None, width: int,
+                   height: int, **changes: object) -> ImageRequest:
+        cleared: dict[str, object] = {"mask_image": None, "factor": None, "direction": None}
+        return self._replace(**{**cleared, "mode": mode, "source_image": source_image,
+                                "seed": seed, "width": width, "height": height,
+                                "num_images": 1, **changes})
 
     def _replace(self, **changes: object) -> ImageRequest:
         """A validated copy with `changes` (model_copy would skip validation)."""

@@ -71,9 +71,11 @@ class Settings(BaseSettings):
     max_pixels: int = Field(default=1024 * 1024, ge=64 * 64)
     max_images: int = Field(default=4, ge=1, le=16)
     max_prompt_length: int = Field(default=1000, ge=10, le=100_000)
-    # Upscale buttons ask for the parent image's size times this; 2 keeps an upscale one
-    # step within IMAGINE_MAX_PIXELS, 4 is the most a redraw of one image stays faithful at.
+    # Upscale buttons make each side of an image this many times longer, up to their own pixel
+    # limit: a super-resolution model runs in tiles, so it goes far beyond what one
+    # generation may draw (IMAGINE_MAX_PIXELS).
     upscale_factor: int = Field(default=2, ge=2, le=4)
+    max_upscale_pixels: int = Field(default=4096 * 4096, ge=64 * 64)
 
     # Queue
     max_queue: int = Field(default=100, ge=1)

@@ -36,9 +36,10 @@ if [ "$python" != python3 ]; then  # as `activate` would: the tests' processes f
   export VIRTUAL_ENV="$PWD/.venv" PATH="$PWD/.venv/bin:$PATH"
 fi
 
-# torch pinned first: pip then takes that exact build (on this project's machines the CPU
-# build lies on disk); a bare `torch` requirement would fetch the newest, multi-GB CUDA build.
-"$python" -m pip install --quiet torch==2.13.0
+# torch pinned first, with the torchvision built for it (spandrel, the upscaler loader, needs
+# torchvision): pip then takes that exact pair (on this project's machines they lie on
+# disk); a bare `torch` requirement would fetch the newest build and a mismatched torchvision.
+"$python" -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 "$python" -m pip install --quiet -e '.[dev]'
 
 server_check='from tasks.local.embedded_redis import redis_server_binary; redis_server_binary()'

@@ -27,7 +27,8 @@ else:
     tomllib = pytest.importorskip("tomli")
 
 ROOT = Path(__file__).resolve().parent.parent
-TORCH_PIN = re.compile(r"torch==(\d+\.\d+\.\d+)")
+TORCH_PIN = re.compile(r"\btorch==(\d+\.\d+\.\d+)")
+TORCHVISION_PIN = re.compile(r"torchvision==(\d+\.\d+\.\d+)")
 # A tag that names one release: digits with dots (a patch version), optionally a variant.
 PINNED_TAG = re.compile(r"\d+\.\d+\.\d+(-[a-z0-9.]+)?")
 
@@ -130,8 +131,8 @@ def test_compose_itself_refuses_without_the_token(tmp_path: Path) -> None:
 
 # --- Dockerfile and the torch pin ---------------------------------------------------------
 
-def dockerfile_torch_version() -> str:
-    found = re.findall(r"^ARG TORCH_VERSION=(\S+)$", read("Dockerfile"), re.MULTILINE)
+def dockerfile_torch_version(name: str = "TORCH") -> str:
+    found = re.findall(rf"^ARG {name}_VERSION=(\S+)$", read("Dockerfile"), re.MULTILINE)
     assert len(found) == 1
     return found[0]
 
@@ -142,6 +143,9 @@ def test_one_torch_pin_in_the_dockerfile_run_sh_and_readme() -> None:
     quickstart = set(TORCH_PIN.findall(readme_block("Quickstart")))
     readme = set(TORCH_PIN.findall(read("README.md")))
     assert run_sh == quickstart == readme == {pinned}
+    vision = dockerfile_torch_version("TORCHVISION")
+    for text in (read("tests/run.sh"), readme_block("Quickstart"), read("README.md")):
+        assert set(TORCHVISION_PIN.findall(text)) == {vision}
 
 
 def run_torch_install(variant: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
@@ -154,18 +158,20 @@ def run_torch_install(variant: str, tmp_path: Path) -> subprocess.CompletedProce
     (fake / "pip").write_text('#!/bin/sh\necho "pip $*"\n')
     (fake / "pip").chmod(0o755)
     env = {"PATH": f"{fake}:/usr/bin:/bin", "TORCH_VARIANT": variant,
-           "TORCH_VERSION": dockerfile_torch_version()}
+           "TORCH_VERSION": dockerfile_torch_version(),
+           "TORCHVISION_VERSION": dockerfile_torch_version("TORCHVISION")}
     return subprocess.run(["sh", "-c", steps[0].removeprefix("RUN ")], env=env,
                           capture_output=True, text=True, timeout=30)
 
 
 def test_the_cuda_image_takes_pypis_torch_and_the_cpu_image_the_cpu_build(tmp_path: Path) -> None:
     pin = f"torch=={dockerfile_torch_version()}"
+    vision = f"torchvision=={dockerfile_torch_version('TORCHVISION')}"
     cuda = run_torch_install("cuda", tmp_path)
-    assert cuda.returncode == 0 and cuda.stdout.split() == ["pip", "install", pin]
+    assert cuda.returncode == 0 and cuda.stdout.split() == ["pip", "install", pin, vision]
     cpu = run_torch_install("cpu", tmp_path)
     assert cpu.returncode == 0
-    assert cpu.stdout.split() == ["pip", "install", pin, "--index-url",
+    assert cpu.stdout.split() == ["pip", "install", pin, vision, "--index-url",
                                   "https://download.pytorch.org/whl/cpu"]
     wrong = run_torch_install("cu124", tmp_path)
     assert wrong.returncode != 0 and "TORCH_VARIANT must be cuda or cpu" in wrong.stderr

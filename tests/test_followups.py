@@ -33,7 +33,7 @@ from bots.followups import (
 from bots.permissions import Role, cancel_refusal, discord_role, may_cancel, slack_role
 from bots.slack import text as say
 from generator.png import read_parameters
-from generator.request import UPSCALE_STRENGTH, ImageRequest
+from generator.request import DETAIL_STRENGTH, UPSCALE_STRENGTH, ImageRequest
 from settings import Settings, load_settings
 from settings.errors import ConfigError
 from tasks.core.connection import redis_client
@@ -78,8 +78,14 @@ EXPECTED: dict[tuple[str, int | None], dict[str, Any]] = {
                          "strength": 0.75, "num_images": 2, "width": 64, "height": 48},
     # Twice the size, image 2's own seed (6, not the request's 5), one image.
     ("upscale", 1): {"mode": "upscale", "source_image": IMAGES[1], "seed": 6,
-                     "strength": UPSCALE_STRENGTH, "num_images": 1, "width": 128,
-                     "height": 96},
+                     "strength": DETAIL_STRENGTH, "num_images": 1, "width": 128,
+                     "height": 96, "factor": 2.0},
+    ("upscale_creative", 0): {"mode": "upscale_creative", "source_image": IMAGES[0],
+                              "seed": 5, "strength": UPSCALE_STRENGTH, "num_images": 1,
+                              "width": 128, "height": 96},
+    # Zoom Out 2x by default: floor8 of each side doubled; the outpainting seed is kept.
+    ("zoom_out", 0): {"mode": "zoom_out", "factor": 2.0, "width": 128, "height": 96,
+                      "seed": 5, "num_images": 1, "source_image": IMAGES[0]},
     # Buttons posted by earlier releases.
     ("vary", 0): {"mode": "img2img", "source_image": IMAGES[0], "strength": 0.35},
 }
@@ -97,12 +103,28 @@ def test_each_action_asks_for_the_same_request_on_every_platform(action: str,
     assert (request.prompt, request.num_inference_steps) == ("a red fox", 2)
 
 
+def test_zoom_factors_and_pan_directions() -> None:
+    parent = parent_job("slack")
+    zoom = follow_up(parent, 1, "zoom_out", LIMITS, factor=1.5)
+    assert (zoom.width, zoom.height, zoom.factor, zoom.seed) == (96, 72, 1.5, 6)
+    grown = {d: follow_up(parent, 0, "pan", LIMITS, direction=d) for d in
+             ("left", "right", "up", "down")}
+    assert {d: (r.width, r.height) for d, r in grown.items()} == {
+        "left": (96, 48), "right": (96, 48), "up": (64, 72), "down": (64, 72)}
+    assert all(r.direction == d and r.mode == "pan" for d, r in grown.items())
+    with pytest.raises(PromptError, match="1.5 or 2"):
+        follow_up(parent, 0, "zoom_out", LIMITS, factor=3)
+    with pytest.raises(PromptError, match="left, right, up or down"):
+        follow_up(parent, 0, "pan", LIMITS)
+
+
 def test_legacy_button_names_map_onto_the_actions() -> None:
     assert {name: canonical_action(name) for name in ("vary", "upscale")} == {
         "vary": "vary_subtle", "upscale": "upscale"}
     assert all(canonical_action(name) == name for name in ACTIONS)
     with pytest.raises(PromptError, match="reroll, vary_subtle, vary_strong, upscale"):
         canonical_action("zoom")
+    assert canonical_action("zoom_out_1_5x") == "zoom_out"
     # Ids of buttons already posted still parse on both platforms.
     job_id = "ab" * 12
     assert parse_custom_id(f"imagine:vary:{job_id}:1") == ("vary", job_id, 1)
@@ -123,10 +145,13 @@ def test_new_buttons_carry_the_new_names_and_keep_their_labels() -> None:
 
 def test_what_cannot_be_followed_up_says_why() -> None:
     parent = parent_job("slack")
-    with pytest.raises(PromptError, match="IMAGINE_MAX_PIXELS=4,096"):
-        follow_up(parent, 0, "upscale", FollowUpLimits(max_pixels=64 * 64))
+    # Over the upscale limit: smaller, same aspect ratio, never refused (the worker notes it).
+    capped = follow_up(parent, 0, "upscale", FollowUpLimits(max_upscale_pixels=64 * 64))
+    assert (capped.width, capped.height) == (72, 48)
+    zoom = follow_up(parent, 0, "zoom_out", FollowUpLimits(max_pixels=64 * 64))
+    assert zoom.width * zoom.height <= 64 * 64 and zoom.factor == 2.0
     for index in (None, -1, 2):
-        with pytest.raises(PromptError, match="pick 1 to 2"):
+        with pytest.raises(PromptError, match="pick 0 to 1"):
             follow_up(parent, index, "vary_subtle", LIMITS)
     for status in (JobStatus.queued, JobStatus.running):
         with pytest.raises(JobNotReady, match=f"still {status.value}"):

@@ -58,12 +58,16 @@ class Job(BaseModel):
     finished_at: float | None = None
     images: list[str] = Field(default_factory=list)
     seeds: list[int] = Field(default_factory=list)
+    # Width and height of each image (jobs of earlier releases have none: the request's size).
+    image_sizes: list[tuple[int, int]] = Field(default_factory=list)
+    # What the user should know about the result ("scaled down to fit …", "first frame used").
+    notes: list[str] = Field(default_factory=list)
     error: str | None = None
     attempts: int = 0
     generation_seconds: float | None = None  # time inside the pipeline, without queue overhead
     worker: str | None = None  # host:pid of the process drawing it, for operators
     parent: str | None = None  # the job a reroll, variation or upscale came from
-    action: str | None = None  # reroll | vary | upscale, for the message that presents it
+    action: str | None = None  # the follow-up that made it (bots.followups), for its message
     owner: str | None = None  # who may cancel it through the REST API (token or address)
 
     @property
@@ -71,6 +75,12 @@ class Job(BaseModel):
         if self.status is JobStatus.done:
             return 1.0
         return self.step / self.total_steps if self.total_steps else 0.0
+
+    def image_size(self, index: int) -> tuple[int, int]:
+        """Width and height of image `index`."""
+        if index < len(self.image_sizes):
+            return self.image_sizes[index]
+        return self.request.width, self.request.height
 
     @property
     def duration(self) -> float | None:

@@ -116,7 +116,10 @@ class JobRunner:
                 f"The images were drawn but could not be saved ({reason}); the operator must "
                 "check the image storage. Try again later."))
             return
+        # Notes made at submit (about the user's image) first, then the generator's.
+        notes = list(dict.fromkeys([*job.notes, *(n for image in images for n in image.notes)]))
         self._finish(job, JobStatus.done, images=names, seeds=[i.seed for i in images],
+                     image_sizes=[(i.width, i.height) for i in images], notes=notes,
                      generation_seconds=seconds)
 
     def _finish(self, job: Job, status: JobStatus, **fields: Any) -> None:
