@@ -102,6 +102,8 @@ class Settings(BaseSettings):
     # One uploaded image; routes that take images accept two as data URLs plus JSON.
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
     metrics_token: SecretStr | None = None
+    # Vary (Region) links to the mask editor: one use each, for this many seconds.
+    region_link_seconds: int = Field(default=900, ge=1, le=7 * 24 * 3600)
 
     # Outbound requests to addresses users give (webhooks): public addresses only, except
     # hosts or networks the operator allows: IMAGINE_OUTBOUND_ALLOW=10.0.0.0/8,hooks.internal

@@ -48,6 +48,7 @@ METRICS_WEB_KEY = "imagine:metrics:web"  # "rate_limited" / "placeholder" / ... 
 # --- web ---------------------------------------------------------------------------------
 URL_CACHE_KEY = "imagine:url:{}"  # prompt URL cache key → its entry (JSON)
 RATELIMIT_KEY = "imagine:ratelimit:{}"  # client address → token bucket
+REGION_LINK_KEY = "imagine:region:{}"  # sha256 of a Vary (Region) link's token → its grant
 
 # --- Slack ---------------------------------------------------------------------------------
 SLACK_EVENT_KEY = "imagine:slack:event:{}"  # event id → seen (Slack retries events)

@@ -38,6 +38,7 @@ def test_names_keep_the_values_already_in_use() -> None:
         "METRICS_WEB_KEY": "imagine:metrics:web",
         "URL_CACHE_KEY": "imagine:url:{}",
         "RATELIMIT_KEY": "imagine:ratelimit:{}",
+        "REGION_LINK_KEY": "imagine:region:{}",
         "SLACK_EVENT_KEY": "imagine:slack:event:{}",
         "SLACK_STATUS_LOCK_KEY": "imagine:slack:status-lock:{}",
         "SLACK_STATUS_FINAL_KEY": "imagine:slack:status-final:{}",
