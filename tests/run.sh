@@ -51,6 +51,15 @@ if ! "$python" -c "$server_check" 2>/dev/null; then
   "$python" -c "$server_check"
 fi
 
+# The mask editor's test drives a real headless browser: Debian's chromium and its driver
+# (selenium never downloads one). Without them, and not root, that test skips and says why.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "no chromium for the browser test: installing Debian's chromium and chromium-driver"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  fi
+fi
+
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 set +e
 "$python" -m pytest "$@"
