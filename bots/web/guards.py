@@ -19,7 +19,7 @@ from werkzeug.exceptions import RequestEntityTooLarge, RequestURITooLarge
 from settings import Settings
 
 # Endpoints whose body may hold images: add a route here when it takes uploads.
-IMAGE_ENDPOINTS = frozenset({"api.create_job", "api.act_on_job"})
+IMAGE_ENDPOINTS = frozenset({"api.create_job", "api.act_on_job", "region.submit"})
 SLACK_ENDPOINTS = frozenset({"slack_events"})
 IMAGES_PER_BODY = 2
 SMALL_BODY = 64 * 1024
