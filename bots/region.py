@@ -104,11 +104,17 @@ class RegionLinks:
                                    grant.model_dump_json())
         return bool(restored)
 
+    @property
+    def lifetime(self) -> str:
+        """How long a link works, in words: "15 minutes"."""
+        seconds = self.settings.region_link_seconds
+        count, unit = (seconds, "second") if seconds < 120 else (round(seconds / 60), "minute")
+        return f"{count} {unit}{'' if count == 1 else 's'}"
+
     def _grant(self, raw: bytes | str | None) -> RegionGrant:
-        minutes = max(1, round(self.settings.region_link_seconds / 60))
         again = f"press {TITLES[VARY_REGION]} again under the image for a new one"
         if raw is None:
-            raise LinkExpired(f"This link has expired (links last {minutes} minutes): {again}.")
+            raise LinkExpired(f"This link has expired (links last {self.lifetime}): {again}.")
         if raw in (USED, USED.decode()):
             raise LinkUsed(f"This link was already used (each link works once): {again}.")
         return RegionGrant.model_validate_json(raw)

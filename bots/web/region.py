@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import re
 from urllib.parse import urlsplit
 
+import redis
 from flask import Blueprint, Response, jsonify, render_template, request, url_for
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -31,6 +33,7 @@ from bots.web.state import WebState, web_state
 from generator.request import ImageRequest
 from settings.errors import ImagineError
 from tasks.core.jobs import Job
+from tasks.core.queue import Submitted
 from tasks.errors import QueueFullError, UserLimitError
 
 bp = Blueprint("region", __name__, url_prefix="/region", template_folder="templates",
@@ -103,7 +106,7 @@ def page(token: str) -> Response:
         "region.html", error=None, image_url=state.image_url(target.source),
         width=target.width, height=target.height,
         prompt=_prompt_text(target.parent.request),
-        minutes=max(1, round(state.settings.region_link_seconds / 60)),
+        lifetime=RegionLinks(state.redis, state.settings).lifetime,
         api=target.grant.requester.platform == "api")
     return _page(html, 200)
 
@@ -121,15 +124,9 @@ def submit(token: str) -> tuple[Response, int] | Response:
             links.redeem(token)
         except RegionLinkError as exc:  # another submit of the same page came first
             raise Gone(exc.message) from None
-        job = Job(requester=target.grant.requester, request=image_request,
-                  parent=target.parent.id, action=VARY_REGION)
-        try:
-            submitted = state.queue.submit(job)
-        except QueueFullError as exc:
-            links.restore(token, target.grant)
-            status = 429 if isinstance(exc, UserLimitError) else 503
-            raise Refused(status, f"{exc.message} This link still works until it expires.",
-                          min(MAX_RETRY_AFTER, state.queue.average_duration())) from None
+        submitted = _queue(state, links, token, target.grant, Job(
+            requester=target.grant.requester, request=image_request, parent=target.parent.id,
+            action=VARY_REGION))
     except Gone as exc:
         return _no_store(error_response(410, exc.message))
     except Refused as exc:
@@ -137,6 +134,23 @@ def submit(token: str) -> tuple[Response, int] | Response:
     status_url = _absolute(state, url_for("api.get_job", job_id=submitted.job.id))
     return _no_store(jsonify(job=submitted.job.id, status_url=status_url, message=QUEUED,
                              position=submitted.position)), 202
+
+
+def _queue(state: WebState, links: RegionLinks, token: str, grant: RegionGrant,
+           job: Job) -> Submitted:
+    """Submit the job of a redeemed link; if the queue refuses it, or submitting fails
+    (Redis away), the link is given back for the rest of its lifetime."""
+    try:
+        return state.queue.submit(job)
+    except QueueFullError as exc:
+        links.restore(token, grant)
+        status = 429 if isinstance(exc, UserLimitError) else 503
+        raise Refused(status, f"{exc.message} This link still works until it expires.",
+                      min(MAX_RETRY_AFTER, state.queue.average_duration())) from None
+    except Exception:
+        with contextlib.suppress(redis.RedisError):  # the same Redis may be what failed
+            links.restore(token, grant)
+        raise
 
 
 def _body() -> RegionBody:
