@@ -18,15 +18,20 @@ from typing import TYPE_CHECKING, Any
 import torch
 from PIL import Image
 
+from generator import operations
 from generator.errors import GenerationCancelled, GenerationError, ModelError
 from generator.loading import load_pipeline, resolve_device, resolve_dtype
 from generator.png import encode_png, parameters_text
-from generator.request import SEED_MAX, UPSCALE_STRENGTH, ImageRequest
+from generator.request import SEED_MAX, ImageRequest
 from generator.samplers import SchedulerCache, sampler_label
 from settings.errors import ImagineError
 
 if TYPE_CHECKING:
+    from generator.upscaler import Upscaler
     from settings import Settings
+
+# IMAGINE_MAX_PIXELS' default: the most one diffusion pass draws at once.
+DEFAULT_MAX_PIXELS = 1024 * 1024
 
 ProgressCallback = Callable[[int, int, "Image.Image | None"], None]
 
@@ -50,6 +55,7 @@ class _Model:
     text2image: Any
     schedulers: SchedulerCache
     image2image: Any = field(default=None)
+    inpaint: Any = field(default=None)
 
 
 class Engine:
@@ -62,8 +68,15 @@ class Engine:
         device: str = "auto",
         dtype: str = "auto",
         torch_threads: int | None = None,
+        upscaler: Path | str | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
         self.sources = dict(sources)
+        # IMAGINE_UPSCALER: a super-resolution model file, loaded on first use or warm_up.
+        self.upscaler_path = Path(upscaler) if upscaler else None
+        self._upscaler: Upscaler | None = None
+        # Detail passes of big upscales run in tiles of at most this many pixels.
+        self.max_pixels = max_pixels
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self._dtype_setting = dtype
@@ -80,6 +93,8 @@ class Engine:
             device=settings.device,
             dtype=settings.dtype,
             torch_threads=settings.torch_threads,
+            upscaler=settings.upscaler,
+            max_pixels=settings.max_pixels,
         )
 
     def pipeline(self, model_name: str = "default") -> Any:
@@ -87,8 +102,21 @@ class Engine:
         return self._model(model_name).text2image
 
     def warm_up(self, model_name: str = "default") -> None:
-        """Load `model_name` now (at worker start) rather than on the first job."""
+        """Load `model_name` (and IMAGINE_UPSCALER) now, at worker start, rather than on
+        the first job."""
         self._model(model_name)
+        self.upscaler()
+
+    def upscaler(self) -> Upscaler | None:
+        """The super-resolution model of IMAGINE_UPSCALER, loaded once; None when unset."""
+        if self.upscaler_path is None:
+            return None
+        with self._lock:
+            if self._upscaler is None:
+                from generator.upscaler import Upscaler  # noqa: PLC0415 - spandrel is slow
+
+                self._upscaler = Upscaler(self.upscaler_path, self.device, self.dtype)
+            return self._upscaler
 
     def model_label(self, model_name: str = "default") -> str:
         return _label(self._source(model_name))
@@ -114,27 +142,20 @@ class Engine:
         if should_cancel is not None and should_cancel():
             raise GenerationCancelled("cancelled before it started")
         model = self._model(request.model)
+        seeds = [(first_seed + i) % (SEED_MAX + 1) for i in range(request.num_images)]
+        if request.mode in operations.OPERATION_MODES:
+            return [self._operate(model, request.with_seed(seed), on_progress, should_cancel,
+                                  load_image) for seed in seeds]
         with self._lock:
             pipe, request, inputs = self._prepare(model, request, load_image)
-            scheduler = model.schedulers.get(request.sampler)
-            if pipe.scheduler is not scheduler:
-                pipe.scheduler = scheduler
-            seeds = [(first_seed + i) % (SEED_MAX + 1) for i in range(request.num_images)]
+            self._use_sampler(model, pipe, request.sampler)
             # CPU generators make the same seed give the same latents on every device.
             generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
             if on_progress is not None or should_cancel is not None:
                 inputs["callback_on_step_end"] = _StepCallback(on_progress, should_cancel)
-            images = self._run(
-                pipe,
-                request,
-                prompt=request.prompt,
-                negative_prompt=request.negative_prompt or None,
-                num_inference_steps=request.num_inference_steps,
-                guidance_scale=request.guidance_scale,
-                num_images_per_prompt=request.num_images,
-                generator=generators,
-                **inputs,
-            )
+            images = self._run(pipe, request, **_common(request),
+                               num_images_per_prompt=request.num_images, generator=generators,
+                               **inputs)
         label = sampler_label(request.sampler)
         results = []
         for image, seed in zip(images, seeds, strict=True):
@@ -170,13 +191,17 @@ class Engine:
         if model.image2image is None:
             from diffusers import AutoPipelineForImage2Image
 
-            try:
-                pipe = AutoPipelineForImage2Image.from_pipe(model.text2image)
-            except ValueError as exc:
-                raise ModelError(f"model {model.label} has no image-to-image pipeline") from exc
-            pipe.set_progress_bar_config(disable=True)
-            model.image2image = pipe
+            model.image2image = _derived(AutoPipelineForImage2Image, model, "image-to-image")
         return model.image2image
+
+    def _inpainting(self, model: _Model) -> Any:
+        # A 4-channel (non-inpainting) UNet works too: diffusers then blends the known
+        # latents back at every step.
+        if model.inpaint is None:
+            from diffusers import AutoPipelineForInpainting
+
+            model.inpaint = _derived(AutoPipelineForInpainting, model, "inpainting")
+        return model.inpaint
 
     # --- one generation ------------------------------------------------------------------
 
@@ -189,23 +214,74 @@ class Engine:
         """The pipeline, the request as it will really run, and the mode's own arguments."""
         if request.mode == "txt2img":
             return model.text2image, request, {"width": request.width, "height": request.height}
-        if request.source_image is None or load_image is None:
-            raise ValueError(f"{request.mode} needs request.source_image and load_image")
-        source = load_image(request.source_image).convert("RGB")
-        # The request's size is the target: for an upscale the front end already asked for
-        # factor × the source (ImageRequest.upscaled), so the result is really larger.
+        source = _source(request.source_image, load_image, request.mode)
+        # An image prompt or a variation: the front end fitted the source to width×height.
         width, height = _multiple_of_8(request.width), _multiple_of_8(request.height)
-        strength = request.strength
-        if request.mode == "upscale":
-            strength = min(strength, UPSCALE_STRENGTH)
         if source.size != (width, height):
             source = source.resize((width, height), Image.Resampling.LANCZOS)
         # img2img runs int(steps × strength) steps; diffusers refuses zero.
-        steps = max(request.num_inference_steps, math.ceil(1 / strength))
+        steps = max(request.num_inference_steps, math.ceil(1 / request.strength))
         request = request.model_copy(
-            update={"width": width, "height": height, "strength": strength, "num_inference_steps": steps}
+            update={"width": width, "height": height, "num_inference_steps": steps}
         )
-        return self._image2image(model), request, {"image": source, "strength": strength}
+        return self._image2image(model), request, {"image": source, "strength": request.strength}
+
+    def _operate(
+        self,
+        model: _Model,
+        request: ImageRequest,
+        on_progress: ProgressCallback | None,
+        should_cancel: Callable[[], bool] | None,
+        load_image: Callable[[str], Image.Image] | None,
+    ) -> GeneratedImage:
+        """One result of an image operation (upscale, zoom out, pan, inpaint)."""
+        source = _source(request.source_image, load_image, request.mode)
+        mask = None
+        if request.mask_image is not None:
+            mask = _source(request.mask_image, load_image, request.mode).convert("L")
+        uses_upscaler = request.mode in ("upscale", "upscale_creative")
+        with self._lock:
+            context = operations.Context(
+                draw=lambda kind, ran, inputs, progress: self._draw(
+                    model, kind, ran, inputs, progress, should_cancel),
+                upscaler=self.upscaler() if uses_upscaler else None,
+                max_pixels=self.max_pixels,
+                on_progress=on_progress,
+                should_cancel=should_cancel,
+            )
+            outcome = operations.run(context, request, source, mask)
+        seed = request.seed or 0
+        text = parameters_text(outcome.request, seed, model.label,
+                               sampler_label=sampler_label(request.sampler))
+        image = outcome.image
+        return GeneratedImage(encode_png(image, text), seed, image.width, image.height, text,
+                              outcome.notes)
+
+    def _draw(
+        self,
+        model: _Model,
+        kind: str,
+        request: ImageRequest,
+        inputs: dict[str, Any],
+        on_progress: ProgressCallback | None,
+        should_cancel: Callable[[], bool] | None,
+    ) -> Image.Image:
+        """One diffusion pass of an operation: one image from request.seed."""
+        pipe = self._image2image(model) if kind == "image2image" else self._inpainting(model)
+        self._use_sampler(model, pipe, request.sampler)
+        inputs = dict(inputs)
+        if kind == "inpaint":
+            inputs.update(width=request.width, height=request.height)
+        if on_progress is not None or should_cancel is not None:
+            inputs["callback_on_step_end"] = _StepCallback(on_progress, should_cancel)
+        generator = torch.Generator("cpu").manual_seed(request.seed or 0)
+        return self._run(pipe, request, **_common(request), num_images_per_prompt=1,
+                         generator=[generator], **inputs)[0]
+
+    def _use_sampler(self, model: _Model, pipe: Any, sampler: str) -> None:
+        scheduler = model.schedulers.get(sampler)
+        if pipe.scheduler is not scheduler:
+            pipe.scheduler = scheduler
 
     def _run(self, pipe: Any, request: ImageRequest, **kwargs: Any) -> list[Image.Image]:
         try:
@@ -259,6 +335,33 @@ class _StepCallback:
         if cancelled:
             raise GenerationCancelled(f"cancelled after step {step + 1} of {total}")
         return callback_kwargs
+
+
+def _derived(auto_class: Any, model: _Model, what: str) -> Any:
+    """A pipeline of another kind that shares the loaded text-to-image pipeline's weights."""
+    try:
+        pipe = auto_class.from_pipe(model.text2image)
+    except ValueError as exc:
+        raise ModelError(f"model {model.label} has no {what} pipeline") from exc
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _source(name: str | None, load_image: Callable[[str], Image.Image] | None,
+            mode: str) -> Image.Image:
+    if name is None or load_image is None:
+        raise ValueError(f"{mode} needs request.source_image and load_image")
+    return load_image(name).convert("RGB")
+
+
+def _common(request: ImageRequest) -> dict[str, Any]:
+    """The pipeline arguments every kind of pass takes from the request."""
+    return dict(
+        prompt=request.prompt,
+        negative_prompt=request.negative_prompt or None,
+        num_inference_steps=request.num_inference_steps,
+        guidance_scale=request.guidance_scale,
+    )
 
 
 def _out_of_memory(request: ImageRequest) -> GenerationError:

@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     # generation may draw (IMAGINE_MAX_PIXELS).
     upscale_factor: int = Field(default=2, ge=2, le=4)
     max_upscale_pixels: int = Field(default=4096 * 4096, ge=64 * 64)
+    # A super-resolution model file (.pth/.safetensors: Real-ESRGAN, 4x-UltraSharp, SwinIR, …)
+    # for the Upscale buttons; unset: Lanczos plus a light detail pass.
+    upscaler: Path | None = None
 
     # Queue
     max_queue: int = Field(default=100, ge=1)
@@ -179,6 +182,16 @@ class Settings(BaseSettings):
             for entry in entries:
                 _check_allow_entry(entry)
             return tuple(entry for entry in entries if entry)
+        return value
+
+    @field_validator("upscaler", mode="before")
+    @classmethod
+    def _upscaler_file(cls, value: Any) -> Any:
+        if value in (None, ""):
+            return None
+        if not Path(value).is_file():
+            raise ValueError("no such file: give the path of a super-resolution model "
+                             "(.pth or .safetensors), or unset it")
         return value
 
     @field_validator("redis_url")

@@ -173,14 +173,17 @@ def test_img2img_and_upscale_sizes(engine) -> None:  # noqa: ANN001
     assert [(im.width, im.height) for im in varied] == [(96, 64), (96, 64)]
     assert "Denoising strength: 0.75" in varied[0].parameters
 
-    # An upscale draws at the request's size (the front end asks for factor × the source),
-    # never shrunk back to the source's size; sizes snap down to multiples of 8.
+    # An upscale is super-resolution to the request's size (the front end asks for factor ×
+    # the source): without IMAGINE_UPSCALER, Lanczos plus a light detail pass (said in a
+    # note); sizes snap down to multiples of 8. tests/test_operations.py covers the rest.
     upscaled = engine.generate(
-        ImageRequest(prompt="a fox", width=64, height=64, seed=3).upscaled("stored.png", 3, 2),
+        ImageRequest(prompt="a fox", width=64, height=64, seed=3).upscaled(
+            "stored.png", 3, 128, 128, 2),
         load_image=load,
     )[0]
-    assert (upscaled.width, upscaled.height) == (128, 128)
-    assert "Size: 128x128" in upscaled.parameters and "Denoising strength: 0.3" in upscaled.parameters
+    assert (upscaled.width, upscaled.height, upscaled.seed) == (128, 128, 3)
+    assert "Size: 128x128" in upscaled.parameters and "Denoising strength: 0.2" in upscaled.parameters
+    assert any("IMAGINE_UPSCALER" in note for note in upscaled.notes)
 
     snapped = engine.generate(
         request(mode="upscale", source_image="stored.png", width=100, height=132),

@@ -1,0 +1,257 @@
+"""What each image operation does, step by step: upscale, zoom out / pan, inpaint.
+
+The engine supplies the diffusion passes (`Context.draw`, on pipelines sharing the loaded
+weights) and the super-resolution model; this module decides sizes, masks and start images,
+and what the user must be told about the result (`Outcome.notes`). Sizes follow
+`generator.geometry`, the same arithmetic the front ends used to plan the request: the
+request's width×height is the result's size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image
+
+from generator.compositing import (
+    Placement,
+    binary_mask,
+    blend,
+    feathered_alpha,
+    model_mask,
+    outpaint_inputs,
+    paste_back,
+)
+from generator.errors import GenerationCancelled, GenerationError
+from generator.geometry import Canvas, fit_within, floor8, pan_canvas, zoom_canvas
+from generator.request import ImageRequest
+from generator.tiles import grid, paste_faded
+
+if TYPE_CHECKING:
+    from generator.upscaler import Upscaler
+
+ProgressCallback = Callable[[int, int, "Image.Image | None"], None]
+# draw(pipeline kind, request as run, the kind's own inputs, progress) -> the drawn image
+Draw = Callable[[str, ImageRequest, dict[str, Any], "ProgressCallback | None"], Image.Image]
+
+OPERATION_MODES: tuple[str, ...] = ("upscale", "upscale_creative", "zoom_out", "pan", "inpaint")
+# Tiles of a detail pass overlap this much, so the fades between them are wide enough to hide.
+DETAIL_OVERLAP = 64
+# A super-resolution model smaller than the factor asked for is applied again, this often.
+MAX_SR_PASSES = 3
+NO_UPSCALER = ("No upscaler is configured (IMAGINE_UPSCALER): enlarged with Lanczos and a "
+               "light detail pass.")
+NO_UPSCALER_CREATIVE = ("No upscaler is configured (IMAGINE_UPSCALER): enlarged with Lanczos "
+                        "before the creative pass.")
+LANCZOS = Image.Resampling.LANCZOS
+
+
+@dataclass(frozen=True)
+class Context:
+    """What an operation may use: the engine's passes, the limits, the caller's callbacks."""
+
+    draw: Draw
+    upscaler: Upscaler | None
+    max_pixels: int
+    on_progress: ProgressCallback | None = None
+    should_cancel: Callable[[], bool] | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result image, the request as it really ran (for the PNG metadata), and notes."""
+
+    image: Image.Image
+    request: ImageRequest
+    notes: tuple[str, ...] = ()
+
+
+def run(context: Context, request: ImageRequest, source: Image.Image,
+        mask: Image.Image | None = None) -> Outcome:
+    """Run one operation of `request.mode` on `source` (RGB) with `request.seed`."""
+    if request.mode in ("upscale", "upscale_creative"):
+        return upscale(context, request, source)
+    if request.mode in ("zoom_out", "pan"):
+        return outpaint(context, request, source)
+    if request.mode == "inpaint":
+        if mask is None:
+            raise ValueError("inpaint needs the mask image")
+        return inpaint(context, request, source, mask)
+    raise ValueError(f"{request.mode} is not an image operation")
+
+
+# --- upscale ---------------------------------------------------------------------------
+
+
+def upscale(context: Context, request: ImageRequest, source: Image.Image) -> Outcome:
+    """Super-resolution (or Lanczos) to exactly width×height; then a detail pass where no
+    model did the work (Subtle) or always (Creative)."""
+    target = (floor8(request.width), floor8(request.height))
+    creative = request.mode == "upscale_creative"
+    notes = list(_capped_upscale(request, source, target))
+    enlarged = source
+    if context.upscaler is not None:
+        enlarged = _super_resolve(context, context.upscaler, source, target)
+    else:
+        notes.append(NO_UPSCALER_CREATIVE if creative else NO_UPSCALER)
+    if enlarged.size != target:
+        enlarged = enlarged.resize(target, LANCZOS)
+    ran = request.model_copy(update={"width": target[0], "height": target[1]})
+    if context.upscaler is not None and not creative:
+        return Outcome(enlarged, ran, tuple(notes))
+    detailed, ran, tiled = detail_pass(context, ran, enlarged)
+    return Outcome(detailed, ran, (*notes, *tiled))
+
+
+def _super_resolve(context: Context, upscaler: Upscaler, source: Image.Image,
+                   target: tuple[int, int]) -> Image.Image:
+    image = source
+    for _ in range(MAX_SR_PASSES):
+        image = upscaler.enlarge(image, _tile_progress(context), context.should_cancel)
+        if image.width >= target[0] and image.height >= target[1]:
+            break
+    return image
+
+
+def _capped_upscale(request: ImageRequest, source: Image.Image,
+                    target: tuple[int, int]) -> tuple[str, ...]:
+    if request.factor is None:
+        return ()
+    wanted = (floor8(request.factor * source.width), floor8(request.factor * source.height))
+    if target[0] >= wanted[0] and target[1] >= wanted[1]:
+        return ()
+    return (f"Upscaled {request.factor:g}× would be {wanted[0]}×{wanted[1]}: capped to "
+            f"{target[0]}×{target[1]} by IMAGINE_MAX_UPSCALE_PIXELS.",)
+
+
+def detail_pass(context: Context, request: ImageRequest,
+                image: Image.Image) -> tuple[Image.Image, ImageRequest, tuple[str, ...]]:
+    """An img2img pass at request.strength over the whole image: in one go when it fits
+    IMAGINE_MAX_PIXELS, else in overlapping tiles of at most that many pixels each."""
+    strength = request.strength
+    # img2img runs int(steps × strength) steps; diffusers refuses zero.
+    steps = max(request.num_inference_steps, math.ceil(1 / strength))
+    ran = request.model_copy(update={"num_inference_steps": steps})
+    inputs = {"strength": strength}
+    if image.width * image.height <= context.max_pixels:
+        return context.draw("image2image", ran, {**inputs, "image": image},
+                            context.on_progress), ran, ()
+    side = floor8(math.sqrt(context.max_pixels))
+    tiles = grid(image.width, image.height, side, side, min(DETAIL_OVERLAP, side // 4))
+    result = image.copy()
+    for index, tile in enumerate(tiles):
+        _check_cancel(context, f"cancelled after tile {index} of {len(tiles)}")
+        part = ran.model_copy(update={"width": tile.width, "height": tile.height})
+        drawn = context.draw("image2image", part, {**inputs, "image": image.crop(tile.box)},
+                             _span(context.on_progress, index, len(tiles)))
+        paste_faded(result, drawn, tile)
+    size = f"{tiles[0].width}×{tiles[0].height}"
+    return result, ran, (f"The detail pass ran in {len(tiles)} overlapping tiles of {size} "
+                         "(IMAGINE_MAX_PIXELS per pass).",)
+
+
+# --- zoom out and pan (outpainting) ----------------------------------------------------
+
+
+def outpaint(context: Context, request: ImageRequest, source: Image.Image) -> Outcome:
+    """The source on a grown canvas, the new area drawn, the source's pixels put back."""
+    target = (floor8(request.width), floor8(request.height))
+    place, placed, notes = _placement(source, _canvas(request, source), target)
+    start, mask = outpaint_inputs(placed, place)
+    ran = request.model_copy(update={"width": target[0], "height": target[1], "strength": 1.0})
+    drawn = context.draw("inpaint", ran, {"image": start, "mask_image": mask, "strength": 1.0},
+                         context.on_progress)
+    return Outcome(paste_back(drawn, placed, place), ran, notes)
+
+
+def _canvas(request: ImageRequest, source: Image.Image) -> Canvas:
+    if request.mode == "zoom_out":
+        if request.factor is None:
+            raise ValueError("zoom_out needs request.factor")
+        return zoom_canvas(source.width, source.height, request.factor)
+    if request.direction is None:
+        raise ValueError("pan needs request.direction")
+    return pan_canvas(source.width, source.height, request.direction)
+
+
+def _placement(source: Image.Image, canvas: Canvas, target: tuple[int, int]
+               ) -> tuple[Placement, Image.Image, tuple[str, ...]]:
+    """Where the source goes on a canvas of the target size: as is when the canvas fits,
+    else canvas and source scaled down together."""
+    if target == (canvas.width, canvas.height):
+        return Placement(*target, canvas.left, canvas.top, *source.size), source, ()
+    scale_x, scale_y = target[0] / canvas.width, target[1] / canvas.height
+    width = min(target[0], max(1, round(source.width * scale_x)))
+    height = min(target[1], max(1, round(source.height * scale_y)))
+    left = min(round(canvas.left * scale_x), target[0] - width)
+    top = min(round(canvas.top * scale_y), target[1] - height)
+    place = Placement(*target, left, top, width, height)
+    notes: tuple[str, ...] = ()
+    if target[0] * target[1] < canvas.width * canvas.height:
+        notes = (f"Scaled down to {target[0]}×{target[1]} to fit IMAGINE_MAX_PIXELS (the full "
+                 f"canvas would be {canvas.width}×{canvas.height}).",)
+    return place, source.resize((width, height), LANCZOS), notes
+
+
+# --- inpaint ---------------------------------------------------------------------------
+
+
+def inpaint(context: Context, request: ImageRequest, source: Image.Image,
+            mask: Image.Image) -> Outcome:
+    """The white part of `mask` redrawn; the source unchanged beyond a narrow band around it."""
+    if mask.size != source.size:
+        raise GenerationError(f"the mask is {mask.width}×{mask.height} but the image is "
+                              f"{source.width}×{source.height}: the mask must have the "
+                              "image's own size")
+    redraw = binary_mask(mask)
+    if not redraw.any():
+        raise GenerationError("the mask has no white pixels: paint the region to redraw in "
+                              "white (black keeps the image as it is)")
+    work = fit_within(source.width, source.height, context.max_pixels)
+    notes: tuple[str, ...] = ()
+    if work != (floor8(source.width), floor8(source.height)):
+        notes = (f"The region was drawn at {work[0]}×{work[1]} to fit IMAGINE_MAX_PIXELS and "
+                 f"scaled up into the {source.width}×{source.height} image.",)
+    strength = request.strength
+    steps = max(request.num_inference_steps, math.ceil(1 / strength))
+    ran = request.model_copy(update={"width": source.width, "height": source.height,
+                                     "num_inference_steps": steps})
+    start = source if source.size == work else source.resize(work, LANCZOS)
+    drawn = context.draw(
+        "inpaint", ran.model_copy(update={"width": work[0], "height": work[1]}),
+        {"image": start, "mask_image": model_mask(redraw).resize(work, Image.Resampling.NEAREST),
+         "strength": strength},
+        context.on_progress)
+    if drawn.size != source.size:
+        drawn = drawn.resize(source.size, LANCZOS)
+    return Outcome(blend(source, drawn, feathered_alpha(redraw)), ran, notes)
+
+
+# --- progress --------------------------------------------------------------------------
+
+
+def _span(on_progress: ProgressCallback | None, index: int, count: int
+          ) -> ProgressCallback | None:
+    """Progress of part `index` of `count` as progress of the whole."""
+    if on_progress is None:
+        return None
+
+    def report(step: int, total: int, preview: Image.Image | None) -> None:
+        on_progress(index * total + step, count * total, preview)
+
+    return report
+
+
+def _tile_progress(context: Context) -> Callable[[int, int], None] | None:
+    on_progress = context.on_progress
+    if on_progress is None:
+        return None
+    return lambda done, total: on_progress(done, total, None)
+
+
+def _check_cancel(context: Context, message: str) -> None:
+    if context.should_cancel is not None and context.should_cancel():
+        raise GenerationCancelled(message)
