@@ -15,7 +15,9 @@
   const width = Number(editor.dataset.width);
   const height = Number(editor.dataset.height);
   const PAINT = "rgb(255, 0, 200)"; // shown half-transparent by CSS; exported as white
-  const MAX_UNDO = 30;
+  // Undo keeps whole snapshots: at most ~64 MB of them (3 of a 2048² image), so a phone
+  // does not run out of memory on a large image.
+  const MAX_UNDO = Math.max(3, Math.min(30, Math.floor(64e6 / (width * height * 4))));
   const undoStack = [];
   let erasing = false;
   let stroke = null; // {id, x, y} while a pointer paints
@@ -57,6 +59,13 @@
     ctx.lineCap = "round";
     ctx.lineJoin = "round";
     ctx.beginPath();
+    if (from.x === to.x && from.y === to.y) {
+      // A tap: canvas drops zero-length lines before stroking, so draw the dot itself.
+      ctx.fillStyle = PAINT;
+      ctx.arc(to.x, to.y, ctx.lineWidth / 2, 0, 2 * Math.PI);
+      ctx.fill();
+      return;
+    }
     ctx.moveTo(from.x, from.y);
     ctx.lineTo(to.x, to.y);
     ctx.stroke();
@@ -87,6 +96,7 @@
   }
   canvas.addEventListener("pointerup", endStroke);
   canvas.addEventListener("pointercancel", endStroke);
+  canvas.addEventListener("lostpointercapture", endStroke);
 
   document.getElementById("brush").addEventListener("click", function () { chooseTool(false); });
   document.getElementById("eraser").addEventListener("click", function () { chooseTool(true); });
