@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from bots.cli_images import IMAGE_COMMANDS
 from settings import Settings, load_settings
 from settings.errors import ImagineError
 from tasks.names import GENERATE_QUEUE, QUEUES
@@ -85,9 +86,12 @@ def model() -> None:
 def model_tiny(directory: Path, single_file: bool) -> None:
     """Write the small offline test model (random weights, real configs) to DIRECTORY."""
     from generator.tiny_model import build_tiny_model  # noqa: PLC0415
+    from generator.tiny_upscaler import UPSCALER_FILE_NAME, build_tiny_upscaler  # noqa: PLC0415
 
     path = build_tiny_model(directory, single_file=single_file)
     click.echo(f"tiny model written to {path}; use it with IMAGINE_MODEL={path}")
+    upscaler = build_tiny_upscaler(directory / UPSCALER_FILE_NAME)
+    click.echo(f"tiny 2× upscaler written to {upscaler}; use it with IMAGINE_UPSCALER={upscaler}")
 
 
 @cli.command()
@@ -175,6 +179,10 @@ def discord_bot(sync: bool, loglevel: str) -> None:
         run_bot(settings)
     except ImagineError as exc:
         raise click.ClickException(exc.message) from None
+
+
+for _command in IMAGE_COMMANDS:
+    cli.add_command(_command)
 
 
 def main() -> None:
