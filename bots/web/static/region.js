@@ -22,7 +22,10 @@
   let erasing = false;
   let stroke = null; // {id, x, y} while a pointer paints
 
-  document.getElementById("stage").style.aspectRatio = width + " / " + height;
+  // As wide as the screen allows, but short enough to leave the tools in view.
+  const stage = document.getElementById("stage");
+  stage.style.aspectRatio = width + " / " + height;
+  stage.style.width = "min(100%, calc(70vh * " + (width / height).toFixed(4) + "))";
   const shorter = Math.min(width, height);
   size.max = String(Math.max(2, Math.round(Math.max(width, height) / 4)));
   size.value = String(Math.max(2, Math.round(shorter / 10)));
@@ -30,6 +33,7 @@
   function say(text, kind) {
     status.textContent = text;
     status.className = "message" + (kind ? " " + kind : "");
+    status.scrollIntoView({ block: "nearest" });
   }
 
   function chooseTool(eraser) {
