@@ -159,7 +159,7 @@ def detail_pass(context: Context, request: ImageRequest,
 def outpaint(context: Context, request: ImageRequest, source: Image.Image) -> Outcome:
     """The source on a grown canvas, the new area drawn, the source's pixels put back."""
     target = (floor8(request.width), floor8(request.height))
-    place, placed, notes = _placement(source, _canvas(request, source), target)
+    place, placed, notes = placement(source, _canvas(request, source), target)
     start, mask = outpaint_inputs(placed, place)
     ran = request.model_copy(update={"width": target[0], "height": target[1], "strength": 1.0})
     drawn = context.draw("inpaint", ran, {"image": start, "mask_image": mask, "strength": 1.0},
@@ -177,7 +177,7 @@ def _canvas(request: ImageRequest, source: Image.Image) -> Canvas:
     return pan_canvas(source.width, source.height, request.direction)
 
 
-def _placement(source: Image.Image, canvas: Canvas, target: tuple[int, int]
+def placement(source: Image.Image, canvas: Canvas, target: tuple[int, int]
                ) -> tuple[Placement, Image.Image, tuple[str, ...]]:
     """Where the source goes on a canvas of the target size: as is when the canvas fits,
     else canvas and source scaled down together."""
