@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from PIL import Image
 
 from generator.compositing import (
@@ -42,6 +43,8 @@ OPERATION_MODES: tuple[str, ...] = ("upscale", "upscale_creative", "zoom_out", "
 DETAIL_OVERLAP = 64
 # A super-resolution model smaller than the factor asked for is applied again, this often.
 MAX_SR_PASSES = 3
+# An inpaint of a big image draws the mask's surroundings, at least this far around it.
+INPAINT_CONTEXT = 64
 NO_UPSCALER = ("No upscaler is configured (IMAGINE_UPSCALER): enlarged with Lanczos and a "
                "light detail pass.")
 NO_UPSCALER_CREATIVE = ("No upscaler is configured (IMAGINE_UPSCALER): enlarged with Lanczos "
@@ -210,24 +213,43 @@ def inpaint(context: Context, request: ImageRequest, source: Image.Image,
     if not redraw.any():
         raise GenerationError("the mask has no white pixels: paint the region to redraw in "
                               "white (black keeps the image as it is)")
-    work = fit_within(source.width, source.height, context.max_pixels)
-    notes: tuple[str, ...] = ()
-    if work != (floor8(source.width), floor8(source.height)):
-        notes = (f"The region was drawn at {work[0]}×{work[1]} to fit IMAGINE_MAX_PIXELS and "
-                 f"scaled up into the {source.width}×{source.height} image.",)
     strength = request.strength
     steps = max(request.num_inference_steps, math.ceil(1 / strength))
     ran = request.model_copy(update={"width": source.width, "height": source.height,
                                      "num_inference_steps": steps})
-    start = source if source.size == work else source.resize(work, LANCZOS)
+    box = _inpaint_box(redraw, context.max_pixels)
+    crop = source.crop(box)
+    work = fit_within(crop.width, crop.height, context.max_pixels)
+    notes: tuple[str, ...] = ()
+    if work != (floor8(crop.width), floor8(crop.height)):
+        notes = (f"The region was drawn at {work[0]}×{work[1]} to fit IMAGINE_MAX_PIXELS and "
+                 f"scaled up to {crop.width}×{crop.height}.",)
+    region = redraw[box[1]:box[3], box[0]:box[2]]
     drawn = context.draw(
         "inpaint", ran.model_copy(update={"width": work[0], "height": work[1]}),
-        {"image": start, "mask_image": model_mask(redraw).resize(work, Image.Resampling.NEAREST),
+        {"image": crop.resize(work, LANCZOS) if crop.size != work else crop,
+         "mask_image": model_mask(region).resize(work, Image.Resampling.NEAREST),
          "strength": strength},
         context.on_progress)
-    if drawn.size != source.size:
-        drawn = drawn.resize(source.size, LANCZOS)
-    return Outcome(blend(source, drawn, feathered_alpha(redraw)), ran, notes)
+    whole = source.copy()
+    whole.paste(drawn.convert("RGB").resize(crop.size, LANCZOS), box[:2])
+    return Outcome(blend(source, whole, feathered_alpha(redraw)), ran, notes)
+
+
+def _inpaint_box(redraw: np.ndarray, max_pixels: int) -> tuple[int, int, int, int]:
+    """The part of the image an inpaint draws: all of it when it fits IMAGINE_MAX_PIXELS,
+    else the mask's bounding box with room around it, so a small region of a big image is
+    drawn at full resolution."""
+    height, width = redraw.shape
+    if width * height <= max_pixels:
+        return (0, 0, width, height)
+    rows, columns = np.nonzero(redraw)
+    top, bottom = int(rows.min()), int(rows.max()) + 1
+    left, right = int(columns.min()), int(columns.max()) + 1
+    # Context for the model to continue from: a quarter of the region, at least 64 px.
+    pad = max(INPAINT_CONTEXT, (right - left + bottom - top) // 8)
+    return (max(0, left - pad), max(0, top - pad), min(width, right + pad),
+            min(height, bottom + pad))
 
 
 # --- progress --------------------------------------------------------------------------

@@ -54,7 +54,10 @@ def stored(engine, parent: ImageRequest) -> dict[str, Image.Image]:  # noqa: ANN
     circle = Image.fromarray(((xx - 24) ** 2 + (yy - 30) ** 2 <= 81).astype(np.uint8) * 255)
     corner = Image.new("L", (60, 44), 0)
     corner.paste(200, (40, 0, 60, 12))
+    dot = Image.new("L", (128, 128), 0)
+    dot.paste(255, (90, 20, 100, 30))
     return {"src": drawn, "odd": odd, "circle": circle, "corner": corner,
+            "big": drawn.resize((128, 128)), "dot": dot,
             "blank": Image.new("L", (64, 64), 0), "small": Image.new("L", (32, 32), 255)}
 
 
@@ -128,7 +131,8 @@ def test_upscaler_that_is_not_super_resolution(tiny_model_dir: Path, tmp_path: P
                          (text, "could not be loaded")):
         engine = Engine({"default": str(tiny_model_dir)}, device="cpu", upscaler=path)
         with pytest.raises(ModelError, match=reason) as error:
-            engine.upscaler()
+            # A generate worker loads it at start (warm_up), so a bad file shows at once.
+            engine.warm_up() if path == restorer else engine.upscaler()
         assert f"IMAGINE_UPSCALER={path}" in error.value.message
         assert "Real-ESRGAN" in error.value.message
 
@@ -181,7 +185,8 @@ def test_operations_report_progress_and_cancel(engine, parent, stored) -> None: 
 # --- inpaint ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("source", "mask"), [("src", "circle"), ("odd", "corner")])
+@pytest.mark.parametrize(("source", "mask"), [("src", "circle"), ("odd", "corner"),
+                                              ("big", "dot")])
 def test_inpaint_changes_only_the_mask_and_its_band(engine, parent, stored, source: str,
                                                     mask: str) -> None:  # noqa: ANN001
     image = stored[source]
@@ -193,6 +198,11 @@ def test_inpaint_changes_only_the_mask_and_its_band(engine, parent, stored, sour
     before, after = np.asarray(image), pixels(result.png)
     assert np.array_equal(after[~band], before[~band])
     assert not np.array_equal(after[redraw], before[redraw])
+    if source == "big":  # over IMAGINE_MAX_PIXELS: the mask's surroundings, scaled to fit
+        assert result.notes == ("The region was drawn at 64×56 to fit IMAGINE_MAX_PIXELS and "
+                                "scaled up to 102×94.",)
+    else:
+        assert result.notes == ()
 
 
 def test_inpaint_refuses_bad_masks(engine, parent, stored) -> None:  # noqa: ANN001
