@@ -166,7 +166,7 @@ def up(loglevel: str) -> None:
 @click.option("--loglevel", default="info", show_default=True)
 def discord_bot(sync: bool, loglevel: str) -> None:
     """Run the Discord bot (/imagine, @mentions, buttons); --sync registers its commands."""
-    from bots.discord.bot import run_bot, sync_commands  # noqa: PLC0415
+    from bots.discord.main import run_bot, sync_commands  # noqa: PLC0415
 
     _logging(loglevel)
     settings = _settings()

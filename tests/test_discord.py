@@ -258,7 +258,7 @@ def test_buttons_work_after_the_bot_and_workers_restart(stack: DiscordStack) -> 
         assert callback.json["type"] == 5, stack.logs()
         call = _followup_of(stack, interaction)
         assert _is_png(call.files[0]["data"])
-        title = "Variations" if "vary" in wanted else "Reroll"
+        title = "Vary (Subtle)" if "vary" in wanted else "Reroll"
         assert call.json["content"].startswith(f"<@{interaction['member']['user']['id']}> "
                                                f"{title}: **a small robot**")
 
@@ -287,9 +287,14 @@ def test_sync_registers_the_command_in_a_guild(stack: DiscordStack) -> None:
     done = subprocess.run(imagine_command("discord", "--sync"), env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=TIMEOUT)
     assert done.returncode == 0, done.stderr
-    assert "registered /imagine in guild" in done.stdout
-    (command,) = stack.fake.commands[stack.fake.guild_id]
-    assert command["name"] == "imagine"
+    assert "registered /imagine, /recall, /Recall in guild" in done.stdout
+    commands = {c["name"]: c for c in stack.fake.commands[stack.fake.guild_id]}
+    assert commands["recall"]["options"][0] == {**commands["recall"]["options"][0],
+                                                "name": "image", "type": 11, "required": True}
+    assert commands["Recall"]["type"] == 3  # the message context menu
+    command = commands["imagine"]
+    assert {"name": "image", "type": 11}.items() <= next(
+        o for o in command["options"] if o["name"] == "image").items()
     options = {o["name"]: o for o in command["options"]}
     assert options["prompt"]["required"] is True
     assert {c["value"] for c in options["aspect_ratio"]["choices"]} >= {"16:9", "1:1"}
@@ -299,7 +304,7 @@ def test_sync_registers_the_command_in_a_guild(stack: DiscordStack) -> None:
 
 
 def test_bot_process_never_imports_torch() -> None:
-    code = ("import sys, bots.discord.bot, bots.discord.delivery; "
+    code = ("import sys, bots.discord.main, bots.discord.delivery; "
             "print(sorted(m for m in ('torch', 'diffusers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, timeout=TIMEOUT)

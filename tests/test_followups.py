@@ -138,6 +138,14 @@ def test_new_buttons_carry_the_new_names_and_keep_their_labels() -> None:
     ids = [b["custom_id"] for row in result_components(job) for b in row["components"]]
     assert [parse_custom_id(i)[0] for i in ids] == [  # type: ignore[index]
         "upscale", "upscale", "vary_subtle", "vary_subtle", "reroll"]
+    one = parent_job("discord", images=IMAGES[:1], seeds=[5])
+    assert [[b.get("label") or b["emoji"]["name"] for b in row["components"]]
+            for row in result_components(one)] == [
+        ["Upscale (Subtle)", "Upscale (Creative)"],
+        ["Vary (Subtle)", "Vary (Strong)", "Vary (Region)"], ["Zoom Out 2x", "Zoom Out 1.5x"],
+        ["⬅️", "➡️", "⬆️", "⬇️"], ["Reroll"]]
+    assert parse_custom_id(result_components(one)[3]["components"][0]["custom_id"]) == (
+        "pan_left", one.id, 0)
     slack = buttons({"blocks": say.result_blocks("done", job.id, 2)})
     assert slack["Vary 2"]["action_id"] == "imagine:vary_subtle:1"
     assert set(slack) == {"🎲 Reroll", "Vary 1", "Vary 2", "Upscale 1", "Upscale 2"}

@@ -1,55 +1,54 @@
-"""The Discord bot: `/imagine`, @mentions and DMs, and job buttons that survive restarts.
+"""The Discord bot: prompts from `/imagine`, @mentions and DMs (with an image or without),
+recalls of PNGs, and the presses of job buttons.
 
-Handlers only translate: a payload becomes an ImageRequest (the shared grammar), a Job goes
-through `JobQueue.submit` on a worker thread (the event loop never blocks on Redis), and
-errors become a message. Results are posted by the deliver worker (bots.discord.delivery),
-not here. Buttons carry job id, action and image index in their custom id and are
-registered as DynamicItems at start-up, so a button on a week-old message still works.
-
-No `from __future__ import annotations` here: discord.py reads the /imagine options from
-real annotations, whose bounds come from the settings at build time.
+Handlers only translate: a payload becomes an ImageRequest (the shared grammar, or the
+image-prompt reader when an image comes with it), a Job goes through `JobQueue.submit` on a
+worker thread (the event loop never blocks on Redis), and errors become a message. Results
+are posted by the deliver worker (bots.discord.delivery), not here. The commands are built
+in bots.discord.commands and the client is wired in bots.discord.main.
 """
+
+from __future__ import annotations
 
 import asyncio
 import logging
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import discord
-import yarl
 from discord import app_commands
 
-from bots.discord.formatting import (
-    CUSTOM_ID_PATTERN,
-    custom_id,
-    finished_text,
-    queued_text,
-)
+from bots.discord.buttons import JobButton, cancel_view, run_again_view, send_ephemeral
+from bots.discord.formatting import CANCEL, RUN_AGAIN, finished_text, queued_text
+from bots.discord.uploads import Uploads, first_image, first_png, needs_image_prompt
 from bots.errors import PromptError
-from bots.followups import FollowUpLimits, canonical_action, follow_up
-from bots.grammar import USAGE, parse, request_from_fields
+from bots.followups import TITLES, VARY_REGION, FollowUpLimits, find_button, press
+from bots.grammar import USAGE, parse
 from bots.limits import Limits
 from bots.permissions import cancel_refusal, discord_role, may_cancel
 from bots.presentation import shorten
-from generator.request import SEED_MAX, ImageRequest
+from bots.region import RegionLinks
+from generator.request import ImageRequest
 from settings import Settings
 from settings.errors import ImagineError
 from tasks.core.jobs import Job, JobStatus, Requester
 from tasks.core.queue import JobQueue, format_wait
+from tasks.core.storage import Storage
 
 log = logging.getLogger(__name__)
 
-ASPECT_RATIOS = ("1:1", "16:9", "9:16", "3:2", "2:3", "4:3", "3:4", "21:9")
-AUTOCOMPLETE_LIMIT = 25  # Discord shows at most 25 choices
 EPHEMERAL_LIMIT = 2000
+Command = app_commands.Command[Any, Any, Any] | app_commands.ContextMenu
 
 
 class ImagineBot(discord.Client):
-    """A discord.py client with its dependencies passed in; `create_bot` builds one."""
+    """A discord.py client with its dependencies passed in; bots.discord.main builds one."""
 
-    def __init__(self, settings: Settings, queue: JobQueue, limits: Limits) -> None:
-        # No privileged intents: Discord sends the content of messages that mention the bot
-        # and of DMs anyway, and that is all we read.
+    def __init__(self, settings: Settings, queue: JobQueue, limits: Limits,
+                 commands: Sequence[Command] = ()) -> None:
+        # No privileged intents: Discord sends the content (and attachments) of messages
+        # that mention the bot and of DMs anyway, and that is all we read.
         intents = discord.Intents.none()
         intents.guilds = True
         intents.guild_messages = True
@@ -60,11 +59,15 @@ class ImagineBot(discord.Client):
         self.settings = settings
         self.queue = queue
         self.limits = limits
+        self.uploads = Uploads(settings, limits, Storage(settings.images_dir), queue.redis)
+        self.region_links = RegionLinks(queue.redis, settings)
         self.tree = app_commands.CommandTree(self)
+        self._commands = commands
 
     async def setup_hook(self) -> None:
         """Register the command tree and the persistent job buttons before connecting."""
-        self.tree.add_command(imagine_command(self.limits))
+        for command in self._commands:
+            self.tree.add_command(command)
         self.tree.error(on_command_error)
         self.add_dynamic_items(JobButton)
 
@@ -74,12 +77,18 @@ class ImagineBot(discord.Client):
                  self.user.id if self.user else "?", len(self.guilds))
 
     async def on_message(self, message: discord.Message) -> None:
-        """A DM, or a message mentioning the bot, is a prompt; the answer is a reply to it."""
+        """A DM, or a message mentioning the bot, is a prompt (a PNG alone: a recall); the
+        answer is a reply to it."""
         if message.author.bot or self.user is None:
             return
         if message.guild is not None and not self._mentioned(message):
             return
-        await self.start_from_message(message, self._without_mentions(message))
+        text = self._without_mentions(message)
+        png = first_png(message.attachments)
+        if not text and png is not None:
+            await self.recall_for_message(message, png)
+            return
+        await self.start_from_message(message, text, first_image(message.attachments))
 
     # --- jobs from messages ----------------------------------------------------------------
     def _mentioned(self, message: discord.Message) -> bool:
@@ -98,13 +107,21 @@ class ImagineBot(discord.Client):
             text = text.replace(f"<@&{own_role.id}>", " ")
         return text.strip()
 
-    async def start_from_message(self, message: discord.Message, text: str) -> None:
+    async def prepare(self, text: str, attachment: discord.Attachment | None
+                      ) -> tuple[ImageRequest, list[str]]:
+        """The request of a prompt and the notes its job carries; PromptError/ImagineError."""
+        if needs_image_prompt(text, attachment):
+            return await self.uploads.image_prompt(text, attachment)
+        return parse(text, self.limits), []
+
+    async def start_from_message(self, message: discord.Message, text: str,
+                                 attachment: discord.Attachment | None = None) -> None:
         try:
-            request = parse(text, self.limits)
-        except PromptError as exc:
-            await message.reply(usage_message(exc), mention_author=False)
+            request, notes = await self.prepare(text, attachment)
+        except ImagineError as exc:
+            await message.reply(error_message(exc), mention_author=False)
             return
-        job = Job(request=request, requester=Requester(
+        job = Job(request=request, notes=notes, requester=Requester(
             platform="discord", user=str(message.author.id), channel=str(message.channel.id),
             thread=str(message.id),
             extra={"guild_id": str(message.guild.id) if message.guild else ""}))
@@ -116,13 +133,26 @@ class ImagineBot(discord.Client):
             await status.edit(content=error, view=None)
 
     # --- jobs from interactions ------------------------------------------------------------
+    async def start_image_prompt(self, interaction: discord.Interaction, text: str,
+                                 attachment: discord.Attachment | None) -> None:
+        """`/imagine` with an image: defer first (downloading may take a while), then read."""
+        await interaction.response.defer(thinking=True)
+        try:
+            request, notes = await self.prepare(text, attachment)
+        except ImagineError as exc:
+            await replace_with_ephemeral(interaction, error_message(exc))
+            return
+        await self.start_from_interaction(interaction, request, notes=notes)
+
     async def start_from_interaction(self, interaction: discord.Interaction,
                                      request: ImageRequest, parent: Job | None = None,
-                                     action: str | None = None) -> None:
+                                     action: str | None = None,
+                                     notes: Sequence[str] = ()) -> None:
         """Defer (Discord allows 3 s), show the place in line, then submit."""
-        await interaction.response.defer(thinking=True)
+        if not interaction.response.is_done():
+            await interaction.response.defer(thinking=True)
         job = Job(request=request, requester=interaction_requester(interaction),
-                  parent=parent.id if parent else None, action=action)
+                  parent=parent.id if parent else None, action=action, notes=list(notes))
         text = queued_text(request.prompt, *await self._estimate())
         try:
             status = await interaction.edit_original_response(content=text,
@@ -157,24 +187,83 @@ class ImagineBot(discord.Client):
             return "⚠️ The queue cannot be reached right now; try again in a minute."
         return None
 
-    async def on_job_button(self, interaction: discord.Interaction, action: str, job_id: str,
+    # --- recall ----------------------------------------------------------------------------
+    async def recall_for_interaction(self, interaction: discord.Interaction,
+                                     attachment: discord.Attachment | None) -> None:
+        """`/recall` or the Recall menu: the PNG's parameters and Run again, or why not."""
+        if attachment is None:
+            await send_ephemeral(interaction, "That message has no PNG attached: Recall reads "
+                                 "the parameters of a PNG made by imagine (or A1111).")
+            return
+        await interaction.response.defer(thinking=True)
+        try:
+            text, recall_id = await self.uploads.recall(attachment)
+        except ImagineError as exc:
+            await replace_with_ephemeral(interaction, f"⚠️ {exc.message}")
+            return
+        await interaction.edit_original_response(content=text, view=run_again_view(recall_id))
+
+    async def recall_for_message(self, message: discord.Message,
+                                 attachment: discord.Attachment) -> None:
+        try:
+            text, recall_id = await self.uploads.recall(attachment)
+        except ImagineError as exc:
+            await message.reply(f"⚠️ {exc.message}", mention_author=False)
+            return
+        await message.reply(text, view=run_again_view(recall_id), mention_author=False)
+
+    # --- buttons ---------------------------------------------------------------------------
+    async def on_job_button(self, interaction: discord.Interaction, name: str, target: str,
                             index: int) -> None:
-        """Reroll, V1..Vn, U1..Un: a new job from an old one; Cancel: stop it."""
-        parent = await asyncio.to_thread(self.queue.jobs.find, job_id)
+        """Every job button, Cancel and Run again: a new job, a link, or a stop."""
+        if name == RUN_AGAIN:
+            await self._run_again(interaction, target)
+            return
+        parent = await asyncio.to_thread(self.queue.jobs.find, target)
         if parent is None:
             await send_ephemeral(interaction, "That job has expired; start a new one with "
                                  "/imagine.")
             return
-        if action == "cancel":
+        if name == CANCEL:
             await self._cancel(interaction, parent)
             return
         try:
-            action = canonical_action(action)
-            request = follow_up(parent, index, action, FollowUpLimits.from_settings(self.settings))
+            button = find_button(name)
+            if button.action == VARY_REGION:
+                await self._region_link(interaction, parent, index)
+                return
+            request = press(parent, index, name, FollowUpLimits.from_settings(self.settings))
         except PromptError as exc:
             await send_ephemeral(interaction, exc.message)
             return
-        await self.start_from_interaction(interaction, request, parent, action)
+        await self.start_from_interaction(interaction, request, parent, button.action)
+
+    async def _region_link(self, interaction: discord.Interaction, parent: Job,
+                           index: int) -> None:
+        """Vary (Region): a one-time link to the mask editor, shown to the presser only."""
+        # The job the link queues is delivered like a mention's: a reply in this channel to
+        # the image, since the link can outlive this press's 15-minute interaction token.
+        requester = Requester(
+            platform="discord", user=str(interaction.user.id),
+            channel=str(interaction.channel_id or ""),
+            thread=str(interaction.message.id) if interaction.message else "",
+            extra={"guild_id": str(interaction.guild_id or "")})
+        url = await asyncio.to_thread(self.region_links.issue, parent, index, requester)
+        await send_ephemeral(interaction, (
+            f"🖌️ **{TITLES[VARY_REGION]}**: paint what to redraw on image {index + 1} here: "
+            f"<{url}>\nThe link is yours, works once and expires in "
+            f"{self.region_links.lifetime}; the new image will be posted in this channel."))
+
+    async def _run_again(self, interaction: discord.Interaction, recall_id: str) -> None:
+        from tasks.core.recalls import RecallStore  # noqa: PLC0415
+
+        store = RecallStore(self.queue.redis, self.settings.job_ttl)
+        request = await asyncio.to_thread(store.find, recall_id)
+        if request is None:
+            await send_ephemeral(interaction, "Those parameters are no longer kept; use "
+                                 "/recall on the image again.")
+            return
+        await self.start_from_interaction(interaction, request)
 
     async def _cancel(self, interaction: discord.Interaction, job: Job) -> None:
         permissions = interaction.permissions
@@ -192,31 +281,6 @@ class ImagineBot(discord.Client):
             await send_ephemeral(interaction, "That job has already finished.")
 
 
-class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=CUSTOM_ID_PATTERN):
-    """Every job button; rebuilt from its custom id on each press, whichever process made it."""
-
-    def __init__(self, action: str, job_id: str, index: int = 0) -> None:
-        label = {"cancel": "Cancel", "reroll": "Reroll", "upscale": f"U{index + 1}",
-                 "vary_strong": f"V{index + 1}+"}.get(action, f"V{index + 1}")
-        super().__init__(discord.ui.Button(label=label,
-                                           custom_id=custom_id(action, job_id, index)))
-        self.action = action
-        self.job_id = job_id
-        self.index = index
-
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction,
-                             item: discord.ui.Item[Any], match: "re.Match[str]",
-                             ) -> "JobButton":
-        return cls(match["action"], match["job"], int(match["index"]))
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        """Hand the press to the bot that received it."""
-        client = interaction.client
-        assert isinstance(client, ImagineBot)
-        await client.on_job_button(interaction, self.action, self.job_id, self.index)
-
-
 async def on_command_error(interaction: discord.Interaction,
                            error: app_commands.AppCommandError) -> None:
     """Anything a handler did not turn into a message: log it, tell the user briefly."""
@@ -229,53 +293,13 @@ async def on_command_error(interaction: discord.Interaction,
         pass  # the interaction itself is gone; the log has it
 
 
-def cancel_view(job_id: str) -> discord.ui.View:
-    view = discord.ui.View(timeout=None)
-    view.add_item(JobButton("cancel", job_id))
-    return view
-
-
-def imagine_command(limits: Limits) -> app_commands.Command[Any, Any, None]:
-    """`/imagine` with typed options whose bounds are this deployment's limits."""
-
-    @app_commands.command(name="imagine")
-    @app_commands.describe(
-        prompt="What to draw; flags such as --ar 16:9 --seed 7 --no text work here too",
-        aspect_ratio="Shape of the image", seed="Same seed + same prompt = same image",
-        steps="More steps: slower, often finer", negative="What to leave out",
-        count="How many images", model="Which model draws it")
-    @app_commands.choices(aspect_ratio=[app_commands.Choice(name=r, value=r)
-                                        for r in ASPECT_RATIOS])
-    async def imagine(
-        interaction: discord.Interaction,
-        prompt: app_commands.Range[str, 1, 6000],
-        aspect_ratio: str | None = None,
-        seed: app_commands.Range[int, 0, SEED_MAX] | None = None,
-        steps: app_commands.Range[int, 1, limits.max_steps] | None = None,
-        negative: app_commands.Range[str, 1, 6000] | None = None,
-        count: app_commands.Range[int, 1, limits.max_images] | None = None,
-        model: str | None = None,
-    ) -> None:
-        """Draw an image from a prompt."""
-        client = interaction.client
-        assert isinstance(client, ImagineBot)
-        fields = {"prompt": prompt, "ar": aspect_ratio, "seed": seed, "steps": steps,
-                  "no": negative, "n": count, "model": model}
-        try:
-            request = request_from_fields(fields, client.limits)
-        except PromptError as exc:
-            await send_ephemeral(interaction, usage_message(exc))
-            return
-        await client.start_from_interaction(interaction, request)
-
-    @imagine.autocomplete("model")
-    async def model_names(interaction: discord.Interaction, current: str
-                          ) -> list[app_commands.Choice[str]]:
-        """The allowed models whose name contains what was typed."""
-        names = [n for n in limits.models if current.casefold() in n.casefold()]
-        return [app_commands.Choice(name=n, value=n) for n in names[:AUTOCOMPLETE_LIMIT]]
-
-    return imagine
+async def replace_with_ephemeral(interaction: discord.Interaction, text: str) -> None:
+    """After a deferral: drop the public "thinking…" message, tell only the user why."""
+    try:
+        await interaction.delete_original_response()
+    except discord.HTTPException:
+        pass  # already gone: the ephemeral message still says why
+    await interaction.followup.send(text, ephemeral=True)
 
 
 def interaction_requester(interaction: discord.Interaction) -> Requester:
@@ -298,60 +322,8 @@ def usage_message(error: PromptError) -> str:
     return shorten(f"⚠️ {error.message}", EPHEMERAL_LIMIT - len(USAGE) - 2) + "\n\n" + USAGE
 
 
-async def send_ephemeral(interaction: discord.Interaction, text: str) -> None:
-    if interaction.response.is_done():
-        await interaction.followup.send(text, ephemeral=True)
-    else:
-        await interaction.response.send_message(text, ephemeral=True)
-
-
-def create_bot(settings: Settings, queue: JobQueue, limits: Limits | None = None
-               ) -> ImagineBot:
-    """The bot with its dependencies; nothing connects until it is started."""
-    return ImagineBot(settings, queue, limits or Limits.from_settings(settings))
-
-
-def point_at(settings: Settings) -> None:
-    """Send REST and gateway traffic to DISCORD_API_URL / DISCORD_GATEWAY_URL when set."""
-    if settings.discord_api_url:
-        discord.http.Route.BASE = settings.discord_api_url.rstrip("/")
-    if settings.discord_gateway_url:
-        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
-
-
-def _token(settings: Settings) -> str:
-    if settings.discord_token is None:
-        raise ImagineError("DISCORD_TOKEN is not set: copy the bot token from the Discord "
-                           "developer portal (Bot → Reset Token) into DISCORD_TOKEN.")
-    return settings.discord_token.get_secret_value()
-
-
-def _queue(settings: Settings) -> JobQueue:
-    from tasks.core.connection import redis_client  # noqa: PLC0415
-    from tasks.worker.celery_app import create_celery  # noqa: PLC0415
-
-    return JobQueue(settings, redis_client(settings), create_celery(settings))
-
-
-def run_bot(settings: Settings) -> None:
-    """Connect to the gateway and serve until stopped (`imagine discord`)."""
-    token = _token(settings)
-    point_at(settings)
-    create_bot(settings, _queue(settings)).run(token, log_handler=None)
-
-
-async def _sync(settings: Settings) -> list[app_commands.AppCommand]:
-    bot = create_bot(settings, _queue(settings))
-    async with bot:
-        await bot.login(_token(settings))  # runs setup_hook: the tree gets its commands
-        guild = discord.Object(id=settings.discord_guild_id) if settings.discord_guild_id else None
-        if guild is not None:
-            bot.tree.copy_global_to(guild=guild)
-        return await bot.tree.sync(guild=guild)
-
-
-def sync_commands(settings: Settings) -> list[str]:
-    """Register the slash commands with Discord (globally, or in DISCORD_GUILD_ID) and exit."""
-    _token(settings)
-    point_at(settings)
-    return [command.name for command in asyncio.run(_sync(settings))]
+def error_message(error: ImagineError) -> str:
+    """A prompt the grammar refused gets the usage too; a refused image only its reason."""
+    if type(error) is PromptError:
+        return usage_message(error)
+    return shorten(f"⚠️ {error.message}", EPHEMERAL_LIMIT)

@@ -12,8 +12,7 @@ import re
 import time
 from typing import Any
 
-from bots.followups import ACTIONS as FOLLOW_UPS
-from bots.followups import LEGACY_ACTIONS, UPSCALE, VARY_SUBTLE
+from bots.followups import BUTTON_NAMES, REROLL, TITLES, Button, button_label, result_rows
 from bots.grammar import format_request
 from bots.limits import Limits
 from bots.presentation import percent, place_in_line, progress_bar, shorten
@@ -27,8 +26,11 @@ TOKEN_MARGIN_SECONDS = 60
 CONTENT_LIMIT = 2000  # characters of a message's content
 BUTTONS_PER_ROW = 5
 
-# Follow-ups, the names of buttons posted by earlier releases (`vary`), and Cancel.
-ACTIONS = tuple(dict.fromkeys((*FOLLOW_UPS, *LEGACY_ACTIONS, "cancel")))
+# A custom id carries a button's name (bots.followups.BUTTON_NAMES, which keeps the names
+# of buttons posted by earlier releases: `vary`), Cancel, or Run again. Run again carries a
+# recall id (tasks.core.recalls) where the others carry a job id: both are hex.
+CANCEL, RUN_AGAIN = "cancel", "run_again"
+ACTIONS = tuple(dict.fromkeys((*BUTTON_NAMES, CANCEL, RUN_AGAIN)))
 CUSTOM_ID_PATTERN = (
     rf"imagine:(?P<action>{'|'.join(sorted(ACTIONS, key=len, reverse=True))}):"
     r"(?P<job>[0-9a-f]{8,64}):(?P<index>[0-9]{1,2})"
@@ -131,20 +133,17 @@ def cancel_components(job_id: str) -> list[dict[str, Any]]:
 
 # --- results --------------------------------------------------------------------------
 
-_ACTION_TITLES = {"reroll": "Reroll", "vary": "Variations", "vary_subtle": "Variations",
-                  "vary_strong": "Strong variations", "upscale": "Upscaled"}
-
-
 def result_content(job: Job, limits: Limits, notes: list[str]) -> str:
     """Who asked, what was drawn and how to draw it again; within Discord's 2000 characters."""
     request = job.request
-    title = _ACTION_TITLES.get(job.action or "", "")
+    title = TITLES.get(job.action or "", "")
     mention = f"<@{job.requester.user}> " if job.requester.user.isdigit() else ""
     lines = [f"{mention}{title + ': ' if title else ''}"
              f"**{_shown(request.prompt)}**"]
     sampler = SAMPLER_LABELS.get(request.sampler, request.sampler)
     seeds = ", ".join(str(seed) for seed in job.seeds)
-    lines.append(f"{request.width}×{request.height} · {request.num_inference_steps} steps · "
+    width, height = job.image_size(0)  # an operation's result may be capped below the plan
+    lines.append(f"{width}×{height} · {request.num_inference_steps} steps · "
                  f"cfg {request.guidance_scale:g} · {sampler} · model {request.model} · "
                  f"seed{'s' if len(job.seeds) > 1 else ''} {seeds}")
     if job.seeds and request.mode == "txt2img":
@@ -153,21 +152,33 @@ def result_content(job: Job, limits: Limits, notes: list[str]) -> str:
         line = f"Again: `{_quoted(again)}`"
         if len(line) <= 700:
             lines.append(line)
+    lines.extend(job.notes)  # what the worker must tell: scaled down, no upscaler, …
     lines.extend(notes)
     text = "\n".join(lines)
     return text if len(text) <= CONTENT_LIMIT else text[: CONTENT_LIMIT - 1] + "…"
 
 
 def result_components(job: Job) -> list[dict[str, Any]]:
-    """U1..Un and V1..Vn per image (at most one row each), then Reroll."""
-    count = min(len(job.images), BUTTONS_PER_ROW)
-    rows: list[dict[str, Any]] = []
-    for action, letter, style in ((UPSCALE, "U", SECONDARY), (VARY_SUBTLE, "V", SECONDARY)):
-        buttons = [{"type": 2, "style": style, "label": f"{letter}{i + 1}",
-                    "custom_id": custom_id(action, job.id, i)} for i in range(count)]
-        if buttons:
-            rows.append({"type": 1, "components": buttons})
-    rows.append({"type": 1, "components": [
-        {"type": 2, "style": PRIMARY, "label": "Reroll", "emoji": {"name": "🔄"},
-         "custom_id": custom_id("reroll", job.id)}]})
-    return rows
+    """bots.followups.result_rows as Discord components: U1..Un / V1..Vn / Reroll under a
+    grid, every operation under one image (at most 5 rows of 5)."""
+    return [{"type": 1, "components": [_button(button, index, job) for button, index in row]}
+            for row in result_rows(job)]
+
+
+def _button(button: Button, index: int, job: Job) -> dict[str, Any]:
+    component: dict[str, Any] = {
+        "type": 2, "style": PRIMARY if button.name == REROLL else SECONDARY,
+        "custom_id": custom_id(button.name, job.id, index)}
+    label = button_label(button, index, job)
+    if label:  # the arrows of Pan are emoji only
+        component["label"] = label
+    if button.emoji:
+        component["emoji"] = {"name": button.emoji}
+    return component
+
+
+def run_again_components(recall_id: str) -> list[dict[str, Any]]:
+    """The button under a recalled image's parameters: draw them again."""
+    return [{"type": 1, "components": [
+        {"type": 2, "style": PRIMARY, "label": "Run again", "emoji": {"name": "🔁"},
+         "custom_id": custom_id(RUN_AGAIN, recall_id)}]}]

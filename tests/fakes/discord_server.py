@@ -95,6 +95,7 @@ class FakeDiscord:
         self._originals: dict[str, str] = {}  # interaction token → original response id
         self._tokens: dict[str, float] = {}  # interaction token → created_at
         self._nonces: dict[tuple[str, str], str] = {}
+        self._cdn: dict[str, tuple[bytes, str]] = {}  # /attachments/… path → bytes, type
         self._failures: list[_Failure] = []
         self._sockets: list[web.WebSocketResponse] = []
         self._seq = 0
@@ -127,6 +128,7 @@ class FakeDiscord:
     def start(self) -> FakeDiscord:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/gateway", self._gateway)
+        app.router.add_get("/attachments/{message}/{filename}", self._attachment_file)
         app.router.add_route("*", "/api/v10/{path:.*}", self._rest)
         self._server.start(app)
         return self
@@ -172,9 +174,34 @@ class FakeDiscord:
                 "joined_at": "2024-01-01T00:00:00+00:00", "stage_instances": [],
                 "guild_scheduled_events": [], "soundboard_sounds": []}
 
+    def attachment(self, data: bytes, filename: str = "image.png",
+                   content_type: str | None = "image/png", size: int | None = None
+                   ) -> dict[str, Any]:
+        """An attachment object whose bytes the fake CDN serves at its `url`; `size` is what
+        Discord claims (a test's way to send "too large" without the bytes)."""
+        attachment_id = snowflake()
+        url = f"{self.base_url}/attachments/{attachment_id}/{filename}"
+        with self._lock:
+            self._cdn[f"/attachments/{attachment_id}/{filename}"] = (
+                data, content_type or "application/octet-stream")
+        found: dict[str, Any] = {"id": attachment_id, "filename": filename,
+                                 "size": len(data) if size is None else size, "url": url,
+                                 "proxy_url": url, "flags": 0}
+        if content_type is not None:
+            found["content_type"] = content_type
+        return found
+
+    async def _attachment_file(self, request: web.Request) -> web.Response:
+        with self._lock:
+            found = self._cdn.get(request.path)
+        if found is None:
+            return web.Response(status=404, text="Not Found")
+        return web.Response(body=found[0], content_type=found[1])
+
     def message_payload(self, content: str, author: dict[str, Any] | None = None, *,
                         mention_bot: bool = True, channel_id: str | None = None,
-                        dm: bool = False) -> dict[str, Any]:
+                        dm: bool = False, attachments: list[dict[str, Any]] | None = None
+                        ) -> dict[str, Any]:
         """A MESSAGE_CREATE from a person; `<@bot>` is prefixed when it mentions the bot."""
         author = author or self.user("alice")
         text = f"<@{self.application_id}> {content}" if mention_bot else content
@@ -183,8 +210,8 @@ class FakeDiscord:
             "content": text, "timestamp": "2024-01-01T00:00:00+00:00",
             "edited_timestamp": None, "tts": False, "mention_everyone": "@everyone" in text,
             "mentions": [self.bot_user] if mention_bot else [], "mention_roles": [],
-            "attachments": [], "embeds": [], "pinned": False, "type": 0, "flags": 0,
-            "components": []}
+            "attachments": attachments or [], "embeds": [], "pinned": False, "type": 0,
+            "flags": 0, "components": []}
         if not dm:
             data["guild_id"] = self.guild_id
             data["member"] = {k: v for k, v in self._member(author).items() if k != "user"}
@@ -222,13 +249,26 @@ class FakeDiscord:
         return payload
 
     def command_payload(self, user: dict[str, Any] | None = None, age: float = 0.0,
-                        **options: Any) -> dict[str, Any]:
-        """INTERACTION_CREATE for `/imagine` with the given options (prompt=..., seed=...)."""
+                        command: str = "imagine", **options: Any) -> dict[str, Any]:
+        """INTERACTION_CREATE for `/imagine` (or `command`) with the given options
+        (prompt=..., seed=...); an attachment object (`attachment()`) is an ATTACHMENT
+        option (type 11) whose value is its id, the object itself under `resolved`."""
         types = {str: 3, int: 4, bool: 5, float: 10}
-        data = {"id": snowflake(), "name": "imagine", "type": 1, "options": [
+        data: dict[str, Any] = {"id": snowflake(), "name": command, "type": 1, "options": [
+            {"name": name, "type": 11, "value": value["id"]} if isinstance(value, dict) else
             {"name": name, "type": types[type(value)], "value": value}
             for name, value in options.items()]}
+        attachments = {v["id"]: v for v in options.values() if isinstance(v, dict)}
+        if attachments:
+            data["resolved"] = {"attachments": attachments}
         return self.interaction_payload(data, user, age=age)
+
+    def message_command_payload(self, name: str, target: dict[str, Any],
+                                user: dict[str, Any] | None = None) -> dict[str, Any]:
+        """INTERACTION_CREATE for the message context-menu command `name` on `target`."""
+        data = {"id": snowflake(), "name": name, "type": 3, "target_id": target["id"],
+                "resolved": {"messages": {target["id"]: target}}}
+        return self.interaction_payload(data, user)
 
     def button_payload(self, custom_id: str, message: dict[str, Any],
                        user: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -378,7 +418,9 @@ class FakeDiscord:
 
     def _put_commands(self, call: Call, app_id: str, guild_id: str | None = None
                       ) -> tuple[int, Any]:
-        commands = [{**c, "id": snowflake(), "application_id": app_id, "version": snowflake(),
+        # Discord answers every command with a description ("" for context menus).
+        commands = [{"description": "", **c, "id": snowflake(), "application_id": app_id,
+                     "version": snowflake(),
                      "default_member_permissions": c.get("default_member_permissions"),
                      **({"guild_id": guild_id} if guild_id else {})} for c in call.json]
         self.commands[guild_id or "global"] = commands
@@ -398,6 +440,9 @@ class FakeDiscord:
                 "url": f"{self.base_url}/attachments/{message_id}/{part['filename']}",
                 "proxy_url": f"{self.base_url}/attachments/{message_id}/{part['filename']}",
                 "flags": 0})
+            with self._lock:  # the CDN serves what was posted, as Discord's does
+                self._cdn[f"/attachments/{message_id}/{part['filename']}"] = (
+                    part["data"], part["type"] or "application/octet-stream")
         reference = body.get("message_reference")
         message = {
             "id": message_id, "channel_id": channel_id, "author": self.bot_user,

@@ -1,0 +1,113 @@
+"""The application commands: `/imagine` (with an optional image), `/recall` and the message
+menu "Recall". Top-level commands only: Discord forbids sub-commands beside options.
+
+No `from __future__ import annotations` here: discord.py reads the options from real
+annotations, whose bounds come from the settings at build time.
+"""
+
+from typing import Any
+
+import discord
+from discord import app_commands
+
+from bots.discord.bot import ImagineBot, usage_message
+from bots.discord.buttons import send_ephemeral
+from bots.discord.uploads import UploadError, check_size, first_png, needs_image_prompt
+from bots.errors import PromptError
+from bots.grammar import format_request, request_from_fields
+from bots.limits import Limits
+from generator.request import SEED_MAX
+
+ASPECT_RATIOS = ("1:1", "16:9", "9:16", "3:2", "2:3", "4:3", "3:4", "21:9")
+AUTOCOMPLETE_LIMIT = 25  # Discord shows at most 25 choices
+RECALL_MENU = "Recall"
+
+
+def _bot(interaction: discord.Interaction) -> ImagineBot:
+    client = interaction.client
+    assert isinstance(client, ImagineBot)
+    return client
+
+
+async def _too_large(interaction: discord.Interaction, attachment: discord.Attachment) -> bool:
+    """Refuse an attachment over IMAGINE_MAX_UPLOAD_BYTES before deferring (ephemeral)."""
+    try:
+        check_size(attachment, _bot(interaction).settings.max_upload_bytes)
+    except UploadError as exc:
+        await send_ephemeral(interaction, f"⚠️ {exc.message}")
+        return True
+    return False
+
+
+def imagine_command(limits: Limits) -> app_commands.Command[Any, Any, None]:
+    """`/imagine` with typed options whose bounds are this deployment's limits."""
+
+    @app_commands.command(name="imagine")
+    @app_commands.describe(
+        prompt="What to draw; flags such as --ar 16:9 --seed 7 --no text work here too",
+        aspect_ratio="Shape of the image", seed="Same seed + same prompt = same image",
+        steps="More steps: slower, often finer", negative="What to leave out",
+        count="How many images", model="Which model draws it",
+        image="An image to start from (an image prompt)")
+    @app_commands.choices(aspect_ratio=[app_commands.Choice(name=r, value=r)
+                                        for r in ASPECT_RATIOS])
+    async def imagine(
+        interaction: discord.Interaction,
+        prompt: app_commands.Range[str, 1, 6000],
+        aspect_ratio: str | None = None,
+        seed: app_commands.Range[int, 0, SEED_MAX] | None = None,
+        steps: app_commands.Range[int, 1, limits.max_steps] | None = None,
+        negative: app_commands.Range[str, 1, 6000] | None = None,
+        count: app_commands.Range[int, 1, limits.max_images] | None = None,
+        model: str | None = None,
+        image: discord.Attachment | None = None,
+    ) -> None:
+        """Draw an image from a prompt (and an image to start from)."""
+        client = _bot(interaction)
+        fields = {"prompt": prompt, "ar": aspect_ratio, "seed": seed, "steps": steps,
+                  "no": negative, "n": count, "model": model}
+        try:
+            request = request_from_fields(fields, client.limits)
+        except PromptError as exc:
+            await send_ephemeral(interaction, usage_message(exc))
+            return
+        if not needs_image_prompt(prompt, image):
+            await client.start_from_interaction(interaction, request)
+        elif image is None or not await _too_large(interaction, image):
+            # The options as prompt text, so the image-prompt reader sees one grammar.
+            await client.start_image_prompt(interaction, format_request(request, client.limits),
+                                            image)
+
+    @imagine.autocomplete("model")
+    async def model_names(interaction: discord.Interaction, current: str
+                          ) -> list[app_commands.Choice[str]]:
+        """The allowed models whose name contains what was typed."""
+        names = [n for n in limits.models if current.casefold() in n.casefold()]
+        return [app_commands.Choice(name=n, value=n) for n in names[:AUTOCOMPLETE_LIMIT]]
+
+    return imagine
+
+
+@app_commands.command(name="recall")
+@app_commands.describe(image="A PNG made by imagine (or A1111): its prompt and settings")
+async def recall_command(interaction: discord.Interaction, image: discord.Attachment) -> None:
+    """Show how an image was made, with a button to draw it again."""
+    if not await _too_large(interaction, image):
+        await _bot(interaction).recall_for_interaction(interaction, image)
+
+
+async def _recall_message(interaction: discord.Interaction, message: discord.Message) -> None:
+    """The Recall menu on a message: the parameters of its first PNG."""
+    png = first_png(message.attachments)
+    if png is None or not await _too_large(interaction, png):
+        await _bot(interaction).recall_for_interaction(interaction, png)
+
+
+def recall_menu() -> app_commands.ContextMenu:
+    return app_commands.ContextMenu(name=RECALL_MENU, callback=_recall_message)
+
+
+def all_commands(limits: Limits) -> list[app_commands.Command[Any, Any, None]
+                                         | app_commands.ContextMenu]:
+    """Every command the bot registers, in the order `--sync` lists them."""
+    return [imagine_command(limits), recall_command, recall_menu()]

@@ -1,0 +1,141 @@
+"""Images people hand the Discord bot: the picture of an image prompt, a PNG to recall.
+
+Attachments are checked against IMAGINE_MAX_UPLOAD_BYTES before a byte is downloaded (Discord
+tells the size), read from Discord's CDN on the event loop (aiohttp), and everything
+blocking after that (decoding, storage, Redis) runs in a thread: the gateway heartbeat never
+waits on an image.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import discord
+import redis
+
+from bots.errors import PromptError
+from bots.limits import Limits
+from bots.presentation import shorten
+from generator.request import ImageRequest
+from settings import Settings
+from tasks.core.storage import Storage
+
+CONTENT_LIMIT = 2000
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
+# The shared image-prompt reader also takes an image URL at the start of the prompt.
+_URL_FIRST = re.compile(r"\s*<?https?://", re.IGNORECASE)
+
+
+class UploadError(PromptError):
+    """An attachment that cannot be used: too large, or not downloadable."""
+
+
+def is_image(attachment: discord.Attachment) -> bool:
+    kind = (attachment.content_type or "").split(";")[0].strip().lower()
+    return kind.startswith("image/") or attachment.filename.lower().endswith(IMAGE_SUFFIXES)
+
+
+def is_png(attachment: discord.Attachment) -> bool:
+    kind = (attachment.content_type or "").split(";")[0].strip().lower()
+    return kind == "image/png" or (not kind and attachment.filename.lower().endswith(".png"))
+
+
+def first_image(attachments: Sequence[discord.Attachment]) -> discord.Attachment | None:
+    return next((a for a in attachments if is_image(a)), None)
+
+
+def first_png(attachments: Sequence[discord.Attachment]) -> discord.Attachment | None:
+    return next((a for a in attachments if is_png(a)), None)
+
+
+def needs_image_prompt(text: str, attachment: discord.Attachment | None) -> bool:
+    """Whether a prompt goes through the image-prompt reader (an image, or a URL first)."""
+    return attachment is not None or bool(_URL_FIRST.match(text))
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MB"
+
+
+def check_size(attachment: discord.Attachment, max_bytes: int) -> None:
+    """UploadError, before anything is downloaded, for an attachment over the limit."""
+    if attachment.size > max_bytes:
+        raise UploadError(f"{shorten(attachment.filename, 80)} is {_megabytes(attachment.size)}"
+                          f": this bot takes images up to {_megabytes(max_bytes)}; send a "
+                          "smaller one.")
+
+
+async def read_attachment(attachment: discord.Attachment, max_bytes: int) -> bytes:
+    """The attachment's bytes; UploadError if it is too large or cannot be downloaded."""
+    check_size(attachment, max_bytes)
+    try:
+        data = await attachment.read()
+    except discord.HTTPException as exc:
+        raise UploadError(f"Could not download {shorten(attachment.filename, 80)} from "
+                          f"Discord ({exc.status}); attach it again.") from None
+    if len(data) > max_bytes:  # the size Discord told us was wrong
+        raise UploadError(f"{shorten(attachment.filename, 80)} is {_megabytes(len(data))}: "
+                          f"this bot takes images up to {_megabytes(max_bytes)}; send a "
+                          "smaller one.")
+    return data
+
+
+@dataclass(frozen=True)
+class Uploads:
+    """What reading images needs: settings, limits, storage and Redis (for recall ids)."""
+
+    settings: Settings
+    limits: Limits
+    storage: Storage
+    redis: redis.Redis
+
+    async def image_prompt(self, text: str, attachment: discord.Attachment | None
+                           ) -> tuple[ImageRequest, list[str]]:
+        """The request of a prompt with an image (attached, or a URL first) and the notes
+        the user must be told; PromptError/ImagineError with a one-line reason."""
+        from bots.image_prompts import image_prompt  # noqa: PLC0415
+
+        data = None
+        if attachment is not None:
+            data = await read_attachment(attachment, self.settings.max_upload_bytes)
+        prepared = await asyncio.to_thread(image_prompt, text, self.limits, self.settings,
+                                           self.storage, attachment=data)
+        return prepared.request, list(prepared.notes)
+
+    async def recall(self, attachment: discord.Attachment) -> tuple[str, str]:
+        """(the message, the recall id for Run again) for a PNG; NoParameters (a
+        PromptError) when it carries no generation parameters."""
+        from bots.recall import recall_png  # noqa: PLC0415
+        from tasks.core.recalls import RecallStore  # noqa: PLC0415
+
+        data = await read_attachment(attachment, self.settings.max_upload_bytes)
+
+        def recall() -> tuple[str, str]:
+            recalled = recall_png(data, self.limits)
+            recall_id = RecallStore(self.redis, self.settings.job_ttl).save(recalled.request)
+            return recall_text(attachment.filename, recalled.text, recalled.notes), recall_id
+
+        return await asyncio.to_thread(recall)
+
+
+def recall_text(filename: str, text: str, notes: Sequence[str]) -> str:
+    """The parameters as prompt text in a code span, within Discord's 2000 characters."""
+    head = f"🔎 **{_escaped(shorten(filename, 80))}** was drawn with:\n"
+    tail = "".join(f"\n{note}" for note in notes)
+    room = CONTENT_LIMIT - len(head) - len(tail) - 2
+    return f"{head}`{shorten(_code(text), room)}`{tail}"
+
+
+def _code(text: str) -> str:
+    # A backtick would end the code span early; a lookalike keeps the text readable.
+    return text.replace("`", "ˋ")
+
+
+_MARKDOWN = re.compile(r"([\\*_~|>\[\]()<`])")
+
+
+def _escaped(text: str) -> str:
+    return _MARKDOWN.sub(r"\\\1", text)
