@@ -49,9 +49,11 @@ METRICS_WEB_KEY = "imagine:metrics:web"  # "rate_limited" / "placeholder" / ... 
 URL_CACHE_KEY = "imagine:url:{}"  # prompt URL cache key → its entry (JSON)
 RATELIMIT_KEY = "imagine:ratelimit:{}"  # client address → token bucket
 REGION_LINK_KEY = "imagine:region:{}"  # sha256 of a Vary (Region) link's token → its grant
+RECALL_KEY = "imagine:recall:{}"  # recall id → a recalled request (JSON), for Run again
 
 # --- Slack ---------------------------------------------------------------------------------
 SLACK_EVENT_KEY = "imagine:slack:event:{}"  # event id → seen (Slack retries events)
+SLACK_INTAKE_KEY = "imagine:slack:intake"  # hash: intake id → a prompt acked, not yet queued
 SLACK_STATUS_LOCK_KEY = "imagine:slack:status-lock:{}"  # job id → lock on its status message
 SLACK_STATUS_FINAL_KEY = "imagine:slack:status-final:{}"  # job id → status shows the result
 SLACK_STATUS_THROTTLE_KEY = "imagine:slack:status-throttle:{}"  # job id → progress edit paced

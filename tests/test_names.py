@@ -40,6 +40,7 @@ def test_names_keep_the_values_already_in_use() -> None:
         "RATELIMIT_KEY": "imagine:ratelimit:{}",
         "REGION_LINK_KEY": "imagine:region:{}",
         "SLACK_EVENT_KEY": "imagine:slack:event:{}",
+        "SLACK_INTAKE_KEY": "imagine:slack:intake",
         "SLACK_STATUS_LOCK_KEY": "imagine:slack:status-lock:{}",
         "SLACK_STATUS_FINAL_KEY": "imagine:slack:status-final:{}",
         "SLACK_STATUS_THROTTLE_KEY": "imagine:slack:status-throttle:{}",

@@ -45,7 +45,7 @@ def test_a_front_end_killed_right_after_the_ack_loses_nothing(
     channel, ts = job.requester.channel, job.requester.message
     result = finished(slack, channel, ts, stack)
     assert result["text"].startswith("<@U0000USER>: a fox in the snow")
-    assert "🎲 Reroll" in buttons(result)
+    assert "🔄 Reroll" in buttons(result)
     assert jobs.get(job_id).requester.thread == ts  # the status message starts the thread
     shared = uploads_in(slack, channel, ts)
     assert len(shared) == 1 and len(shared[0]["files"]) == 1

@@ -27,8 +27,9 @@ PNG = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture
 def stack(start_process: Callable[..., Process], start_worker: Callable[..., Process],
           slack: FakeSlack) -> SlackStack:
-    # 64 px images may be upscaled once (128 × 128), not twice.
-    return SlackStack(start_process, start_worker, slack, IMAGINE_MAX_PIXELS=str(128 * 128))
+    # 64 px images may be upscaled once (128 × 128); a second upscale is capped to that size.
+    return SlackStack(start_process, start_worker, slack, IMAGINE_MAX_PIXELS=str(128 * 128),
+                      IMAGINE_MAX_UPSCALE_PIXELS=str(128 * 128))
 
 
 def test_slash_command_mention_and_buttons_across_restarts(stack: SlackStack, slack: FakeSlack,
@@ -44,7 +45,7 @@ def test_slash_command_mention_and_buttons_across_restarts(stack: SlackStack, sl
     channel, root = status["channel"], status["ts"]
     result = finished(slack, channel, root, stack)
     assert result["text"].startswith("<@U0000USER>: a fox @channel")
-    assert set(buttons(result)) == {"🎲 Reroll", "Vary 1", "Vary 2", "Upscale 1", "Upscale 2"}
+    assert set(buttons(result)) == {"🔄 Reroll", "V1", "V2", "U1", "U2"}
 
     # The images: uploaded in three steps into the status message's thread, exactly once
     # although the first completion was answered `ratelimited` (HTTP 429, Retry-After).
@@ -73,7 +74,7 @@ def test_slash_command_mention_and_buttons_across_restarts(stack: SlackStack, sl
     stack.stop()
     stack.start()
     jobs = JobStore(redis_client(settings), settings.job_ttl)
-    for label, size in (("🎲 Reroll", (64, 64)), ("Vary 2", (64, 64)), ("Upscale 1", (128, 128))):
+    for label, size in (("🔄 Reroll", (64, 64)), ("V2", (64, 64)), ("U1", (128, 128))):
         before = len(slack.of("chat.postMessage"))
         uploads_before = len(uploads_in(slack, channel, root))
         assert sender.click(buttons(result)[label], result).status_code == 200
@@ -84,19 +85,21 @@ def test_slash_command_mention_and_buttons_across_restarts(stack: SlackStack, sl
         assert len(shared) == uploads_before + 1
         image = Image.open(io.BytesIO(shared[-1]["files"][0]["bytes"]))
         assert image.size == size, label
-        job_id = buttons(follow_result)["🎲 Reroll"]["value"]
+        job_id = buttons(follow_result)["🔄 Reroll"]["value"]
         job = jobs.get(job_id)
         assert job.parent is not None and job.requester.thread == root
-        assert job.action == {"🎲 Reroll": "reroll", "Vary 2": "vary_subtle",
-                              "Upscale 1": "upscale"}[label]
-        if label == "Vary 2":
+        assert job.action == {"🔄 Reroll": "reroll", "V2": "vary_subtle",
+                              "U1": "upscale"}[label]
+        if label == "V2":
             assert job.request.mode == "img2img" and job.request.strength == pytest.approx(0.35)
-    # A second upscale would pass IMAGINE_MAX_PIXELS: the clicker is told so, nothing queued.
+    # A second upscale would pass IMAGINE_MAX_UPSCALE_PIXELS: drawn capped, and said so.
     before = len(slack.of("chat.postMessage"))
-    sender.click(buttons(follow_result)["Upscale"], follow_result)
-    note = wait_for(lambda: slack.of("response_url"), message="the too-large note")[-1]
-    assert "IMAGINE_MAX_PIXELS=16,384" in note.params["text"]
-    assert len(slack.of("chat.postMessage")) == before
+    sender.click(buttons(follow_result)["Upscale (Subtle)"], follow_result)
+    capped = finished(slack, channel, new_status(slack, before)["ts"], stack)
+    assert "capped to 128×128" in capped["text"], capped["text"]
+    shared = uploads_in(slack, channel, root)
+    assert Image.open(io.BytesIO(shared[-1]["files"][0]["bytes"])).size == (128, 128)
+    assert "capped to 128×128" in shared[-1]["text"]
 
     # The bot removed from a channel while drawing: the requester learns how to invite it.
     slack.fail("files.completeUploadExternal", "not_in_channel", channel="C0000GONE")
@@ -108,4 +111,4 @@ def test_slash_command_mention_and_buttons_across_restarts(stack: SlackStack, sl
 
     # Nothing was ever posted twice.
     assert len(slack.of("files.completeUploadExternal")) == len(
-        [m for m in slack.messages.values() if m.get("subtype") == "file_share"]) == 5
+        [m for m in slack.messages.values() if m.get("subtype") == "file_share"]) == 6

@@ -21,6 +21,8 @@ def test_manifest_matches_the_app() -> None:
     scopes = set(manifest["oauth_config"]["scopes"]["bot"])
     assert {"commands", "app_mentions:read", "chat:write", "files:write", "im:history",
             "users:read"} <= scopes  # users:read: users.info, who may cancel others' jobs
+    assert "files:read" in scopes  # images shared with a prompt: downloaded with the token
+    # A file shared in a direct message arrives as message.im (subtype file_share).
     urls = {features["slash_commands"][0]["url"], settings["interactivity"]["request_url"],
             settings["event_subscriptions"]["request_url"]}
     assert len(urls) == 1 and urls.pop().endswith("/slack/events")

@@ -105,7 +105,7 @@ def test_socket_mode_command_progress_cancel_mention_and_reconnects(
     slack.socket.wait_connected(2)  # type: ignore[union-attr]
     assert len(slack.of("apps.connections.open")) == 2
     before = len(slack.of("chat.postMessage"))
-    sender.click(buttons(result)["🎲 Reroll"], result)
+    sender.click(buttons(result)["🔄 Reroll"], result)
     reroll = new_status(slack, before)
     assert reroll["thread_ts"] == root
     finished(slack, channel, reroll["ts"], stack)
@@ -117,7 +117,7 @@ def test_socket_mode_command_progress_cancel_mention_and_reconnects(
     stack.restart_front("slack-again")
     assert slack.socket.hellos == 3  # type: ignore[union-attr]
     before = len(slack.of("chat.postMessage"))
-    sender.click(buttons(result)["Vary"], result)
+    sender.click(buttons(result)["Vary (Subtle)"], result)
     vary = new_status(slack, before)
     assert vary["thread_ts"] == root
     finished(slack, channel, vary["ts"], stack)

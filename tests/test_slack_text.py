@@ -8,6 +8,7 @@ import pytest
 
 from bots.slack import text as say
 from generator.request import ImageRequest
+from tasks.core.jobs import Job, JobStatus, Requester
 
 HOSTILE = "a fox <!channel> <!here> <@U123> <https://evil.example|click> & co"
 
@@ -32,7 +33,7 @@ def test_headline_mentions_only_the_requester() -> None:
     line = say.headline("U0000USER", request, "vary", 1)
     assert line.startswith("<@U0000USER>: ")
     assert line.count("<") == 1 and "<!" not in line and "<@U123" not in line
-    assert "variation of image 2" in line
+    assert "Vary (Subtle) of image 2" in line
     # A user id that is not one cannot inject markup either.
     assert "<" not in say.headline("<!here>", request)
 
@@ -48,11 +49,19 @@ def test_action_values_round_trip_and_reject_foreign_buttons() -> None:
             say.ActionValue.decode(action_id, raw)
 
 
+def _done(images: int) -> Job:
+    return Job(requester=Requester(platform="slack", user="U1"), request=ImageRequest(
+        prompt="a fox", num_images=images), status=JobStatus.done, images=["ab" * 16] * images)
+
+
 def test_result_buttons_fit_slack_block_limits() -> None:
-    blocks = say.result_blocks("done", "ab" * 12, 16)
-    actions = [b for b in blocks if b["type"] == "actions"]
-    assert [len(b["elements"]) for b in actions] == [1, 16, 16]
-    ids = [e["action_id"] for b in actions for e in b["elements"]]
-    assert len(ids) == len(set(ids))  # Slack requires unique action_ids per message
-    assert blocks[0]["text"]["verbatim"] is True
+    for images, sizes in ((16, [5, 5, 1]), (1, [2, 3, 2, 4, 1])):
+        blocks = say.result_blocks("done", _done(images))
+        actions = [b for b in blocks if b["type"] == "actions"]
+        assert [len(b["elements"]) for b in actions] == sizes
+        ids = [e["action_id"] for b in actions for e in b["elements"]]
+        assert len(ids) == len(set(ids))  # Slack requires unique action_ids per message
+        assert all(say.ActionValue.decode(e["action_id"], e["value"])
+                   for b in actions for e in b["elements"])
+        assert blocks[0]["text"]["verbatim"] is True
 

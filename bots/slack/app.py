@@ -22,6 +22,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bots.limits import Limits
 from bots.slack.client import AUTH_ERRORS, check_token, error_code, web_client
+from bots.slack.intake import SlackIntake
 from bots.slack.jobs import SlackJobs
 from bots.slack.listeners import register
 from settings import Settings
@@ -57,7 +58,11 @@ def create_slack_app(settings: Settings, queue: JobQueue, *, socket_mode: bool =
                                              thread_name_prefix="slack-listener"),
         logger=logging.getLogger("imagine.slack"),
     )
-    register(app, SlackJobs(settings, queue, client), Limits.from_settings(settings))
+    limits = Limits.from_settings(settings)
+    jobs = SlackJobs(settings, queue, client)
+    intake = SlackIntake(settings, jobs, limits)
+    register(app, jobs, intake, limits)
+    intake.start_sweeping()  # image prompts a stopped front end acked but never queued
     return app
 
 

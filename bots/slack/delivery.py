@@ -105,8 +105,9 @@ class SlackDelivery:
     def _final_message(self, job: Job) -> tuple[str, list[dict[str, Any]]]:
         head = self._head(job)
         if job.status is JobStatus.done and job.images:
-            text = say.status_text(head, say.done_line(job.seeds, job.duration))
-            return text, say.result_blocks(text, job.id, len(job.images))
+            text = say.with_notes(say.status_text(head, say.done_line(job.seeds, job.duration)),
+                                  job.notes)
+            return text, say.result_blocks(text, job)
         if job.status is JobStatus.cancelled:
             text = say.status_text(head, f"cancelled: {say.escape(job.error or '')}".rstrip(": "))
             return text, say.text_blocks(text)
@@ -120,7 +121,7 @@ class SlackDelivery:
         uploads = [{"file": ctx.storage.read(name), "filename": f"imagine-{seed}.png",
                     "title": f"seed {seed}"} for name, seed in zip(job.images, seeds, strict=False)]
         replay = format_request(job.request.with_seed(seeds[0]), self.limits)
-        comment = say.upload_comment(self._head(job), seeds, job.request, replay)
+        comment = say.upload_comment(self._head(job), seeds, job.request, replay, job.notes)
         self.client.files_upload_v2(file_uploads=uploads, channel=requester.channel,
                                     thread_ts=requester.thread or requester.message or None,
                                     initial_comment=comment)

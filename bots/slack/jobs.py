@@ -18,8 +18,9 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.webhook import WebhookClient
 
 from bots.errors import PromptError
-from bots.followups import FollowUpLimits, canonical_action, follow_up
+from bots.followups import FollowUpLimits, canonical_action, press
 from bots.permissions import Role, cancel_refusal, may_cancel, slack_role
+from bots.region import RegionLinks
 from bots.slack import text as say
 from bots.slack.client import ChannelUnreachable, error_code, translate
 from bots.slack.status import StatusBusy, StatusGuard
@@ -74,15 +75,14 @@ class SlackJobs:
                                           ex=EVENT_SECONDS))
 
     def accept(self, request: ImageRequest, origin: Origin, *, action: str | None = None,
-               index: int | None = None, parent: str | None = None) -> Submitted | Refusal:
+               index: int | None = None, parent: str | None = None,
+               notes: tuple[str, ...] = (), job_id: str | None = None) -> Submitted | Refusal:
         """Record and submit the job: Redis only, no Slack call, so it runs before the ack and
         a front end that dies right after acking has lost nothing."""
-        extra = {"response_url": origin.response_url, "team": origin.team}
-        if index is not None:
-            extra["index"] = str(index)
-        job = Job(requester=Requester(platform="slack", user=origin.user, channel=origin.channel,
-                                      thread=origin.thread, extra=extra),
-                  request=request, parent=parent, action=action)
+        job = Job(requester=_requester(origin, index), request=request, parent=parent,
+                  action=action, notes=list(notes))
+        if job_id:  # fixed when the prompt was held, so picking it up twice queues it once
+            job.id = job_id
         try:
             return self.queue.submit(job)
         except ImagineError as exc:
@@ -122,21 +122,41 @@ class SlackJobs:
         return job
 
     def accept_follow_up(self, value: say.ActionValue, origin: Origin) -> Submitted | Refusal:
-        """Reroll, Vary or Upscale a finished job: a new job answered in the same thread
-        (recorded before the ack, like a command)."""
+        """A button under a finished job (value.action is the button's name): a new job
+        answered in the same thread (recorded before the ack, like a command)."""
         parent = self.queue.jobs.find(value.job_id)
         if parent is None:
-            return Refusal("That job is too old: its record has expired. Run the prompt again.")
+            return Refusal(TOO_OLD)
         try:
             action = canonical_action(value.action)
-            request = follow_up(parent, value.index, action,
-                                FollowUpLimits.from_settings(self.settings))
+            request = press(parent, value.index, value.action,
+                            FollowUpLimits.from_settings(self.settings))
         except PromptError as exc:
             return Refusal(say.escape(exc.message))
-        where = Origin(user=origin.user, channel=parent.requester.channel or origin.channel,
-                       thread=parent.requester.thread or origin.thread,
-                       response_url=origin.response_url, team=origin.team)
-        return self.accept(request, where, action=action, index=value.index, parent=parent.id)
+        return self.accept(request, _in_thread_of(parent, origin), action=action,
+                           index=value.index, parent=parent.id)
+
+    def region_link(self, value: say.ActionValue, origin: Origin) -> None:
+        """Vary (Region): a one-time link to the mask editor, shown to the presser only; the
+        job it queues is delivered in the parent's thread like any follow-up."""
+        parent = self.queue.jobs.find(value.job_id)
+        if parent is None:
+            self.tell(origin, TOO_OLD)
+            return
+        links = RegionLinks(self.queue.redis, self.settings)
+        index = value.index or 0
+        try:
+            url = links.issue(parent, index, _requester(_in_thread_of(parent, origin), index))
+        except ImagineError as exc:
+            self.tell(origin, say.escape(exc.message))
+            return
+        except Exception as exc:  # Redis is away: nothing was issued
+            log.exception("issuing a Vary (Region) link failed")
+            self.tell(origin, f"No link was made: the queue is unreachable "
+                              f"({type(exc).__name__}); try again in a minute.")
+            return
+        self.tell(origin, f"<{url}|Paint the part of image {index + 1} to redraw>: the link "
+                          f"works once, for {links.lifetime}, and only you can see it.")
 
     def cancel(self, job_id: str, origin: Origin) -> None:
         """Cancel a queued or running job: the requester's own, or anyone's for a moderator."""
@@ -194,6 +214,24 @@ class SlackJobs:
                                                text=text, thread_ts=origin.thread or None)
         except (SlackClientError, OSError) as exc:
             log.warning("could not tell %s: %s (%s)", origin.user, text, exc)
+
+
+TOO_OLD = "That job is too old: its record has expired. Run the prompt again."
+
+
+def _requester(origin: Origin, index: int | None) -> Requester:
+    extra = {"response_url": origin.response_url, "team": origin.team}
+    if index is not None:
+        extra["index"] = str(index)
+    return Requester(platform="slack", user=origin.user, channel=origin.channel,
+                     thread=origin.thread, extra=extra)
+
+
+def _in_thread_of(parent: Job, origin: Origin) -> Origin:
+    """Where a follow-up of `parent` pressed by `origin.user` is answered: the parent's thread."""
+    return Origin(user=origin.user, channel=parent.requester.channel or origin.channel,
+                  thread=parent.requester.thread or origin.thread,
+                  response_url=origin.response_url, team=origin.team)
 
 
 def _index(extra: dict[str, str]) -> int | None:

@@ -1,10 +1,11 @@
 """The Slack listeners: each turns the payload into a request, records it, acks, hands over.
 
-`register(app, jobs, limits)` wires them into a Bolt App for either transport (HTTP mode or
-Socket Mode). A prompt is recorded and submitted before the ack (a few Redis calls; for
-events, whose ack Bolt sends before the listener runs, in a listener middleware), so after
+`register(app, jobs, intake, limits)` wires them into a Bolt App for either transport (HTTP
+mode or Socket Mode). A prompt is recorded and submitted before the ack (a few Redis calls;
+for events, whose ack Bolt sends before the listener runs, in a listener middleware), so after
 an ack the job is in Redis whatever happens to this process; the slow part (the status
-message, Slack calls) runs in `SlackJobs` after the ack.
+message, Slack calls) runs in `SlackJobs` after the ack. A prompt with an image (a shared
+file, a URL) is held in Redis before the ack and downloaded after it (`SlackIntake`).
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext
 
 from bots.errors import PromptError
+from bots.followups import VARY_REGION
 from bots.grammar import USAGE, parse
 from bots.limits import Limits
 from bots.slack import text as say
+from bots.slack.files import shared_file
+from bots.slack.intake import Held, SlackIntake, needs_download
 from bots.slack.jobs import Origin, Refusal, SlackJobs
 from tasks.core.queue import Submitted
 
@@ -27,7 +31,7 @@ log = logging.getLogger(__name__)
 
 COMMAND = "/imagine"
 # Every button this app makes; ActionValue.decode says which actions are known.
-ACTION_PATTERN = re.compile(r"^imagine:[a-z_]+(:\d+)?$")
+ACTION_PATTERN = re.compile(r"^imagine:[a-z0-9_]+(:\d+)?$")
 ACCEPTED = "imagine_accepted"  # context key: what the middleware made of an event
 
 
@@ -36,7 +40,7 @@ def usage_text(error: str | None = None) -> str:
     return f"{lead}{USAGE}"
 
 
-def register(app: App, jobs: SlackJobs, limits: Limits) -> None:
+def register(app: App, jobs: SlackJobs, intake: SlackIntake, limits: Limits) -> None:
     """Wire the listeners: the command, mentions, direct messages and the buttons."""
 
     @app.command(COMMAND)
@@ -46,36 +50,32 @@ def register(app: App, jobs: SlackJobs, limits: Limits) -> None:
         if not text:
             ack(text=usage_text(), response_type="ephemeral")
             return
-        try:
-            image_request = parse(text, limits)
-        except PromptError as exc:
-            ack(text=usage_text(exc.message), response_type="ephemeral")
-            return
         origin = Origin(user=command["user_id"], channel=command["channel_id"],
                         response_url=command.get("response_url", ""),
                         team=command.get("team_id", ""))
-        outcome = jobs.accept(image_request, origin)  # in Redis before Slack has its ack
+        outcome = _accept_prompt(jobs, intake, limits, origin, text)  # in Redis before the ack
         if isinstance(outcome, Refusal):
             ack(text=outcome.text, response_type="ephemeral")
             return
         ack()
-        jobs.show(outcome)
+        _answer_message(jobs, intake, (origin, outcome))
 
-    accept_message = _message_middleware(jobs, limits)
+    accept_message = _message_middleware(jobs, intake, limits)
 
     @app.event("app_mention", middleware=[accept_message])
     def mention(context: BoltContext) -> None:
-        """`@imagine a fox --ar 16:9` in a channel: answered in the mention's thread."""
-        _answer_message(jobs, context.get(ACCEPTED))
+        """`@imagine a fox --ar 16:9` in a channel (with an image shared, or alone to recall
+        its parameters): answered in the mention's thread."""
+        _answer_message(jobs, intake, context.get(ACCEPTED))
 
     @app.event("message", middleware=[accept_message])
     def direct_message(context: BoltContext) -> None:
         """A direct message to the app is a prompt too; other messages are not for us."""
-        _answer_message(jobs, context.get(ACCEPTED))
+        _answer_message(jobs, intake, context.get(ACCEPTED))
 
     @app.action(ACTION_PATTERN)
     def button(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
-        """Reroll, Vary, Upscale or Cancel under a status message."""
+        """A button under a status message: a follow-up, Vary (Region), Cancel or Run again."""
         try:
             value = say.ActionValue.decode(action["action_id"], action.get("value", ""))
         except ValueError:
@@ -83,27 +83,31 @@ def register(app: App, jobs: SlackJobs, limits: Limits) -> None:
             log.warning("ignoring a button this app did not make: %s", action.get("action_id"))
             return
         origin = _button_origin(body)
-        if value.action == "cancel":
+        if value.action == say.CANCEL:
             ack()
             jobs.cancel(value.job_id, origin)
             return
-        outcome = jobs.accept_follow_up(value, origin)  # in Redis before the ack, too
+        if value.action == VARY_REGION:  # a link for the presser's eyes, nothing queued yet
+            ack()
+            jobs.region_link(value, origin)
+            return
+        # In Redis before the ack, too.
+        outcome = (intake.run_again(value.job_id, origin) if value.action == say.RUN_AGAIN
+                   else jobs.accept_follow_up(value, origin))
         ack()
-        if isinstance(outcome, Refusal):
-            jobs.tell(origin, outcome.text)
-        else:
-            jobs.show(outcome)
+        _answer_message(jobs, intake, (origin, outcome))
 
 
-def _message_middleware(jobs: SlackJobs, limits: Limits) -> Callable[..., None]:
+def _message_middleware(jobs: SlackJobs, intake: SlackIntake,
+                        limits: Limits) -> Callable[..., None]:
     def accept_message(event: dict[str, Any], body: dict[str, Any], context: BoltContext,
                        next: Callable[[], None]) -> None:  # noqa: A002 - Bolt's name
-        """Before Bolt acks an event: a prompt in it is recorded and submitted."""
+        """Before Bolt acks an event: a prompt in it is recorded and submitted (or held)."""
         wanted = event.get("type") == "app_mention" or (
-            event.get("channel_type") == "im" and not event.get("subtype")
+            event.get("channel_type") == "im" and event.get("subtype") in (None, "file_share")
             and not event.get("bot_id"))
         if wanted and jobs.first_delivery(body.get("event_id", "")):
-            context[ACCEPTED] = _accept_message(jobs, limits, event, context)
+            context[ACCEPTED] = _accept_message(jobs, intake, limits, event, context)
         next()
 
     return accept_message
@@ -117,26 +121,43 @@ def _button_origin(body: dict[str, Any]) -> Origin:
                   team=(body.get("team") or {}).get("id", ""))
 
 
-def _accept_message(jobs: SlackJobs, limits: Limits, event: dict[str, Any],
-                    context: BoltContext) -> tuple[Origin, Submitted | Refusal]:
+Accepted = Submitted | Refusal | Held
+
+
+def _accept_message(jobs: SlackJobs, intake: SlackIntake, limits: Limits,
+                    event: dict[str, Any], context: BoltContext) -> tuple[Origin, Accepted]:
     text = say.plain_text(say.strip_mention(event.get("text", ""), context.bot_user_id))
     origin = Origin(user=event.get("user", ""), channel=event["channel"],
                     thread=event.get("thread_ts") or event["ts"], team=event.get("team", ""))
+    file = shared_file(event)
+    if file is not None:  # an image prompt, or a recall without text
+        return origin, intake.hold(origin, text, file)
     if not text:
         return origin, Refusal(usage_text())
+    return origin, _accept_prompt(jobs, intake, limits, origin, text)
+
+
+def _accept_prompt(jobs: SlackJobs, intake: SlackIntake, limits: Limits, origin: Origin,
+                   text: str) -> Accepted:
+    """A prompt queued, or held when it starts with an image URL to download first."""
+    if needs_download(text, None):
+        return intake.hold(origin, text, None)
     try:
         image_request = parse(text, limits)
     except PromptError as exc:
-        return origin, Refusal(usage_text(exc.message))
-    return origin, jobs.accept(image_request, origin)
+        return Refusal(usage_text(exc.message))
+    return jobs.accept(image_request, origin)
 
 
-def _answer_message(jobs: SlackJobs, accepted: tuple[Origin, Submitted | Refusal] | None) -> None:
-    """After the ack: the status message, or the reason nothing was queued."""
+def _answer_message(jobs: SlackJobs, intake: SlackIntake,
+                    accepted: tuple[Origin, Accepted] | None) -> None:
+    """After the ack: the status message, the prepared image prompt, or why nothing was queued."""
     if accepted is None:
         return  # not a prompt for us, or an event Slack sent again
     origin, outcome = accepted
     if isinstance(outcome, Refusal):
         jobs.tell(origin, outcome.text)
+    elif isinstance(outcome, Held):
+        intake.finish(outcome)
     else:
         jobs.show(outcome)

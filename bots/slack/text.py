@@ -11,10 +11,19 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from bots.followups import ACTIONS as FOLLOW_UPS
-from bots.followups import LEGACY_ACTIONS, VARY_SUBTLE
+from bots.followups import (
+    BUTTON_NAMES,
+    PAN,
+    REROLL,
+    TITLES,
+    ZOOM_OUT,
+    Button,
+    button_label,
+    result_rows,
+)
 from bots.presentation import progress_bar, shorten
 from generator.request import ImageRequest
+from tasks.core.jobs import Job
 
 # Slack's own control characters; escaping these three is all Slack requires.
 _ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
@@ -22,10 +31,11 @@ _UNESCAPES = {"&amp;": "&", "&lt;": "<", "&gt;": ">"}
 # Slack markup in incoming text: <@U123>, <@U123|name>, <#C1|general>, <!here>, <url|label>.
 _MARKUP = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")
 ACTION_PREFIX = "imagine:"
-# Follow-ups, the names of buttons posted by earlier releases, and Cancel.
-ACTIONS = (*FOLLOW_UPS, *LEGACY_ACTIONS, "cancel")
-ACTION_LABELS = {"reroll": "reroll", "vary": "variation", "vary_subtle": "variation",
-                 "vary_strong": "strong variation", "upscale": "upscale"}
+# An action id carries a button's name (bots.followups.BUTTON_NAMES, which keeps the names of
+# buttons posted by earlier releases: `vary`), Cancel, or Run again. Run again's value is a
+# recall id (tasks.core.recalls) where the others carry a job id: both are hex.
+CANCEL, RUN_AGAIN = "cancel", "run_again"
+ACTIONS = (*BUTTON_NAMES, CANCEL, RUN_AGAIN)
 
 
 def escape(text: str) -> str:
@@ -70,11 +80,20 @@ def headline(user: str, request: ImageRequest, action: str | None = None,
              index: int | None = None) -> str:
     """`@user: prompt`, plus what kind of follow-up this is."""
     user_part = f"<@{user}>: " if re.fullmatch(r"[UW][A-Z0-9]+", user) else ""
+    title = action_title(action, request)
     label = ""
-    if action in ACTION_LABELS:
-        label = f" _({ACTION_LABELS[action]}" + (f" of image {index + 1}" if index is not None
-                                                 else "") + ")_"
+    if title:
+        label = f" _({title}" + (f" of image {index + 1}" if index is not None else "") + ")_"
     return f"{user_part}{escape(shorten(request.prompt))}{label}"
+
+
+def action_title(action: str | None, request: ImageRequest) -> str:
+    """What made a job, as its button said: "Upscale (Creative)", "Zoom Out 1.5x", "Pan left"."""
+    if action == ZOOM_OUT and request.factor:
+        return f"{TITLES[ZOOM_OUT]} {request.factor:g}x"
+    if action == PAN and request.direction:
+        return f"{TITLES[PAN]} {request.direction}"
+    return TITLES.get(action or "", "")
 
 
 def queued_line(position: int, wait: str) -> str:
@@ -91,6 +110,11 @@ def done_line(seeds: list[int], seconds: float | None) -> str:
     took = f" in {seconds:.1f} s" if seconds is not None else ""
     seed_text = ", ".join(str(s) for s in seeds)
     return f"done{took} · seed {seed_text} · images in the thread"
+
+
+def with_notes(text: str, notes: list[str] | tuple[str, ...]) -> str:
+    """`text` with what the user must know about the result, one note a line."""
+    return "\n".join([text, *(f"ℹ️ {escape(note)}" for note in notes)])
 
 
 def failed_line(error: str) -> str:
@@ -119,11 +143,24 @@ def parameters_line(request: ImageRequest) -> str:
             f"{mode}{negative}")
 
 
-def upload_comment(head: str, seeds: list[int], request: ImageRequest, replay: str) -> str:
-    """The comment above the images: who, what, seeds, parameters, and the text to redo it."""
+def upload_comment(head: str, seeds: list[int], request: ImageRequest, replay: str,
+                   notes: list[str] | tuple[str, ...] = ()) -> str:
+    """The comment above the images: who, what, seeds, parameters, the text to redo it, and
+    what the user must know about them (scaled down to fit, no upscaler configured)."""
     seed_text = ", ".join(str(s) for s in seeds)
-    return (f"{head}\nseed {seed_text} · {parameters_line(request)}\n"
-            f"`{escape(replay).replace('`', 'ˋ')}`")
+    return with_notes(f"{head}\nseed {seed_text} · {parameters_line(request)}\n"
+                      f"{code(replay)}", notes)
+
+
+def code(text: str) -> str:
+    """User text as inline code: escaped, and no backtick can end the span early."""
+    return f"`{escape(text).replace('`', 'ˋ')}`"
+
+
+def recall_text(user: str, text: str, notes: tuple[str, ...] = ()) -> str:
+    """A recalled image's parameters as the prompt that draws it again."""
+    user_part = f"<@{user}>: " if re.fullmatch(r"[UW][A-Z0-9]+", user) else ""
+    return with_notes(f"{user_part}this image was drawn with\n{code(text)}", notes)
 
 
 # ---------------------------------------------------------------------------------------
@@ -176,28 +213,36 @@ def section(text: str) -> dict[str, Any]:
 def cancel_blocks(text: str, job_id: str) -> list[dict[str, Any]]:
     """A status line with a Cancel button, while the job waits or runs."""
     return [section(text), {"type": "actions", "block_id": "imagine-cancel", "elements": [
-        _button("Cancel", ActionValue("cancel", job_id), "danger")]}]
+        _button("Cancel", ActionValue(CANCEL, job_id), "danger")]}]
 
 
-def result_blocks(text: str, job_id: str, image_count: int) -> list[dict[str, Any]]:
-    """The finished status line with Reroll, and Vary and Upscale for each image."""
-    blocks: list[dict[str, Any]] = [section(text), {
-        "type": "actions", "block_id": "imagine-reroll",
-        "elements": [_button("🎲 Reroll", ActionValue("reroll", job_id), "primary")]}]
-    # One actions block per kind keeps each under Slack's 25 elements per block.
-    for action, label in ((VARY_SUBTLE, "Vary"), ("upscale", "Upscale")):
-        if image_count:
-            blocks.append({"type": "actions", "block_id": f"imagine-{action}", "elements": [
-                _button(f"{label} {i + 1}" if image_count > 1 else label,
-                        ActionValue(action, job_id, i))
-                for i in range(image_count)]})
-    return blocks
+def result_blocks(text: str, job: Job) -> list[dict[str, Any]]:
+    """The finished status line with bots.followups.result_rows as actions blocks: U1..Un /
+    V1..Vn / Reroll under a grid, every operation under one image (at most 5 rows of 5, far
+    under Slack's 25 elements per block and 50 blocks per message)."""
+    return [section(text), *({"type": "actions", "block_id": f"imagine-row-{number}",
+                              "elements": [_follow_up_button(button, index, job)
+                                           for button, index in row]}
+                             for number, row in enumerate(result_rows(job)))]
+
+
+def _follow_up_button(button: Button, index: int, job: Job) -> dict[str, Any]:
+    # Reroll acts on the whole job: its id stays `imagine:reroll`, as on buttons already posted.
+    value = ActionValue(button.name, job.id, None if button.name == REROLL else index)
+    label = f"{button.emoji} {button_label(button, index, job)}".strip()
+    return _button(label, value, "primary" if button.name == REROLL else None)
+
+
+def run_again_blocks(text: str, recall_id: str) -> list[dict[str, Any]]:
+    """A recalled image's parameters with a button that draws them again."""
+    return [section(text), {"type": "actions", "block_id": "imagine-run-again", "elements": [
+        _button("🔁 Run again", ActionValue(RUN_AGAIN, recall_id), "primary")]}]
 
 
 def failed_blocks(text: str, job_id: str) -> list[dict[str, Any]]:
     """A failed job keeps a Reroll button to try again."""
     return [section(text), {"type": "actions", "block_id": "imagine-reroll", "elements": [
-        _button("Try again", ActionValue("reroll", job_id))]}]
+        _button("Try again", ActionValue(REROLL, job_id))]}]
 
 
 def text_blocks(text: str) -> list[dict[str, Any]]:
