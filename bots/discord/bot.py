@@ -88,7 +88,9 @@ class ImagineBot(discord.Client):
         if not text and png is not None:
             await self.recall_for_message(message, png)
             return
-        await self.start_from_message(message, text, first_image(message.attachments))
+        # Not an image at all: still handed to the reader, which says what it takes.
+        attachment = first_image(message.attachments) or next(iter(message.attachments), None)
+        await self.start_from_message(message, text, attachment)
 
     # --- jobs from messages ----------------------------------------------------------------
     def _mentioned(self, message: discord.Message) -> bool:

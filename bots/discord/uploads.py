@@ -57,6 +57,8 @@ def needs_image_prompt(text: str, attachment: discord.Attachment | None) -> bool
 
 
 def _megabytes(size: int) -> str:
+    if size < 1024 * 1024:
+        return f"{-(-size // 1024)} KB"
     return f"{size / (1024 * 1024):.1f} MB"
 
 
