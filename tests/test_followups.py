@@ -146,9 +146,10 @@ def test_new_buttons_carry_the_new_names_and_keep_their_labels() -> None:
         ["⬅️", "➡️", "⬆️", "⬇️"], ["Reroll"]]
     assert parse_custom_id(result_components(one)[3]["components"][0]["custom_id"]) == (
         "pan_left", one.id, 0)
-    slack = buttons({"blocks": say.result_blocks("done", job.id, 2)})
-    assert slack["Vary 2"]["action_id"] == "imagine:vary_subtle:1"
-    assert set(slack) == {"🎲 Reroll", "Vary 1", "Vary 2", "Upscale 1", "Upscale 2"}
+    slack = buttons({"blocks": say.result_blocks("done", job)})
+    assert slack["V2"]["action_id"] == "imagine:vary_subtle:1"
+    assert slack["🔄 Reroll"]["action_id"] == "imagine:reroll"
+    assert set(slack) == {"🔄 Reroll", "V1", "V2", "U1", "U2"}
 
 
 def test_what_cannot_be_followed_up_says_why() -> None:
@@ -356,7 +357,7 @@ def _discord_upscale(fake: FakeDiscord) -> tuple[bytes, bytes]:
 
 
 def _slack_upscale(slack: FakeSlack, base: str) -> tuple[bytes, bytes]:
-    """/imagine with two images, then Upscale 2 on the result: (image 2, its upscale)."""
+    """/imagine with two images, then U2 on the result: (image 2, its upscale)."""
     sender = SlackSender(base, slack)
     assert sender.command("a red fox in snow --n 2").status_code == 200
     status = wait_for(lambda: slack.of("chat.postMessage") and
@@ -366,10 +367,10 @@ def _slack_upscale(slack: FakeSlack, base: str) -> tuple[bytes, bytes]:
     def uploads() -> list[dict[str, Any]]:
         return [m for m in slack.thread(channel, root) if m.get("subtype") == "file_share"]
 
-    wait_for(lambda: uploads() and "Upscale 2" in buttons(slack.message(channel, root)),
+    wait_for(lambda: uploads() and "U2" in buttons(slack.message(channel, root)),
              E2E_WAIT, interval=0.2, message="the Slack result")
     result = slack.message(channel, root)
-    assert sender.click(buttons(result)["Upscale 2"], result).status_code == 200
+    assert sender.click(buttons(result)["U2"], result).status_code == 200
     wait_for(lambda: len(uploads()) == 2, E2E_WAIT, interval=0.2, message="the upscale")
     first, second = uploads()
     return first["files"][1]["bytes"], second["files"][0]["bytes"]
