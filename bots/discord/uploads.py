@@ -17,6 +17,7 @@ import discord
 import redis
 
 from bots.errors import PromptError
+from bots.followups import FollowUpLimits
 from bots.limits import Limits
 from bots.presentation import shorten
 from generator.request import ImageRequest
@@ -116,7 +117,7 @@ class Uploads:
         data = await read_attachment(attachment, self.settings.max_upload_bytes)
 
         def recall() -> tuple[str, str]:
-            recalled = recall_png(data, self.limits)
+            recalled = recall_png(data, self.limits, FollowUpLimits.from_settings(self.settings))
             recall_id = RecallStore(self.redis, self.settings.job_ttl).save(recalled.request)
             return recall_text(attachment.filename, recalled.text, recalled.notes), recall_id
 
