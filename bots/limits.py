@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from generator.png import model_label
 from generator.request import SAMPLERS
 from settings import Settings
 from settings.errors import ConfigError
@@ -35,6 +36,8 @@ class Limits:
     max_images: int = _setting_default("max_images")
     max_prompt_length: int = _setting_default("max_prompt_length")
     models: tuple[str, ...] = ("default",)
+    # (name, label) of each model: the label is what a PNG's `Model:` says (bots/recall.py).
+    model_labels: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         # "default" (IMAGINE_MODEL) is always allowed, whatever the caller listed.
@@ -58,6 +61,8 @@ class Limits:
             max_images=settings.max_images,
             max_prompt_length=settings.max_prompt_length,
             models=tuple(settings.model_sources),
+            model_labels=tuple((name, model_label(source))
+                               for name, source in settings.model_sources.items()),
         )
 
     @property

@@ -39,6 +39,7 @@ def test_names_keep_the_values_already_in_use() -> None:
         "URL_CACHE_KEY": "imagine:url:{}",
         "RATELIMIT_KEY": "imagine:ratelimit:{}",
         "REGION_LINK_KEY": "imagine:region:{}",
+        "RECALL_KEY": "imagine:recall:{}",
         "SLACK_EVENT_KEY": "imagine:slack:event:{}",
         "SLACK_INTAKE_KEY": "imagine:slack:intake",
         "SLACK_STATUS_LOCK_KEY": "imagine:slack:status-lock:{}",

@@ -1,0 +1,373 @@
+"""Recall: the request behind a PNG, from the A1111 `parameters` text inside it.
+
+Our own PNGs carry that text (generator/png.py), and so do A1111's, Forge's and those of
+tools that imitate them (ComfyUI and InvokeAI savers). `recall_png` reads it back into an
+`ImageRequest` this server can draw: values outside this server's limits are brought within
+them and each change is said in a note; keys we do not use are kept in `parameters` and
+ignored. An operation's PNG (upscale, zoom out, pan, inpaint, img2img) names its source
+image's hash, so the request repeats the operation while that image is still in storage.
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from PIL import Image
+
+from bots.errors import PromptError
+from bots.followups import TITLES, FollowUpLimits
+from bots.grammar import format_request
+from bots.limits import CFG_MAX, Limits, fit_size
+from generator import png
+from generator.geometry import DIRECTIONS, ZOOM_FACTORS, fit_within
+from generator.request import (
+    DETAIL_STRENGTH,
+    IMAGE_PROMPT_STRENGTH,
+    SAMPLER_LABELS,
+    SAMPLERS,
+    SEED_MAX,
+    SOURCE_MODES,
+    UPSCALE_STRENGTH,
+    ImageRequest,
+)
+from tasks.core.storage import Storage
+
+# How much of a recorded value a note repeats.
+_SHOWN = 40
+
+# How A1111-style tools spell the samplers we have: our labels, our names, and the spellings
+# of ComfyUI (euler_ancestral, dpmpp_2m) and InvokeAI (k_euler_a, dpmpp_2m_k).
+_SAMPLER_NAMES: dict[str, str] = {
+    **{name: name for name in SAMPLERS},
+    **{label.casefold(): name for name, label in SAMPLER_LABELS.items()},
+    "euler_ancestral": "euler_a", "k_euler_a": "euler_a", "k_euler": "euler",
+    "k_heun": "heun", "dpmpp_2m": "dpm++2m", "k_dpmpp_2m": "dpm++2m",
+    "dpmpp_2m_k": "dpm++2m_karras", "dpmpp_sde": "dpm++sde", "k_lms": "lms",
+    "uni_pc": "unipc", "uni_pc_bh2": "unipc",
+}
+# Schedules that mean "the sampler's own": nothing to say about them.
+_PLAIN_SCHEDULES = ("", "automatic", "normal", "default")
+_DEFAULT_STRENGTH = {"img2img": IMAGE_PROMPT_STRENGTH, "upscale": DETAIL_STRENGTH,
+                     "upscale_creative": UPSCALE_STRENGTH}
+_MODE_TITLES = {"img2img": "Image prompt", "upscale": TITLES["upscale"],
+                "upscale_creative": TITLES["upscale_creative"], "zoom_out": TITLES["zoom_out"],
+                "pan": TITLES["pan"], "inpaint": TITLES["vary_region"]}
+
+# A word the prompt grammar would read as a flag (--ar, —no).
+_FLAG_LIKE = re.compile(r"^(?:--|[\u2013\u2014])(?=[^\W\d_])")
+_SIZE = re.compile(r"\s*([0-9]{1,6})\s*[xX\u00d7]\s*([0-9]{1,6})\s*")
+
+
+class NoParameters(PromptError):
+    """The image carries no A1111 `parameters` text to recall (the REST API answers 422)."""
+
+
+@dataclass(frozen=True)
+class Recalled:
+    """What a PNG recalls: the request to draw, its prompt text, everything the PNG said, and
+    what changed to fit this server."""
+
+    request: ImageRequest
+    text: str
+    parameters: dict[str, object]
+    notes: tuple[str, ...]
+
+
+def recall_png(data: bytes, limits: Limits, follow_ups: FollowUpLimits | None = None
+               ) -> Recalled:
+    """The request recorded in a PNG, brought within `limits`.
+
+    `follow_ups` bounds a recalled upscale (IMAGINE_MAX_UPSCALE_PIXELS); without it the
+    settings' default applies. NoParameters when the image records nothing, PromptError when
+    the bytes are not an image.
+    """
+    parsed = png.parse_parameters(parameters_of(data))
+    notes: list[str] = []
+    request = _request(parsed, limits, follow_ups or FollowUpLimits(max_pixels=limits.max_pixels),
+                       notes)
+    return Recalled(request, recall_text(request, limits), parsed.as_dict(), tuple(notes))
+
+
+# ---------------------------------------------------------------------------------------
+# The text inside the file
+
+
+def parameters_of(data: bytes) -> str:
+    """The `parameters` text of a PNG; NoParameters or PromptError (not an image) otherwise."""
+    if data.startswith(png.PNG_SIGNATURE):
+        chunks = png.text_chunks(data)
+        text = chunks.get(png.PARAMETERS_KEY)
+        if text is not None and text.strip():
+            return text
+        comfy = " It holds a ComfyUI workflow, which recall does not read." if (
+            "workflow" in chunks or "prompt" in chunks) else ""
+        raise NoParameters("This PNG carries no generation parameters (A1111 `parameters` "
+                           "text): recall reads images saved by imagine, A1111, Forge and "
+                           f"tools that write the same text; use the original file.{comfy}")
+    kind = _image_format(data)
+    if kind is None:
+        raise PromptError("This file is not an image: recall reads a PNG that carries "
+                          "generation parameters (A1111 `parameters` text).")
+    raise NoParameters(f"This {kind} image carries no generation parameters: recall reads "
+                       "the A1111 `parameters` text of a PNG, which converting to "
+                       f"{kind} (as many chats do) drops; use the original PNG file.")
+
+
+def _image_format(data: bytes) -> str | None:
+    """JPEG, WEBP, … for bytes Pillow recognises as an image (only the header is read)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a huge header is still an image
+            with Image.open(io.BytesIO(data)) as image:
+                return image.format or "image"
+    except Image.DecompressionBombError:
+        return "image"
+    except (OSError, ValueError, SyntaxError):
+        return None
+
+
+# ---------------------------------------------------------------------------------------
+# The request, within this server's limits
+
+
+def _request(parsed: png.Parameters, limits: Limits, follow_ups: FollowUpLimits,
+             notes: list[str]) -> ImageRequest:
+    entries = parsed.entries
+    prompt = _prompt(parsed.prompt, "prompt", limits, notes)
+    if not prompt:
+        raise NoParameters("This image's parameters have an empty prompt: there is nothing "
+                           "to recall; write a prompt with /imagine instead.")
+    operation = _operation(entries, notes)
+    width, height = _size(entries.get("Size"), str(operation.get("mode", "txt2img")), limits,
+                          follow_ups, notes)
+    return ImageRequest.model_validate({
+        "prompt": prompt,
+        "negative_prompt": _prompt(parsed.negative_prompt, "negative prompt", limits, notes),
+        "width": width,
+        "height": height,
+        "seed": _seed(entries.get("Seed"), notes),
+        "num_inference_steps": _steps(entries.get("Steps"), limits, notes),
+        "guidance_scale": _cfg(entries.get("CFG scale"), limits, notes),
+        "model": _model(entries.get("Model"), limits, notes),
+        "sampler": _sampler(entries, limits, notes),
+        **operation,
+    })
+
+
+def _shown(value: str) -> str:
+    return repr(value if len(value) <= _SHOWN else value[:_SHOWN] + "…")
+
+
+def _prompt(text: str, what: str, limits: Limits, notes: list[str]) -> str:
+    """The grammar's form of a recorded prompt: one line, no words that read as flags, at
+    most IMAGINE_MAX_PROMPT_LENGTH characters."""
+    words = text.split()
+    safe = [_FLAG_LIKE.sub("-", word) for word in words]
+    if safe != words:
+        notes.append(f"Words of the {what} that read as flags (--word) now start with one "
+                     "dash, so they stay text.")
+    joined = " ".join(safe)
+    if what != "prompt":  # --no strips the commas at its edges, so the text parses back
+        joined = joined.strip(" ,")
+    if len(joined) > limits.max_prompt_length:
+        cut = joined[:limits.max_prompt_length + 1].rsplit(" ", 1)[0]
+        joined = (cut if len(cut) <= limits.max_prompt_length
+                  else joined[:limits.max_prompt_length]).rstrip(" ,")
+        notes.append(f"The {what} was cut to {len(joined)} characters, this server's limit "
+                     f"being {limits.max_prompt_length} (IMAGINE_MAX_PROMPT_LENGTH).")
+    return joined
+
+
+def _number(raw: str | None) -> float | None:
+    try:
+        value = float(raw) if raw is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and value == value and abs(value) != float("inf") else None
+
+
+def _steps(raw: str | None, limits: Limits, notes: list[str]) -> int:
+    value = _number(raw)
+    if raw is None:
+        return limits.default_steps
+    if value is None or value < 1 or not value.is_integer():
+        notes.append(f"Steps {_shown(raw)} is not a whole number of steps: "
+                     f"{limits.default_steps} used.")
+        return limits.default_steps
+    if value > limits.max_steps:
+        notes.append(f"Steps {int(value)} is over this server's limit: {limits.max_steps} "
+                     "used (IMAGINE_MAX_STEPS).")
+        return limits.max_steps
+    return int(value)
+
+
+def _cfg(raw: str | None, limits: Limits, notes: list[str]) -> float:
+    value = _number(raw)
+    if raw is None:
+        return limits.default_cfg
+    if value is None:
+        notes.append(f"CFG scale {_shown(raw)} is not a number: {limits.default_cfg:g} used.")
+        return limits.default_cfg
+    if not 0.0 <= value <= CFG_MAX:
+        clamped = min(max(value, 0.0), CFG_MAX)
+        notes.append(f"CFG scale {value:g} is outside 0 to {CFG_MAX:g}: {clamped:g} used.")
+        return clamped
+    return value
+
+
+def _seed(raw: str | None, notes: list[str]) -> int | None:
+    if raw is None:
+        return None
+    value = raw.strip()
+    if not value.isdigit() or len(value) > 40:
+        notes.append(f"Seed {_shown(raw)} is not a seed: a new one is drawn.")
+        return None
+    seed = int(value)
+    if seed > SEED_MAX:
+        # 64-bit seeds (ComfyUI) give other noise here anyway; keep them stable at least.
+        notes.append(f"Seed {seed} is over {SEED_MAX}: {seed % (SEED_MAX + 1)} used, so the "
+                     "image differs from the original.")
+        return seed % (SEED_MAX + 1)
+    return seed
+
+
+def _size(raw: str | None, mode: str, limits: Limits, follow_ups: FollowUpLimits,
+          notes: list[str]) -> tuple[int, int]:
+    if raw is None:
+        return limits.default_dims
+    match = _SIZE.fullmatch(raw)
+    if match is None or 0 in (int(match.group(1)), int(match.group(2))):
+        notes.append(f"Size {_shown(raw)} is not WxH: {'x'.join(map(str, limits.default_dims))} "
+                     "used.")
+        return limits.default_dims
+    width, height = int(match.group(1)), int(match.group(2))
+    if mode in ("upscale", "upscale_creative"):
+        cap, variable = follow_ups.max_upscale_pixels, "IMAGINE_MAX_UPSCALE_PIXELS"
+        fitted = fit_within(width, height, cap)
+    elif mode in ("txt2img", "img2img"):
+        cap, variable = limits.max_pixels, "IMAGINE_MAX_PIXELS"
+        fitted = fit_size(width, height, limits)
+    else:
+        cap, variable = limits.max_pixels, "IMAGINE_MAX_PIXELS"
+        fitted = fit_within(width, height, cap)
+    if fitted != (width, height):
+        why = (f"over this server's limit of {cap} pixels ({variable})" if width * height > cap
+               else "not a multiple of the sizes this server draws")
+        notes.append(f"Size {width}x{height} is {why}: {fitted[0]}x{fitted[1]} used.")
+    return fitted
+
+
+def _model(raw: str | None, limits: Limits, notes: list[str]) -> str:
+    if raw is None or not raw.strip():
+        return "default"
+    folded = raw.strip().casefold()
+    for name in limits.models:
+        if name.casefold() == folded:
+            return name
+    for name, label in limits.model_labels:
+        if label.casefold() == folded:
+            return name
+    notes.append(f"Model {_shown(raw.strip())} is not on this server: the default model is "
+                 "used.")
+    return "default"
+
+
+def _sampler(entries: Mapping[str, str], limits: Limits, notes: list[str]) -> str:
+    raw = entries.get("Sampler")
+    if raw is None:
+        return limits.default_sampler
+    name = _SAMPLER_NAMES.get(raw.strip().casefold())
+    if name is None:
+        notes.append(f"Sampler {_shown(raw)} is not available here: "
+                     f"{SAMPLER_LABELS[limits.default_sampler]} is used.")
+        return limits.default_sampler
+    # A1111 1.9+ writes the schedule apart ("DPM++ 2M" + "Schedule type: Karras"); ComfyUI
+    # calls it "Scheduler".
+    schedule = (entries.get("Schedule type") or entries.get("Scheduler") or "").strip()
+    if schedule.casefold() == "karras" and not name.endswith("_karras"):
+        if f"{name}_karras" in SAMPLERS:
+            return f"{name}_karras"
+        notes.append(f"The Karras schedule is not available with {SAMPLER_LABELS[name]} "
+                     "here: its usual schedule is used.")
+    elif schedule.casefold() not in (*_PLAIN_SCHEDULES, "karras"):
+        notes.append(f"Schedule type {_shown(schedule)} is not available here: "
+                     f"{SAMPLER_LABELS[name]}'s usual schedule is used.")
+    return name
+
+
+def _operation(entries: Mapping[str, str], notes: list[str]) -> dict[str, object]:
+    """The mode fields of an operation's PNG, or none (a text prompt) with a note when the
+    PNG does not say enough to repeat it."""
+    mode = entries.get(png.OPERATION, "").strip()
+    if not mode:
+        return {}
+    source = entries.get(png.SOURCE_IMAGE, "").strip()
+    fields: dict[str, object] = {"mode": mode, "source_image": source}
+    problem = None
+    if mode not in SOURCE_MODES:
+        problem = f"the operation {_shown(mode)} is unknown here"
+    elif not Storage.is_valid_name(source):
+        problem = "it does not name its source image"
+    elif mode == "inpaint":
+        fields["mask_image"] = entries.get(png.MASK_IMAGE, "").strip()
+        if not Storage.is_valid_name(str(fields["mask_image"])):
+            problem = "it does not name its mask"
+    elif mode == "zoom_out":
+        fields["factor"] = _number(entries.get(png.ZOOM_FACTOR))
+        if fields["factor"] not in ZOOM_FACTORS:
+            problem = "its zoom factor is not 1.5 or 2"
+    elif mode == "pan":
+        fields["direction"] = entries.get(png.PAN, "").strip()
+        if fields["direction"] not in DIRECTIONS:
+            problem = "its pan direction is not left, right, up or down"
+    elif mode in ("upscale", "upscale_creative"):
+        factor = _number(entries.get(png.UPSCALE_FACTOR))
+        fields["factor"] = factor if factor is not None and 1.0 < factor <= 4.0 else None
+    if problem is not None:
+        notes.append(f"This image was made by an operation, but {problem}: recalled as a "
+                     "text prompt.")
+        return {}
+    fields["strength"] = _strength(entries.get(png.STRENGTH), mode, notes)
+    return fields
+
+
+def _strength(raw: str | None, mode: str, notes: list[str]) -> float:
+    default = _DEFAULT_STRENGTH.get(mode, 1.0)
+    value = _number(raw)
+    if raw is None:
+        return default
+    if value is None or not 0.0 < value <= 1.0:
+        notes.append(f"Denoising strength {_shown(raw)} is not above 0 and at most 1: "
+                     f"{default:g} used.")
+        return default
+    return value
+
+
+# ---------------------------------------------------------------------------------------
+# The request as text
+
+
+def recall_text(request: ImageRequest, limits: Limits) -> str:
+    """Prompt text that parses back to the request; an operation adds a line that names it
+    and its source image (the text alone draws the prompt, Run again repeats the operation)."""
+    if request.mode == "txt2img":
+        return format_request(request, limits)
+    width, height = fit_size(request.width, request.height, limits)
+    prompt = format_request(request.model_copy(update={"width": width, "height": height}),
+                            limits)
+    title = _MODE_TITLES[request.mode]
+    if request.factor is not None:
+        title += f" {request.factor:g}×"
+    if request.direction is not None:
+        title += f" {request.direction}"
+    line = f"{png.OPERATION}: {title} of image {request.source_image}"
+    if request.mask_image is not None:
+        line += f" with mask {request.mask_image}"
+    if request.mode in ("img2img", "upscale_creative"):
+        line += f" at strength {request.strength:g}"
+    return f"{prompt}\n{line} → {request.width}x{request.height}"
