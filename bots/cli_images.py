@@ -7,6 +7,7 @@ would plan (generator.geometry, the same limits), and print what the result's no
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -106,7 +107,12 @@ def _run(image: Path, output: Path, prompt: str | None, plan: Plan, *, needs_pro
     try:
         settings = load_settings()
         data = image.read_bytes()
-        request = _request(prompt or _recorded_prompt(data, image, needs_prompt), settings)
+        recorded_prompt, recorded_seed = _recorded(data)
+        if not (prompt or recorded_prompt) and needs_prompt:
+            raise click.ClickException(f"{image} has no prompt in its metadata: say what the "
+                                       "image shows with --prompt \"…\"")
+        # Like the buttons, an operation keeps the image's own seed unless told otherwise.
+        request = _request(prompt or recorded_prompt or DETAIL_PROMPT, recorded_seed, settings)
         # A super-resolution model takes sources far larger than one diffusion pass draws.
         limit = settings.max_upscale_pixels if enlarges else settings.max_pixels
         source = prepare_source(data, max_bytes=settings.max_upload_bytes, max_pixels=limit)
@@ -124,32 +130,29 @@ def _run(image: Path, output: Path, prompt: str | None, plan: Plan, *, needs_pro
     click.echo(f"{result.width}×{result.height}, seed {result.seed} → {output}")
 
 
-def _request(text: str, settings: Settings) -> ImageRequest:
+def _request(text: str, seed: int | None, settings: Settings) -> ImageRequest:
     from bots.grammar import parse  # noqa: PLC0415
     from bots.limits import Limits  # noqa: PLC0415
     from tasks.core.queue import random_seed  # noqa: PLC0415
 
     request = parse(text, Limits.from_settings(settings))
-    return request if request.seed is not None else request.with_seed(random_seed())
+    if request.seed is not None:
+        return request
+    return request.with_seed(random_seed() if seed is None else seed)
 
 
-def _recorded_prompt(data: bytes, image: Path, needs_prompt: bool) -> str:
-    """The prompt in the PNG's A1111 `parameters`: the lines before the settings line."""
+def _recorded(data: bytes) -> tuple[str, int | None]:
+    """The prompt and seed in the PNG's A1111 `parameters`, where it has them."""
     from generator.png import read_parameters  # noqa: PLC0415
 
-    lines = (read_parameters(data) or "").splitlines()[:-1]
+    lines = (read_parameters(data) or "").splitlines()
     kept = []
-    for line in lines:
+    for line in lines[:-1]:
         if line.startswith("Negative prompt:"):
             break
         kept.append(line)
-    prompt = "\n".join(kept).strip()
-    if prompt:
-        return prompt
-    if needs_prompt:
-        raise click.ClickException(f"{image} has no prompt in its metadata: say what the "
-                                   "image shows with --prompt \"…\"")
-    return DETAIL_PROMPT
+    seed = re.search(r"(?:^|, )Seed: (\d+)(?:,|$)", lines[-1]) if lines else None
+    return "\n".join(kept).strip(), int(seed.group(1)) if seed else None
 
 
 def _storage_name(png: bytes) -> str:

@@ -113,9 +113,10 @@ def _super_resolve(context: Context, upscaler: Upscaler, source: Image.Image,
                    target: tuple[int, int]) -> Image.Image:
     image = source
     for _ in range(MAX_SR_PASSES):
-        image = upscaler.enlarge(image, _tile_progress(context), context.should_cancel)
+        # A source already as large as the target (a capped upscale) needs only resizing.
         if image.width >= target[0] and image.height >= target[1]:
             break
+        image = upscaler.enlarge(image, _tile_progress(context), context.should_cancel)
     return image
 
 

@@ -57,7 +57,10 @@ class Upscaler:
         """`image` enlarged `scale` times, tile by tile."""
         from spandrel import ModelTiling
 
-        tile = max(image.width, image.height) if self.model.tiling == ModelTiling.INTERNAL else TILE
+        # Models that tile themselves, or whose results suffer from tiling, get the whole
+        # image first; running out of memory still falls back to tiles.
+        whole = self.model.tiling in (ModelTiling.INTERNAL, ModelTiling.DISCOURAGED)
+        tile = max(image.width, image.height, TILE) if whole else TILE
         while True:
             try:
                 return self._tiled(image, tile, on_tile, should_cancel)
@@ -86,8 +89,15 @@ class Upscaler:
     def _run(self, image: Image.Image) -> Image.Image:
         pixels = torch.from_numpy(np.asarray(image.convert("RGB")).copy())
         batch = pixels.permute(2, 0, 1).unsqueeze(0).to(self.device, self.dtype) / 255
-        with torch.inference_mode():
-            output = self.model(batch)
+        try:
+            with torch.inference_mode():
+                output = self.model(batch)
+        except torch.cuda.OutOfMemoryError:
+            raise  # enlarge() retries with smaller tiles
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            raise GenerationError(f"upscaling with IMAGINE_UPSCALER={self.path} failed "
+                                  f"({type(exc).__name__}: {first})") from exc
         output = output[0].float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0)
         return Image.fromarray(output.cpu().numpy())
 

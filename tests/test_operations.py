@@ -210,3 +210,24 @@ def test_inpaint_refuses_bad_masks(engine, parent, stored) -> None:  # noqa: ANN
         run(engine, parent.inpainted("src", "small", SEED, 64, 64), stored)
     with pytest.raises(GenerationError, match="no white pixels"):
         run(engine, parent.inpainted("src", "blank", SEED, 64, 64), stored)
+
+
+# --- tiles -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("width", "height", "tile", "overlap"),
+                         [(64, 64, 512, 32), (1000, 700, 512, 32), (128, 200, 64, 16)])
+def test_tiles_cover_the_image_and_fade_only_over_overlaps(width: int, height: int, tile: int,
+                                                           overlap: int) -> None:
+    from generator.tiles import grid, paste_faded
+
+    tiles = grid(width, height, tile, tile, overlap)
+    covered = np.zeros((height, width), dtype=int)
+    canvas = Image.new("RGB", (width, height))
+    for piece in tiles:
+        covered[piece.top:piece.top + piece.height, piece.left:piece.left + piece.width] += 1
+        assert piece.overlap_left >= (overlap if piece.left else 0)
+        paste_faded(canvas, Image.new("RGB", (piece.width, piece.height), (200, 100, 50)), piece)
+    assert covered.min() >= 1
+    # Fading in over earlier tiles leaves nothing of the black canvas showing through.
+    assert np.all(np.asarray(canvas) == (200, 100, 50))
