@@ -15,3 +15,7 @@ class GenerationError(ImagineError):
 
 class GenerationCancelled(ImagineError):
     """The job was cancelled while it was running."""
+
+
+class ImageRejected(ImagineError):
+    """An image a user handed in (image prompt, mask) cannot be used; the message says why."""
