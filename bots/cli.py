@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from bots.cli_images import IMAGE_COMMANDS
+from bots.cli_recall import recall
 from settings import Settings, load_settings
 from settings.errors import ImagineError
 from tasks.names import GENERATE_QUEUE, QUEUES
@@ -181,7 +182,7 @@ def discord_bot(sync: bool, loglevel: str) -> None:
         raise click.ClickException(exc.message) from None
 
 
-for _command in IMAGE_COMMANDS:
+for _command in (*IMAGE_COMMANDS, recall):
     cli.add_command(_command)
 
 

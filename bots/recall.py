@@ -58,6 +58,9 @@ _MODE_TITLES = {"img2img": "Image prompt", "upscale": TITLES["upscale"],
                 "upscale_creative": TITLES["upscale_creative"], "zoom_out": TITLES["zoom_out"],
                 "pan": TITLES["pan"], "inpaint": TITLES["vary_region"]}
 
+# What a prompt text says of a request; the rest belongs to the operation.
+_PROMPT_FIELDS = {"prompt", "negative_prompt", "seed", "num_inference_steps", "guidance_scale",
+                  "num_images", "model", "sampler"}
 # A word the prompt grammar would read as a flag (--ar, —no).
 _FLAG_LIKE = re.compile(r"^(?:--|[\u2013\u2014])(?=[^\W\d_])")
 _SIZE = re.compile(r"\s*([0-9]{1,6})\s*[xX\u00d7]\s*([0-9]{1,6})\s*")
@@ -357,9 +360,10 @@ def recall_text(request: ImageRequest, limits: Limits) -> str:
     and its source image (the text alone draws the prompt, Run again repeats the operation)."""
     if request.mode == "txt2img":
         return format_request(request, limits)
+    # The first line is the prompt alone, a text someone can paste into /imagine.
     width, height = fit_size(request.width, request.height, limits)
-    prompt = format_request(request.model_copy(update={"width": width, "height": height}),
-                            limits)
+    prompt = format_request(ImageRequest(**{**request.model_dump(include=_PROMPT_FIELDS),
+                                            "width": width, "height": height}), limits)
     title = _MODE_TITLES[request.mode]
     if request.factor is not None:
         title += f" {request.factor:g}×"
