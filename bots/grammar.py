@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from bots.errors import PromptError
-from bots.limits import AR_MAX, CFG_MAX, SIDE_MAX, Limits, fit_size, size_for_ratio
-from generator.request import SAMPLERS, SEED_MAX, ImageRequest
+from bots.flags import ALIASES, FIELD_NAMES, FLAG_NAMES, FLAGS, Flag
+from bots.limits import Limits, size_for_ratio
+from generator.request import IMAGE_PROMPT_STRENGTH, ImageRequest
 
 # How much of a bad value an error message repeats: enough to recognise, never a wall.
 _SHOWN = 40
@@ -25,111 +26,9 @@ USAGE = (
     "Usage: PROMPT [flags], e.g. `a red fox in snow --ar 16:9 --seed 7 --no text`\n"
     "Size: --ar W:H (1:4 to 4:1) or --size WxH · Images: --n N · Seed: --seed N\n"
     "Sampling: --steps N, --cfg X (0-30), --sampler NAME, --model NAME\n"
+    "Image prompt: an image URL first (or attached), --strength 0-1 (or --iw 0-3)\n"
     "Leave things out with --no TEXT; --flag=value works too."
 )
-
-
-# ---------------------------------------------------------------------------------------
-# Per-flag validators: raw text → value, or None when the text is not a valid value.
-# parse() and request_from_fields() both go through these, so each rule lives once.
-
-_DIGITS = re.compile(r"[0-9]+")
-_DECIMAL = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-_RATIO = re.compile(r"([0-9]+):([0-9]+)")
-_SIZE = re.compile(r"([0-9]+)(?:[xX\u00d7]([0-9]+))?")  # × is what phones offer for "x"
-
-
-def _whole(text: str, low: int, high: int) -> int | None:
-    if not _DIGITS.fullmatch(text):
-        return None
-    try:
-        number = int(text)
-    except ValueError:  # more digits than Python converts: far out of range anyway
-        return None
-    return number if low <= number <= high else None
-
-
-def _convert_ar(text: str, limits: Limits) -> tuple[int, int] | None:
-    match = _RATIO.fullmatch(text)
-    if not match:
-        return None
-    w, h = (_whole(part, 1, SIDE_MAX) for part in match.groups())
-    if w is None or h is None or w > AR_MAX * h or h > AR_MAX * w:
-        return None
-    return w, h
-
-
-def _convert_size(text: str, limits: Limits) -> tuple[int, int] | None:
-    match = _SIZE.fullmatch(text)
-    if not match:
-        return None
-    w = _whole(match.group(1), 1, SIDE_MAX)
-    h = _whole(match.group(2) or match.group(1), 1, SIDE_MAX)
-    return None if w is None or h is None else fit_size(w, h, limits)
-
-
-def _convert_seed(text: str, limits: Limits) -> int | None:
-    return _whole(text, 0, SEED_MAX)
-
-
-def _convert_steps(text: str, limits: Limits) -> int | None:
-    return _whole(text, 1, limits.max_steps)
-
-
-def _convert_n(text: str, limits: Limits) -> int | None:
-    return _whole(text, 1, limits.max_images)
-
-
-def _convert_cfg(text: str, limits: Limits) -> float | None:
-    if not _DECIMAL.fullmatch(text):  # float() alone would accept nan, inf and 1_0
-        return None
-    value = float(text)
-    return value if 0.0 <= value <= CFG_MAX else None
-
-
-def _convert_no(text: str, limits: Limits) -> str | None:
-    # Commas at the edges come from "--no text, --no blur"; joining adds its own.
-    return " ".join(text.split()).strip(" ,") or None
-
-
-def _convert_model(text: str, limits: Limits) -> str | None:
-    if text in limits.models:
-        return text
-    folded = [name for name in limits.models if name.casefold() == text.casefold()]
-    return folded[0] if len(folded) == 1 else None
-
-
-def _convert_sampler(text: str, limits: Limits) -> str | None:
-    return text.lower() if text.lower() in SAMPLERS else None
-
-
-@dataclass(frozen=True)
-class _Flag:
-    name: str
-    wants: Callable[[Limits], str]  # what a valid value looks like, for both error kinds
-    convert: Callable[[str, Limits], Any]
-
-
-_FLAG_LIST: tuple[_Flag, ...] = (
-    _Flag("ar", lambda lim: "a ratio W:H from 1:4 to 4:1, e.g. 16:9", _convert_ar),
-    _Flag(
-        "size",
-        lambda lim: f"WxH or N for a square (sides 1 to {SIDE_MAX}), e.g. 768x512",
-        _convert_size,
-    ),
-    _Flag("seed", lambda lim: f"a whole number from 0 to {SEED_MAX}", _convert_seed),
-    _Flag("steps", lambda lim: f"a whole number from 1 to {lim.max_steps}", _convert_steps),
-    _Flag("cfg", lambda lim: f"a number from 0 to {CFG_MAX:g}, e.g. 7.5", _convert_cfg),
-    _Flag("no", lambda lim: "the things to leave out, e.g. --no text, blur", _convert_no),
-    _Flag("n", lambda lim: f"a whole number from 1 to {lim.max_images}", _convert_n),
-    _Flag("model", lambda lim: f"one of: {', '.join(lim.models)}", _convert_model),
-    _Flag("sampler", lambda lim: f"one of: {', '.join(SAMPLERS)}", _convert_sampler),
-)
-_ALIASES = {"aspect": "ar", "negative": "no", "count": "n", "guidance": "cfg"}
-_FLAGS: dict[str, _Flag] = {flag.name: flag for flag in _FLAG_LIST}
-_FLAGS.update({alias: _FLAGS[name] for alias, name in _ALIASES.items()})
-FLAG_NAMES: tuple[str, ...] = tuple(flag.name for flag in _FLAG_LIST)
-FIELD_NAMES: tuple[str, ...] = ("prompt", *FLAG_NAMES)
 
 
 # ---------------------------------------------------------------------------------------
@@ -138,7 +37,7 @@ FIELD_NAMES: tuple[str, ...] = ("prompt", *FLAG_NAMES)
 
 @dataclass(frozen=True)
 class _Given:
-    flag: _Flag
+    flag: Flag
     spelled: str  # as the user wrote it ("--aspect"), so messages use their words
     raw: str | None  # None: the flag came without a value
 
@@ -164,20 +63,20 @@ def _suggest(name: str, candidates: Iterable[str], listed: Iterable[str], prefix
     return f" Known: {', '.join(prefix + known for known in listed)}."
 
 
-def _read_flag(token: str) -> tuple[_Flag, str, str | None] | None:
+def _read_flag(token: str) -> tuple[Flag, str, str | None] | None:
     """(flag, spelling, inline value) when the token is a flag, None when it is text."""
     match = _MARKER.match(token)
     if not match:
         return None
     dash, name, rest = match.groups()
-    flag = _FLAGS.get(name.lower())
+    flag = FLAGS.get(name.lower())
     if flag is not None and (rest == "" or rest.startswith("=")):
         return flag, f"--{name.lower()}", rest[1:] if rest else None
     if dash != "--":
         # A dash before an ordinary word is punctuation ("fox —wild"), not a typo.
         return None
     # The token came from str.split(), so it holds no line break: no repr needed.
-    suggestion = _suggest(name, _FLAGS, FLAG_NAMES, "--")
+    suggestion = _suggest(name, FLAGS, FLAG_NAMES, "--")
     raise PromptError(f"Unknown flag {_cut(token)}.{suggestion}")
 
 
@@ -260,9 +159,25 @@ def _dimensions(values: Mapping[str, Any], limits: Limits) -> tuple[int, int]:
     return limits.default_dims
 
 
-def _build(words: list[str], values: Mapping[str, Any], limits: Limits) -> ImageRequest:
+def _strength(values: Mapping[str, Any], image: bool) -> dict[str, Any]:
+    """{"strength": value} when --strength or --iw was given (an image prompt's), else {}."""
+    if "strength" in values and "iw" in values:
+        raise PromptError("Give either --strength or --iw, not both: --iw 1 is --strength "
+                          f"{IMAGE_PROMPT_STRENGTH:g}, more weight is closer to the image.")
+    given = "strength" if "strength" in values else "iw" if "iw" in values else None
+    if given is None:
+        return {}
+    if not image:
+        raise PromptError(f"--{given} only applies to an image prompt: put an image URL "
+                          "first (https://…/cat.png a cat) or attach an image.")
+    return {"strength": values[given]}
+
+
+def _build(words: list[str], values: Mapping[str, Any], limits: Limits,
+           image: bool = False) -> ImageRequest:
     prompt = " ".join(words)
     negative = values.get("no", "")
+    strength = _strength(values, image or _leading_url(words))
     _check_prompt(prompt, negative, limits)
     width, height = _dimensions(values, limits)
     return ImageRequest(
@@ -276,21 +191,35 @@ def _build(words: list[str], values: Mapping[str, Any], limits: Limits) -> Image
         num_images=values.get("n", 1),
         model=values.get("model", "default"),
         sampler=values.get("sampler", limits.default_sampler),
+        # Only set when given: an unset field keeps published URLs' identities.
+        **strength,
     )
+
+
+_URL = re.compile(r"(?:https?://|data:image/)\S+", re.I)
+
+
+def _leading_url(words: list[str]) -> bool:
+    """Whether the text starts with an image's URL (Midjourney's image prompt)."""
+    return bool(words) and bool(_URL.fullmatch(words[0]))
 
 
 # ---------------------------------------------------------------------------------------
 # Public API
 
 
-def parse(text: str, limits: Limits) -> ImageRequest:
-    """Turn `a red fox --ar 16:9 --seed 7 --no text` into a request; PromptError if invalid."""
+def parse(text: str, limits: Limits, *, image: bool = False) -> ImageRequest:
+    """Turn `a red fox --ar 16:9 --seed 7 --no text` into a request; PromptError if invalid.
+
+    --strength/--iw need an image: `image=True` (an attachment) or a URL as the first word.
+    They are kept in the (still txt2img) request's `strength`, set only when given, for
+    `bots.image_prompts` to draw from the image with."""
     words, given = _scan(text)
-    return _build(words, _collect(given, limits), limits)
+    return _build(words, _collect(given, limits), limits, image)
 
 
 def request_from_fields(
-    fields: Mapping[str, str | int | float | None], limits: Limits
+    fields: Mapping[str, str | int | float | None], limits: Limits, *, image: bool = False
 ) -> ImageRequest:
     """The same rules for front ends with separate fields named like the flags.
 
@@ -308,14 +237,14 @@ def request_from_fields(
             words += more_words
             given += more_given
             continue
-        flag = _FLAGS.get(key.lower())
+        flag = FLAGS.get(key.lower())
         if flag is None:
-            suggestion = _suggest(key, (*FIELD_NAMES, *_ALIASES), FIELD_NAMES, "")
+            suggestion = _suggest(key, (*FIELD_NAMES, *ALIASES), FIELD_NAMES, "")
             raise PromptError(f"Unknown field {_show(key)}.{suggestion}")
         if flag.name == "no":
             text = _words_only(text)
         given.append(_Given(flag, f"--{key.lower()}", text))
-    return _build(words, _collect(given, limits), limits)
+    return _build(words, _collect(given, limits), limits, image)
 
 
 def _field_text(value: str | int | float | None) -> str | None:
@@ -341,6 +270,16 @@ def _number(value: float) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
+def given_strength(request: ImageRequest) -> float | None:
+    """The strength to draw an image prompt with, when it is not the default: an img2img
+    request's own, or the --strength a parsed (txt2img) request carries."""
+    if request.mode == "img2img":
+        return None if request.strength == IMAGE_PROMPT_STRENGTH else request.strength
+    if request.mode == "txt2img" and "strength" in request.model_fields_set:
+        return request.strength
+    return None
+
+
 def format_request(request: ImageRequest, limits: Limits) -> str:
     """The request as prompt text that parses back to it, with defaults left out."""
     parts = [request.prompt]
@@ -358,6 +297,8 @@ def format_request(request: ImageRequest, limits: Limits) -> str:
         parts.append(f"--model {request.model}")
     if request.sampler != limits.default_sampler:
         parts.append(f"--sampler {request.sampler}")
+    if given_strength(request) is not None:
+        parts.append(f"--strength {_number(request.strength)}")
     # Last, because --no takes every word up to the next flag.
     if request.negative_prompt:
         parts.append(f"--no {request.negative_prompt}")

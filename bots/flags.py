@@ -1,0 +1,134 @@
+"""The prompt grammar's flags: each flag's name, what a valid value looks like, and its
+validator (raw text → value, or None when the text is not a valid value).
+
+`bots.grammar` scans text into flags and builds the request; parse() and
+request_from_fields() both go through these validators, so each rule lives once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bots.limits import AR_MAX, CFG_MAX, SIDE_MAX, Limits, fit_size
+from generator.request import IMAGE_PROMPT_STRENGTH, SAMPLERS, SEED_MAX
+
+IW_MAX = 3.0
+_DIGITS = re.compile(r"[0-9]+")
+_DECIMAL = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_RATIO = re.compile(r"([0-9]+):([0-9]+)")
+_SIZE = re.compile(r"([0-9]+)(?:[xX\u00d7]([0-9]+))?")  # × is what phones offer for "x"
+
+
+def _whole(text: str, low: int, high: int) -> int | None:
+    if not _DIGITS.fullmatch(text):
+        return None
+    try:
+        number = int(text)
+    except ValueError:  # more digits than Python converts: far out of range anyway
+        return None
+    return number if low <= number <= high else None
+
+
+def _convert_ar(text: str, limits: Limits) -> tuple[int, int] | None:
+    match = _RATIO.fullmatch(text)
+    if not match:
+        return None
+    w, h = (_whole(part, 1, SIDE_MAX) for part in match.groups())
+    if w is None or h is None or w > AR_MAX * h or h > AR_MAX * w:
+        return None
+    return w, h
+
+
+def _convert_size(text: str, limits: Limits) -> tuple[int, int] | None:
+    match = _SIZE.fullmatch(text)
+    if not match:
+        return None
+    w = _whole(match.group(1), 1, SIDE_MAX)
+    h = _whole(match.group(2) or match.group(1), 1, SIDE_MAX)
+    return None if w is None or h is None else fit_size(w, h, limits)
+
+
+def _convert_seed(text: str, limits: Limits) -> int | None:
+    return _whole(text, 0, SEED_MAX)
+
+
+def _convert_steps(text: str, limits: Limits) -> int | None:
+    return _whole(text, 1, limits.max_steps)
+
+
+def _convert_n(text: str, limits: Limits) -> int | None:
+    return _whole(text, 1, limits.max_images)
+
+
+def _convert_cfg(text: str, limits: Limits) -> float | None:
+    if not _DECIMAL.fullmatch(text):  # float() alone would accept nan, inf and 1_0
+        return None
+    value = float(text)
+    return value if 0.0 <= value <= CFG_MAX else None
+
+
+def _convert_strength(text: str, limits: Limits) -> float | None:
+    if not _DECIMAL.fullmatch(text):
+        return None
+    value = float(text)
+    return value if 0.0 < value <= 1.0 else None
+
+
+def _convert_iw(text: str, limits: Limits) -> float | None:
+    """Midjourney's image weight (more weight: closer to the image) as a strength:
+    IMAGE_PROMPT_STRENGTH ** iw, so --iw 1 is the default, 0 ignores the image, 2 is 0.36."""
+    if not _DECIMAL.fullmatch(text) or not 0.0 <= float(text) <= IW_MAX:
+        return None
+    return round(IMAGE_PROMPT_STRENGTH ** float(text), 4)
+
+
+def _convert_no(text: str, limits: Limits) -> str | None:
+    # Commas at the edges come from "--no text, --no blur"; joining adds its own.
+    return " ".join(text.split()).strip(" ,") or None
+
+
+def _convert_model(text: str, limits: Limits) -> str | None:
+    if text in limits.models:
+        return text
+    folded = [name for name in limits.models if name.casefold() == text.casefold()]
+    return folded[0] if len(folded) == 1 else None
+
+
+def _convert_sampler(text: str, limits: Limits) -> str | None:
+    return text.lower() if text.lower() in SAMPLERS else None
+
+
+@dataclass(frozen=True)
+class Flag:
+    name: str
+    wants: Callable[[Limits], str]  # what a valid value looks like, for both error kinds
+    convert: Callable[[str, Limits], Any]
+
+
+FLAG_LIST: tuple[Flag, ...] = (
+    Flag("ar", lambda lim: "a ratio W:H from 1:4 to 4:1, e.g. 16:9", _convert_ar),
+    Flag(
+        "size",
+        lambda lim: f"WxH or N for a square (sides 1 to {SIDE_MAX}), e.g. 768x512",
+        _convert_size,
+    ),
+    Flag("seed", lambda lim: f"a whole number from 0 to {SEED_MAX}", _convert_seed),
+    Flag("steps", lambda lim: f"a whole number from 1 to {lim.max_steps}", _convert_steps),
+    Flag("cfg", lambda lim: f"a number from 0 to {CFG_MAX:g}, e.g. 7.5", _convert_cfg),
+    Flag("no", lambda lim: "the things to leave out, e.g. --no text, blur", _convert_no),
+    Flag("n", lambda lim: f"a whole number from 1 to {lim.max_images}", _convert_n),
+    Flag("model", lambda lim: f"one of: {', '.join(lim.models)}", _convert_model),
+    Flag("sampler", lambda lim: f"one of: {', '.join(SAMPLERS)}", _convert_sampler),
+    Flag("strength", lambda lim: "a number above 0 and at most 1 (how far from the image; "
+          f"default {IMAGE_PROMPT_STRENGTH:g})", _convert_strength),
+    Flag("iw", lambda lim: f"a number from 0 to {IW_MAX:g} (image weight: more is closer "
+          "to the image; default 1)", _convert_iw),
+)
+ALIASES = {"aspect": "ar", "negative": "no", "count": "n", "guidance": "cfg"}
+FLAGS: dict[str, Flag] = {flag.name: flag for flag in FLAG_LIST}
+FLAGS.update({alias: FLAGS[name] for alias, name in ALIASES.items()})
+FLAG_NAMES: tuple[str, ...] = tuple(flag.name for flag in FLAG_LIST)
+FIELD_NAMES: tuple[str, ...] = ("prompt", *FLAG_NAMES)
