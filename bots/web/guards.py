@@ -19,7 +19,8 @@ from werkzeug.exceptions import RequestEntityTooLarge, RequestURITooLarge
 from settings import Settings
 
 # Endpoints whose body may hold images: add a route here when it takes uploads.
-IMAGE_ENDPOINTS = frozenset({"api.create_job", "api.act_on_job", "region.submit"})
+IMAGE_ENDPOINTS = frozenset({"api.create_job", "api.act_on_job", "region.submit",
+                             "recall_api.recall"})
 SLACK_ENDPOINTS = frozenset({"slack_events"})
 IMAGES_PER_BODY = 2
 SMALL_BODY = 64 * 1024

@@ -152,7 +152,7 @@ def openapi_document(limits: Limits) -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "paths": {**_prompt_paths(limits), **_IMAGE_PATHS, **_JOB_PATHS, **_ACTION_PATHS,
-                  **_OPS_PATHS},
+                  **_RECALL_PATHS, **_OPS_PATHS},
     }
 
 
@@ -268,6 +268,51 @@ _ACTION_PATHS: dict[str, Any] = {
             **_SIZES,
             "429": _error(_USER_LIMIT, retry=True),
             "503": _error("The queue is full.", retry=True),
+        },
+    }},
+}
+
+_RECALLED = {
+    "type": "object",
+    "required": ["prompt", "parameters", "notes"],
+    "properties": {
+        "prompt": {"type": "string",
+                   "description": "Prompt text with flags that draws it again here; an "
+                                  "operation's image adds a line naming the operation and "
+                                  "its source image's hash."},
+        "parameters": {"type": "object", "additionalProperties": {"type": "string"},
+                       "description": "Everything the PNG recorded (A1111 names: Prompt, "
+                                      "Negative prompt, Steps, Sampler, …)."},
+        "notes": {"type": "array", "items": {"type": "string"},
+                  "description": "What was changed to fit this server's limits."},
+    },
+}
+
+_RECALL_PATHS: dict[str, Any] = {
+    "/api/v1/recall": {"post": {
+        "operationId": "recall",
+        "summary": "The prompt and parameters recorded in a PNG (ours, A1111's, Forge's, …).",
+        "security": [{}, {"bearer": []}],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["image"],
+            "properties": {"image": {
+                "type": "string",
+                "description": "The PNG as a data URL (data:image/png;base64,…) or an "
+                               "http(s) URL (a public address; at most "
+                               "IMAGINE_MAX_UPLOAD_BYTES)."}},
+        }}}},
+        "responses": {
+            "200": {"description": "What the PNG records.",
+                    "content": {"application/json": {"schema": _RECALLED}}},
+            "400": _error("Invalid body, or the image could not be read (not an image, too "
+                          "large, a URL that is not allowed)."),
+            "401": _UNAUTHORISED,
+            **_SIZES,
+            "422": _error("The image carries no generation parameters."),
+            "429": _error("Too many URL fetches from this client this minute.", retry=True),
+            "503": _error("The database behind the rate limit is unreachable.", retry=True),
         },
     }},
 }
