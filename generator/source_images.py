@@ -40,6 +40,8 @@ class SourceImage:
     width: int
     height: int
     notes: tuple[str, ...]
+    # The upright size as sent, before fitting: a mask painted on the image as sent has it.
+    original_size: tuple[int, int] | None = None
 
 
 def prepare_source(data: bytes, *, max_bytes: int, max_pixels: int,
@@ -60,36 +62,63 @@ def prepare_source(data: bytes, *, max_bytes: int, max_pixels: int,
         raise ImageRejected(f"The {what} is {width}×{height}: each side needs at least "
                             f"{MULTIPLE} pixels.")
     fitted = fit_within(width, height, max_pixels)
-    if fitted != (width, height):
-        if fitted[0] * fitted[1] < floor_area(width, height):
-            notes.append(f"The {what} was scaled down from {width}×{height} to "
-                         f"{fitted[0]}×{fitted[1]} (the most pixels drawn at once).")
-        # Scales and trims the few pixels over a multiple of 8 evenly from both edges.
-        rgb = ImageOps.fit(rgb, fitted, Image.Resampling.LANCZOS)
-    return SourceImage(_png(rgb), rgb.width, rgb.height, tuple(notes))
+    if fitted[0] * fitted[1] < floor_area(width, height):
+        notes.append(f"The {what} was scaled down from {width}×{height} to "
+                     f"{fitted[0]}×{fitted[1]} (the most pixels drawn at once).")
+    return SourceImage(_png(rgb_fitted(rgb, fitted)), *fitted, tuple(notes), (width, height))
 
 
 def prepare_mask(data: bytes, *, size: tuple[int, int], max_bytes: int) -> bytes:
     """A mask (white = redraw, luminance ≥ 128; transparent = keep) of exactly `size` as a
     binary "L" PNG of 0 and 255. ImageRejected: not an image, another size, or all black."""
+    return _png(_binary_mask(data, (size,), max_bytes))
+
+
+def mask_for(data: bytes, source: SourceImage, *, max_bytes: int) -> bytes:
+    """A mask painted on a user's image as they sent it (or as fitted), fitted the way the
+    image was, as prepare_mask gives it."""
+    fitted = (source.width, source.height)
+    binary = _binary_mask(data, (source.original_size or fitted, fitted), max_bytes)
+    if binary.size != fitted:
+        binary = _threshold(ImageOps.fit(binary, fitted, Image.Resampling.BILINEAR))
+        _check_painted(binary)
+    return _png(binary)
+
+
+def rgb_fitted(rgb: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Scaled to `size`, the few pixels over a multiple of 8 trimmed evenly from both edges."""
+    return rgb if rgb.size == size else ImageOps.fit(rgb, size, Image.Resampling.LANCZOS)
+
+
+def _binary_mask(data: bytes, sizes: tuple[tuple[int, int], ...],
+                 max_bytes: int) -> Image.Image:
+    """The mask as 0/255 "L" if it has one of `sizes` (the first is named in the error)."""
     image = _open(data, max_bytes=max_bytes, max_decode=MAX_DECODE_PIXELS, what="mask")
     # Compare before decoding (either orientation: EXIF may still turn it).
-    if image.size not in (size, size[::-1]):
-        raise _wrong_size(image.size, size)
+    if not any(image.size in (size, size[::-1]) for size in sizes):
+        raise _wrong_size(image.size, sizes[0])
     image = _decoded(image, "mask")
-    if image.size != size:
-        raise _wrong_size(image.size, size)
+    if image.size not in sizes:
+        raise _wrong_size(image.size, sizes[0])
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
         image = _eight_bit(image)
     if _has_alpha(image):
         # Unpainted parts of a mask drawn on a transparent layer are the parts to keep.
         image = Image.alpha_composite(Image.new("RGBA", image.size, "black"),
                                       image.convert("RGBA"))
-    binary = image.convert("L").point(lambda v: 255 if v >= MASK_THRESHOLD else 0)
+    binary = _threshold(image.convert("L"))
+    _check_painted(binary)
+    return binary
+
+
+def _threshold(grey: Image.Image) -> Image.Image:
+    return grey.point(lambda v: 255 if v >= MASK_THRESHOLD else 0)
+
+
+def _check_painted(binary: Image.Image) -> None:
     if binary.getextrema()[1] == 0:
         raise ImageRejected("The mask is all black: nothing to redraw. Paint the parts to "
                             "redraw in white.")
-    return _png(binary)
 
 
 def floor_area(width: int, height: int) -> int:

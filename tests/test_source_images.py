@@ -15,6 +15,7 @@ from generator.source_images import (
     ANIMATED_NOTE,
     TRANSPARENT_NOTE,
     SourceImage,
+    mask_for,
     prepare_mask,
     prepare_source,
 )
@@ -175,3 +176,16 @@ def test_a_mask_of_another_size_or_all_black_is_refused() -> None:
     assert "nothing to redraw" in black.value.message
     with pytest.raises(ImageRejected, match="not an image"):
         prepare_mask(b"hello", size=(16, 16), max_bytes=MiB)
+
+
+def test_a_mask_painted_on_the_image_as_sent_is_fitted_like_the_image() -> None:
+    source = prepare(encode(noise(100, 50)))  # scaled to 88×40 within 64×64 pixels
+    mask = Image.new("L", (100, 50), 0)
+    mask.paste(255, (50, 0, 100, 50))  # the right half
+    fitted = Image.open(io.BytesIO(mask_for(encode(mask), source, max_bytes=MiB)))
+    assert fitted.size == (88, 40) and set(fitted.getdata()) == {0, 255}
+    assert [fitted.getpixel((x, 20)) for x in (10, 80)] == [0, 255]
+    # One painted on the fitted image works too; any other size says the size as sent.
+    assert mask_for(encode(Image.new("L", (88, 40), 255)), source, max_bytes=MiB)
+    with pytest.raises(ImageRejected, match="The mask is 64×64 but the image is 100×50"):
+        mask_for(encode(Image.new("L", (64, 64), 255)), source, max_bytes=MiB)
