@@ -60,19 +60,26 @@ def _too_big(file: SharedFile, max_bytes: int) -> PromptError:
 
 
 def _megabytes(count: int) -> str:
-    return f"{count / (1024 * 1024):g} MB"
+    if count < 1024 * 1024:
+        return f"{count / 1024:.0f} KB"
+    return f"{count / (1024 * 1024):.1f} MB".replace(".0 MB", " MB")
 
 
 def download(file: SharedFile, token: str, max_bytes: int, api_url: str) -> bytes:
     """The file's bytes, with the bot token; PromptError if Slack will not hand them over."""
     check(file, max_bytes)
     allowed = _allowed_hosts(api_url)
-    if not file.url or urlsplit(file.url).hostname not in allowed and not _slack_host(file.url):
+    if not file.url or (urlsplit(file.url).hostname not in allowed
+                        and not _slack_host(file.url)):
         raise PromptError(f"Slack gave no download address for {file.name}: share it again.")
     opener = urllib.request.build_opener(_SlackOnlyRedirects(allowed))
     request = urllib.request.Request(file.url, headers={"Authorization": f"Bearer {token}"})
     try:
         with opener.open(request, timeout=TIMEOUT) as response:
+            if response.headers.get_content_type() == "text/html":
+                # What Slack serves a token without files:read: its sign-in page.
+                raise PromptError(f"Slack answered with a sign-in page instead of {file.name}: "
+                                  "reinstall the app with the files:read scope.")
             data = response.read(max_bytes + 1)
     except urllib.error.HTTPError as exc:
         hint = " (reinstall the app with the files:read scope)" if exc.code in (401, 403) else ""

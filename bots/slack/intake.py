@@ -18,12 +18,13 @@ import re
 import secrets
 import threading
 import time
-from typing import Any
 
 from pydantic import BaseModel, Field
 from slack_sdk.errors import SlackClientError
 
+from bots.followups import FollowUpLimits
 from bots.limits import Limits
+from bots.recall import recall_png
 from bots.slack import text as say
 from bots.slack.client import bot_token
 from bots.slack.files import SharedFile, download
@@ -32,6 +33,7 @@ from settings import Settings
 from settings.errors import ImagineError
 from tasks.core.jobs import JOB_ID_BYTES
 from tasks.core.queue import Submitted
+from tasks.core.recalls import RecallStore
 from tasks.core.storage import Storage
 from tasks.names import SLACK_INTAKE_KEY
 
@@ -84,12 +86,8 @@ class SlackIntake:
         self.limits = limits
         self.redis = jobs.queue.redis
         self.storage = Storage(settings.images_dir)
+        self.recalls = RecallStore(self.redis, settings.job_ttl)
 
-    @property
-    def recalls(self) -> Any:
-        from tasks.core.recalls import RecallStore  # noqa: PLC0415 - helper F's, landing
-
-        return RecallStore(self.redis, self.settings.job_ttl)
 
     # --- before the ack -------------------------------------------------------------------
     def hold(self, origin: Origin, text: str, file: SharedFile | None) -> Held | Refusal:
@@ -108,7 +106,10 @@ class SlackIntake:
     def finish(self, held: Held) -> None:
         """Download, prepare and queue a held prompt (or answer a recall), then let it go."""
         outcome = self._prepare(held)
-        self.redis.hdel(SLACK_INTAKE_KEY, held.id)
+        try:
+            self.redis.hdel(SLACK_INTAKE_KEY, held.id)
+        except Exception as exc:  # the sweep finds its job queued and only lets it go then
+            log.warning("could not let go of Slack prompt %s: %s", held.id, exc)
         if isinstance(outcome, Refusal):
             self.jobs.tell(held.origin, outcome.text)
         elif outcome is not None:
@@ -139,9 +140,7 @@ class SlackIntake:
 
     def _recall(self, held: Held, data: bytes) -> None:
         """The parameters of a shared PNG as prompt text, with Run again, in its thread."""
-        from bots.recall import recall_png  # noqa: PLC0415 - helper F's, landing
-
-        recalled = recall_png(data, self.limits)
+        recalled = recall_png(data, self.limits, FollowUpLimits.from_settings(self.settings))
         recall_id = self.recalls.save(recalled.request)
         text = say.recall_text(held.user, recalled.text, tuple(recalled.notes))
         try:

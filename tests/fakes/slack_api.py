@@ -2,7 +2,9 @@
 
 Serves what the bot uses: auth.test, chat.postMessage/update/postEphemeral, users.info (GET),
 the three steps of files_upload_v2 (files.getUploadURLExternal → POST bytes to upload_url →
-files.completeUploadExternal), response_url posts, and the signed requests a test sends.
+files.completeUploadExternal), response_url posts, files people shared (`share_file`: their
+bytes at `url_private_download`, only with the bot token, as Slack serves them), and the
+signed requests a test sends.
 Methods answer `{"ok": true, ...}`; scripted failures answer like Slack does: `ratelimited`
 with HTTP 429 and Retry-After, other errors with HTTP 200 and `{"ok": false, "error": …}`.
 """
@@ -67,6 +69,8 @@ class FakeSlack:
     outside: set[str] = field(default_factory=set)
     # users.info answers: overrides by user id (e.g. {"is_admin": True}); others are members.
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Files people shared, by id: their bytes, served at url_private_download.
+    shared: dict[str, bytes] = field(default_factory=dict)
     lock: threading.Condition = field(default_factory=threading.Condition)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -92,6 +96,28 @@ class FakeSlack:
     def response_url(self) -> str:
         """A fresh response_url, as Slack puts in every command and interaction."""
         return f"{self.url}/response/{time.time_ns()}"
+
+    def share_file(self, data: bytes, name: str = "image.png", mimetype: str = "image/png",
+                   size: int | None = None) -> dict[str, Any]:
+        """A file a person shared, as Slack's events carry it (`files` of a message)."""
+        with self.lock:
+            file_id = f"F{next(self._ids):08d}"
+            self.shared[file_id] = data
+        private = f"{self.url}/files-pri/{TEAM}-{file_id}/{name}"
+        return {"id": file_id, "name": name, "title": name, "mimetype": mimetype,
+                "filetype": name.rsplit(".", 1)[-1], "size": len(data) if size is None else size,
+                "url_private": private, "url_private_download": f"{private}?download=1",
+                "mode": "hosted", "is_external": False}
+
+    def download(self, path: str, token: str) -> tuple[int, bytes]:
+        """GET of a shared file: its bytes with the bot token, else 403 (recorded as a call)."""
+        file_id = path.split("/")[2].rsplit("-", 1)[-1]
+        with self.lock:
+            ok = token == self.token and file_id in self.shared
+            self.calls.append(Call("file_download", {"file": file_id}, token, 200 if ok else 403,
+                                   {"ok": ok}))
+            self.lock.notify_all()
+            return (200, self.shared[file_id]) if ok else (403, b"")
 
     def message(self, channel: str, ts: str) -> dict[str, Any]:
         with self.lock:
@@ -271,6 +297,15 @@ def fake_slack(*, socket_mode: bool = False) -> Iterator[FakeSlack]:
 
         def do_GET(self) -> None:  # noqa: N802 - Web API methods read over GET (users.info)
             parts = urlsplit(self.path)
+            if parts.path.startswith("/files-pri/"):
+                bearer = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                status, data = slack.download(parts.path, bearer)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return
             if not parts.path.startswith("/api/"):
                 self._reply(404, {"ok": False}, {})
                 return
@@ -342,13 +377,30 @@ def event_callback(event: dict[str, Any], event_id: str | None = None) -> dict[s
 
 
 def mention_event(text: str, *, user: str = "U0000USER", channel: str = "C0000CHAN",
-                  ts: str | None = None, thread_ts: str | None = None) -> dict[str, Any]:
-    """An app_mention event: `@imagine text` in a channel."""
-    event = {"type": "app_mention", "user": user, "text": f"<@{BOT_USER}> {text}",
-             "ts": ts or f"{int(time.time())}.{time.time_ns() % 1000000:06d}",
-             "channel": channel, "team": TEAM}
+                  ts: str | None = None, thread_ts: str | None = None,
+                  files: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """An app_mention event: `@imagine text` in a channel (with the files shared with it)."""
+    event: dict[str, Any] = {
+        "type": "app_mention", "user": user, "text": f"<@{BOT_USER}> {text}".rstrip(),
+        "ts": ts or f"{int(time.time())}.{time.time_ns() % 1000000:06d}",
+        "channel": channel, "team": TEAM}
     if thread_ts:
         event["thread_ts"] = thread_ts
+    if files:
+        event["files"] = files
+        event["upload"] = False
+    return event
+
+
+def direct_message_event(text: str, *, user: str = "U0000USER", channel: str = "D0000USER",
+                         files: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A message.im event: a direct message to the app (subtype file_share with files)."""
+    event: dict[str, Any] = {
+        "type": "message", "channel_type": "im", "user": user, "text": text,
+        "ts": f"{int(time.time())}.{time.time_ns() % 1000000:06d}", "channel": channel,
+        "team": TEAM}
+    if files:
+        event.update(subtype="file_share", files=files, upload=False)
     return event
 
 
