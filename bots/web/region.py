@@ -30,8 +30,9 @@ from bots.limits import Limits
 from bots.region import RegionGrant, RegionLinkError, RegionLinks
 from bots.web.api import error_response
 from bots.web.state import WebState, web_state
+from generator.errors import ImageRejected
 from generator.request import ImageRequest
-from settings.errors import ImagineError
+from generator.source_images import prepare_mask
 from tasks.core.jobs import Job
 from tasks.core.queue import Submitted
 from tasks.errors import QueueFullError, UserLimitError
@@ -168,13 +169,11 @@ def _body() -> RegionBody:
 
 def _request(state: WebState, target: Target, body: RegionBody) -> ImageRequest:
     """The inpaint request: the prompt read by the grammar, the mask checked and stored."""
-    from generator.source_images import prepare_mask  # noqa: PLC0415 - TEMPORARY until B lands
-
     prompt, negative = _prompt(body.prompt, state.limits)
     try:
         mask = prepare_mask(_data_url_bytes(body.mask), size=(target.width, target.height),
                             max_bytes=state.settings.max_upload_bytes)
-    except ImagineError as exc:  # ImageRejected: not an image, the wrong size, nothing painted
+    except ImageRejected as exc:  # not an image, the wrong size, nothing painted
         raise Refused(400, exc.message) from None
     mask_name = state.storage.put(mask)
     parent = target.parent.request.model_copy(update={"negative_prompt": negative})
