@@ -112,7 +112,9 @@ def parameters_of(data: bytes) -> str:
         raise NoParameters("This PNG carries no generation parameters (A1111 `parameters` "
                            "text): recall reads images saved by imagine, A1111, Forge and "
                            f"tools that write the same text; use the original file.{comfy}")
-    kind = _image_format(data)
+    kind, comment = _other_image(data)
+    if comment is not None and comment.strip():
+        return comment  # A1111's JPEG and WebP files carry the same text in EXIF
     if kind is None:
         raise PromptError("This file is not an image: recall reads a PNG that carries "
                           "generation parameters (A1111 `parameters` text).")
@@ -121,17 +123,18 @@ def parameters_of(data: bytes) -> str:
                        f"{kind} (as many chats do) drops; use the original PNG file.")
 
 
-def _image_format(data: bytes) -> str | None:
-    """JPEG, WEBP, … for bytes Pillow recognises as an image (only the header is read)."""
+def _other_image(data: bytes) -> tuple[str | None, str | None]:
+    """(JPEG, WEBP, …; its EXIF UserComment) of bytes Pillow recognises as an image, from
+    the header alone; (None, None) when they are not an image."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a huge header is still an image
             with Image.open(io.BytesIO(data)) as image:
-                return image.format or "image"
+                return image.format or "image", png.exif_comment(image)
     except Image.DecompressionBombError:
-        return "image"
+        return "image", None
     except (OSError, ValueError, SyntaxError):
-        return None
+        return None, None
 
 
 # ---------------------------------------------------------------------------------------
@@ -249,15 +252,14 @@ def _size(raw: str | None, mode: str, limits: Limits, follow_ups: FollowUpLimits
                      "used.")
         return limits.default_dims
     width, height = int(match.group(1)), int(match.group(2))
-    if mode in ("upscale", "upscale_creative"):
-        cap, variable = follow_ups.max_upscale_pixels, "IMAGINE_MAX_UPSCALE_PIXELS"
-        fitted = fit_within(width, height, cap)
-    elif mode in ("txt2img", "img2img"):
-        cap, variable = limits.max_pixels, "IMAGINE_MAX_PIXELS"
-        fitted = fit_size(width, height, limits)
-    else:
-        cap, variable = limits.max_pixels, "IMAGINE_MAX_PIXELS"
-        fitted = fit_within(width, height, cap)
+    cap, variable = limits.max_pixels, "IMAGINE_MAX_PIXELS"
+    if mode in ("upscale", "upscale_creative", "inpaint"):
+        # An upscale, and Vary (Region) of an upscaled image, may be as large as upscales go.
+        cap = max(cap, follow_ups.max_upscale_pixels)
+        variable = "IMAGINE_MAX_UPSCALE_PIXELS"
+    # A prompt's size snaps to IMAGINE_SIZE_MULTIPLE; an operation's follows its source (8s).
+    fitted = (fit_size(width, height, limits) if mode == "txt2img"
+              else fit_within(width, height, cap))
     if fitted != (width, height):
         why = (f"over this server's limit of {cap} pixels ({variable})" if width * height > cap
                else "not a multiple of the sizes this server draws")

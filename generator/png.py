@@ -2,7 +2,7 @@
 
 Pure Pillow (no torch): bots and the web server import this to read metadata back, and recall
 (bots/recall.py) splits the text of any A1111-style PNG with `text_chunks` and
-`parse_parameters`.
+`parse_parameters` (or of a JPEG or WebP, where A1111 writes it into EXIF: `exif_comment`).
 """
 
 from __future__ import annotations
@@ -205,3 +205,27 @@ def _inflate(data: bytes) -> bytes:
     if inflater.unconsumed_tail:
         raise ValueError("text chunk larger than TEXT_LIMIT")
     return text
+
+
+# EXIF's UserComment starts with 8 bytes naming its character code; A1111 writes its
+# parameters there (UNICODE, UTF-16) in the JPEG and WebP files it saves.
+_EXIF_IFD, _USER_COMMENT = 0x8769, 0x9286
+_CHARACTER_CODES = {b"ASCII\0\0\0": "ascii", b"UNICODE\0": "utf-16", b"\0" * 8: "utf-8"}
+
+
+def exif_comment(image: Image.Image) -> str | None:
+    """The EXIF UserComment of an opened image (read from the header, no pixels decoded)."""
+    try:
+        raw = image.getexif().get_ifd(_EXIF_IFD).get(_USER_COMMENT)
+    except (OSError, ValueError, SyntaxError, KeyError, struct.error):
+        return None
+    if isinstance(raw, str):
+        return raw or None
+    if not isinstance(raw, bytes) or len(raw) <= 8:
+        return None
+    code, body = _CHARACTER_CODES.get(raw[:8]), raw[8:]
+    if code == "utf-16" and not body.startswith((b"\xff\xfe", b"\xfe\xff")):
+        # No byte-order mark: mostly-ASCII text shows its zero bytes on one side.
+        code = "utf-16-be" if body[:1] == b"\0" else "utf-16-le"
+    text = body.decode(code or "utf-8", errors="replace").rstrip("\0")
+    return text or None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from pathlib import Path
 
 import pytest
 import redis
@@ -18,7 +19,7 @@ from bots.errors import PromptError
 from bots.grammar import parse
 from bots.limits import Limits
 from bots.recall import NoParameters, recall_png
-from generator.png import encode_png, parameters_text
+from generator.png import encode_png, model_label, parameters_text
 from generator.request import SAMPLERS, ImageRequest
 from settings import Settings
 from tasks.core.recalls import RecallStore
@@ -175,6 +176,41 @@ def test_an_operation_that_does_not_name_its_source_is_recalled_as_a_prompt() ->
     assert recalled.request.mode == "txt2img"
     assert recalled.notes == ("This image was made by an operation, but it does not name its "
                               "source image: recalled as a text prompt.",)
+
+
+def test_an_a1111_jpeg_or_webp_carries_the_text_in_exif() -> None:
+    for kind, encoding in (("JPEG", "utf-16-be"), ("WEBP", "utf-16-le")):
+        exif = Image.Exif()
+        exif.get_ifd(0x8769)[0x9286] = b"UNICODE\0" + A1111.encode(encoding)
+        out = io.BytesIO()
+        PIXELS.save(out, kind, exif=exif)
+        recalled = recall_png(out.getvalue(), LIMITS)
+        assert recalled.request.negative_prompt == "lowres, bad hands, watermark"
+        assert recalled.request.seed == 1234567
+
+
+def test_vary_region_of_an_upscaled_image_keeps_its_size() -> None:
+    # The inpainted result has its source's size, which an upscale may have made large.
+    big = BASE.inpainted(SOURCE, MASK, 7, 2048, 1536)
+    assert recall_png(our_png(big), LIMITS).request == big
+    huge = BASE.upscaled(SOURCE, 7, 8192, 8192, 4)
+    recalled = recall_png(our_png(huge), LIMITS)
+    assert (recalled.request.width, recalled.request.height) == (4096, 4096)
+    assert recalled.notes == ("Size 8192x8192 is over this server's limit of 16777216 pixels "
+                              "(IMAGINE_MAX_UPSCALE_PIXELS): 4096x4096 used.",)
+
+
+def test_an_operation_the_engine_ran_recalls_the_request_it_ran(tiny_model_dir: Path) -> None:
+    from generator.engine import Engine
+
+    engine = Engine({"default": str(tiny_model_dir)}, device="cpu", torch_threads=1,
+                    max_pixels=64 * 64)
+    source = Image.new("RGB", (32, 32), (90, 120, 200))
+    request = ImageRequest(prompt="a lighthouse", width=32, height=32, seed=3,
+                           num_inference_steps=1).panned(SOURCE, 3, 48, 32, "left")
+    result = engine.generate(request, load_image=lambda name: source)[0]
+    limits = Limits(model_labels=(("default", model_label(str(tiny_model_dir))),))
+    assert recall_png(result.png, limits).request == request
 
 
 # --- nothing to recall -------------------------------------------------------------------
