@@ -177,8 +177,9 @@ def _request(state: WebState, target: Target, body: RegionBody) -> ImageRequest:
         raise Refused(400, exc.message) from None
     mask_name = state.storage.put(mask)
     parent = target.parent.request.model_copy(update={"negative_prompt": negative})
-    return parent.inpainted(target.source, mask_name, target.seed, target.width,
-                            target.height, prompt)
+    # A new seed, as Vary (Subtle/Strong) draw anew: the same mask twice gives two choices.
+    return parent.inpainted(target.source, mask_name, None, target.width, target.height,
+                            prompt)
 
 
 def _prompt(text: str, limits: Limits) -> tuple[str, str]:
