@@ -63,6 +63,7 @@ _PROMPT_FIELDS = {"prompt", "negative_prompt", "seed", "num_inference_steps", "g
                   "num_images", "model", "sampler"}
 # A word the prompt grammar would read as a flag (--ar, —no).
 _FLAG_LIKE = re.compile(r"^(?:--|[\u2013\u2014])(?=[^\W\d_])")
+_DIGITS = re.compile(r"[0-9]{1,40}")  # str.isdigit() would pass "²", which int() refuses
 _SIZE = re.compile(r"\s*([0-9]{1,6})\s*[xX\u00d7]\s*([0-9]{1,6})\s*")
 
 
@@ -230,7 +231,7 @@ def _seed(raw: str | None, notes: list[str]) -> int | None:
     if raw is None:
         return None
     value = raw.strip()
-    if not value.isdigit() or len(value) > 40:
+    if not _DIGITS.fullmatch(value):
         notes.append(f"Seed {_shown(raw)} is not a seed: a new one is drawn.")
         return None
     seed = int(value)

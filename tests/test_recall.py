@@ -169,6 +169,17 @@ def test_values_beyond_this_server_are_brought_within_it_with_notes() -> None:
     assert parse(recalled.text, LIMITS) == request
 
 
+def test_values_that_are_not_values_get_the_defaults_with_notes() -> None:
+    text = ("a fox\nSteps: twelve, Sampler: Euler, CFG scale: nan, Seed: \u00b2, Size: 0x64, "
+            "Model: ")
+    recalled = recall_png(a1111_png(text), LIMITS)
+    request = recalled.request
+    assert (request.num_inference_steps, request.guidance_scale) == (
+        LIMITS.default_steps, LIMITS.default_cfg)
+    assert request.seed is None and (request.width, request.height) == LIMITS.default_dims
+    assert len(recalled.notes) == 4 and all("\n" not in note for note in recalled.notes)
+
+
 def test_an_operation_that_does_not_name_its_source_is_recalled_as_a_prompt() -> None:
     text = ("a fox\nSteps: 2, Sampler: Euler, CFG scale: 7, Seed: 1, Size: 64x64, "
             "Denoising strength: 1.0, Operation: zoom_out, Zoom factor: 2")
