@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 
 from bots.errors import PromptError
-from bots.grammar import parse
+from bots.grammar import given_strength, parse
 from bots.limits import Limits
 from generator.request import ImageRequest
 from generator.source_images import prepare_source
@@ -67,14 +67,20 @@ def image_prompt(text: str, limits: Limits, settings: Settings, storage: Storage
         return Prepared(parse(text, limits), ())
     request = parse(rest, limits, image=True)
     data = attachment if attachment is not None else read_image_reference(settings, urls[0])
+    return drawn_from(request, data, limits, settings, storage)
+
+
+def drawn_from(request: ImageRequest, data: bytes, limits: Limits, settings: Settings,
+               storage: Storage) -> Prepared:
+    """A parsed request drawn from the image in `data` (checked, fitted, stored), at the
+    --strength the request carries (given_strength), else IMAGE_PROMPT_STRENGTH."""
     # The image keeps its own shape; the prompt's size (default, --size or --ar) sets how
     # many pixels it may have. A smaller image is never enlarged.
     source = prepare_source(data, max_bytes=settings.max_upload_bytes,
                             max_pixels=min(request.width * request.height, limits.max_pixels))
     name = storage.put(source.png)
-    strength = request.strength if "strength" in request.model_fields_set else None
-    return Prepared(request.from_image(name, source.width, source.height, strength),
-                    source.notes)
+    return Prepared(request.from_image(name, source.width, source.height,
+                                       given_strength(request)), source.notes)
 
 
 def read_image_reference(settings: Settings, ref: str) -> bytes:

@@ -225,7 +225,7 @@ def test_rest_actions_endpoint(serve_app: Callable[..., str], settings: Settings
     parent = _save(settings, parent_job("slack"))
     url = f"{base}/api/v1/jobs/{parent.id}/actions"
 
-    answer = requests.post(url, json={"action": "upscale", "index": 2}, timeout=30)
+    answer = requests.post(url, json={"action": "upscale", "index": 1}, timeout=30)
     assert answer.status_code == 202, answer.text
     view = answer.json()
     assert view["status"] == "queued" and answer.headers["Location"] == view["links"]["self"]
@@ -234,7 +234,7 @@ def test_rest_actions_endpoint(serve_app: Callable[..., str], settings: Settings
     assert child.request == follow_up(parent, 1, "upscale", FollowUpLimits(13_000))
     assert (child.request.width, child.request.height, child.request.seed) == (128, 96, 6)
     for body, strength in (({"action": "vary_subtle"}, 0.35), ({"action": "vary_strong",
-                                                                "index": 2}, 0.75)):
+                                                                "index": 1}, 0.75)):
         answer = requests.post(url, json=body, timeout=30)
         assert answer.status_code == 202, answer.text
         assert jobs.get(answer.json()["id"]).request.strength == strength
@@ -242,18 +242,21 @@ def test_rest_actions_endpoint(serve_app: Callable[..., str], settings: Settings
 
     allowed = "reroll, vary_subtle, vary_strong, upscale"
     for body, words in [({"action": "zoom"}, allowed), ({"action": "vary"}, allowed),
-                        ({}, "action"), ({"action": "upscale", "index": 0}, "index"),
+                        ({}, "action"), ({"action": "upscale", "index": -1}, "index"),
                         ({"action": "upscale", "index": "1"}, "index"),
-                        ({"action": "upscale", "index": 3}, "pick 1 to 2"),
+                        ({"action": "upscale", "index": 2},
+                         "pick 0 to 1 (the buttons show 1 to 2)"),
                         ({"action": "reroll", "colour": "red"}, "colour")]:
         answer = requests.post(url, json=body, timeout=30)
         assert answer.status_code == 400 and words in answer.json()["error"], body
     assert requests.post(url, data="action=reroll", timeout=30).status_code == 400
     big = _save(settings, parent_job("discord", request=PARENT_REQUEST.model_copy(
         update={"width": 96, "height": 96})))
-    answer = requests.post(f"{base}/api/v1/jobs/{big.id}/actions", json={"action": "upscale"},
-                           timeout=30)
-    assert answer.status_code == 400 and "IMAGINE_MAX_PIXELS=13,000" in answer.json()["error"]
+    answer = requests.post(f"{base}/api/v1/jobs/{big.id}/actions",
+                           json={"action": "zoom_out"}, timeout=30)
+    assert answer.status_code == 202, answer.text  # 192×192 scaled down to IMAGINE_MAX_PIXELS
+    zoomed = jobs.get(answer.json()["id"]).request
+    assert (zoomed.factor, zoomed.width, zoomed.height) == (2.0, 112, 112)
 
     missing = requests.post(f"{base}/api/v1/jobs/{'cd' * 12}/actions",
                             json={"action": "reroll"}, timeout=30)

@@ -1,5 +1,6 @@
-"""The REST API for scripts: `/api/v1/jobs` to submit, poll, cancel and follow up (reroll,
-vary, upscale: `/api/v1/jobs/<id>/actions`); the OpenAPI document.
+"""The REST API for scripts: `/api/v1/jobs` to submit (a prompt, an image prompt, an inpaint
+with a mask), poll, cancel and follow up (the chat buttons: `/api/v1/jobs/<id>/actions`); the
+OpenAPI document.
 
 The same jobs as every other front end: the body is read by the prompt grammar, the job goes
 through `JobQueue.submit`, and a `webhook` URL turns the job into one that the webhook
@@ -17,11 +18,22 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bots.errors import PromptError
-from bots.followups import ACTIONS, FollowUpLimits, JobNotReady, NoImages, follow_up
-from bots.grammar import format_request, request_from_fields
+from bots.followups import (
+    ACTIONS,
+    PAN,
+    ZOOM_OUT,
+    FollowUpLimits,
+    JobNotReady,
+    NoImages,
+    follow_up,
+)
+from bots.grammar import format_request, given_strength, request_from_fields
+from bots.image_prompts import Prepared, drawn_from, read_image_reference, split_image_urls
 from bots.web.openapi import openapi_document
 from bots.web.state import WebState, client_address, client_network, web_state
 from bots.web.webhook_delivery import check_webhook_url
+from generator.request import ImageRequest
+from generator.source_images import mask_for, prepare_source
 from settings.errors import ImagineError
 from tasks.core import metrics
 from tasks.core.jobs import Job, JobStatus, Requester
@@ -49,16 +61,22 @@ class JobBody(BaseModel):
     n: int | None = None
     model: str | None = None
     sampler: str | None = None
+    strength: float | None = None
+    iw: float | None = None
     webhook: str | None = None
+    image: str | None = None  # a data URL or an http(s) URL: an image prompt
+    mask: str | None = None  # with image: the white parts are redrawn (inpaint)
 
 
 class ActionBody(BaseModel):
-    """POST /api/v1/jobs/<id>/actions: what to do with which image (1-based, like U1)."""
+    """POST /api/v1/jobs/<id>/actions: what to do with which image (0-based: U1 is 0)."""
 
     model_config = ConfigDict(extra="forbid")
 
     action: str
-    index: int = Field(default=1, ge=1, strict=True)
+    index: int = Field(default=0, ge=0, strict=True)
+    factor: float | None = None  # zoom_out: 1.5 or 2 (default 2)
+    direction: str | None = None  # pan: left, right, up or down
 
 
 class ApiError(Exception):
@@ -108,9 +126,18 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     """Submit a job; 202 with its id, place in the queue and links."""
     state = web_state()
     body = _body(JobBody, '{"prompt": "a red fox --ar 16:9"}')
-    fields = body.model_dump(exclude={"webhook"}, exclude_none=True)
+    urls, rest = split_image_urls(body.prompt)
+    if urls:  # Midjourney style, as in chat: the image's URL first in the prompt
+        if len(urls) > 1 or body.image is not None:
+            raise ApiError(400, "Give one image: as `image`, or one URL first in the prompt.")
+        body = body.model_copy(update={"image": urls[0], "prompt": rest})
+    fields = body.model_dump(exclude={"webhook", "image", "mask"}, exclude_none=True)
+    if body.mask is not None and body.image is None:
+        raise ApiError(400, "mask needs image: send the image to redraw parts of as `image`, "
+                            "and the mask (white = redraw) as `mask`.")
     try:
-        image_request = request_from_fields(fields, state.limits)
+        image_request = request_from_fields(fields, state.limits,
+                                            image=body.image is not None)
     except PromptError as exc:
         raise ApiError(400, exc.message) from None
     requester = Requester(platform="api", user=client_network())
@@ -123,20 +150,59 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
             raise ApiError(400, exc.message) from None
         requester = Requester(platform="webhook", user=client_network(),
                               extra={"url": body.webhook})
-    return _submit(state, Job(requester=requester, request=image_request, owner=_owner()))
+    if body.image is None:
+        return _submit(state, Job(requester=requester, request=image_request, owner=_owner()))
+    # Reading an image (a URL fetched, a large one decoded) is work done for the client: it
+    # is admitted by the rate limit first, and counts as this submission.
+    _admit(state)
+    prepared = _with_image(state, image_request, body.image, body.mask)
+    return _submit(state, Job(requester=requester, request=prepared.request, owner=_owner(),
+                              notes=list(prepared.notes)), admitted=True)
+
+
+def _with_image(state: WebState, request: ImageRequest, image: str,
+                mask: str | None) -> Prepared:
+    """The request drawn from `image` (img2img), or with the parts `mask` paints white
+    redrawn (inpaint, at the image's own size); a 400 with the reason when one is unusable."""
+    settings, storage = state.settings, state.storage
+    try:
+        data = read_image_reference(settings, image)
+        if mask is None:
+            return drawn_from(request, data, state.limits, settings, storage)
+        if given_strength(request) is not None:
+            raise PromptError("strength and iw do not apply with a mask: the masked part is "
+                              "drawn anew, the rest is kept.")
+        # Only the masked part is drawn, at full resolution around it: the image keeps its
+        # size up to the largest the server handles.
+        source = prepare_source(data, max_bytes=settings.max_upload_bytes,
+                                max_pixels=settings.max_upscale_pixels)
+        painted = mask_for(read_image_reference(settings, mask), source,
+                           max_bytes=settings.max_upload_bytes)
+    except ImagineError as exc:  # not an image, too large, a URL not allowed, wrong mask
+        raise ApiError(400, exc.message) from None
+    inpaint = request.inpainted(storage.put(source.png), storage.put(painted), request.seed,
+                                source.width, source.height)
+    return Prepared(inpaint, source.notes)
 
 
 @bp.post("/jobs/<job_id>/actions")
 def act_on_job(job_id: str) -> tuple[Response, int, dict[str, str]]:
-    """Reroll, vary or upscale image `index` of a finished job: 202 with the new job."""
+    """A chat button's operation on image `index` (0-based) of a finished job: 202 with the
+    new job."""
     state = web_state()
-    body = _body(ActionBody, '{"action": "upscale", "index": 1}')
+    body = _body(ActionBody, '{"action": "upscale", "index": 0}')
     if body.action not in ACTIONS:
         raise ApiError(400, f"action must be one of {', '.join(ACTIONS)}; got {body.action!r}.")
+    if body.factor is not None and body.action != ZOOM_OUT:
+        raise ApiError(400, f"factor applies to zoom_out only (1.5 or 2), not {body.action}.")
+    if body.direction is not None and body.action != PAN:
+        raise ApiError(400, f"direction applies to pan only (left, right, up or down), not "
+                            f"{body.action}.")
     parent = _find(state, job_id)
     try:
-        image_request = follow_up(parent, body.index - 1, body.action,
-                                  FollowUpLimits.from_settings(state.settings))
+        image_request = follow_up(parent, body.index, body.action,
+                                  FollowUpLimits.from_settings(state.settings),
+                                  factor=body.factor, direction=body.direction)
     except (JobNotReady, NoImages) as exc:
         raise ApiError(409, exc.message) from None
     except PromptError as exc:
@@ -160,13 +226,21 @@ def _body(model: type[BodyT], example: str) -> BodyT:
         raise ApiError(400, f"{where}: {first['msg']}.") from None
 
 
-def _submit(state: WebState, job: Job) -> tuple[Response, int, dict[str, str]]:
-    """Admit and queue `job` for this client: 202 with its view, or 429/503."""
+def _admit(state: WebState) -> None:
+    """Take this client's share of the rate limit, or a 429."""
     decision = state.limiter.take(client_network())
     if not decision.allowed:
         metrics.record_web(state.redis, "rate_limited")
         raise ApiError(429, f"Too many jobs from your address; try again in "
                             f"{format_wait(decision.retry_after)}.", decision.retry_after)
+
+
+def _submit(state: WebState, job: Job, *,
+            admitted: bool = False) -> tuple[Response, int, dict[str, str]]:
+    """Admit (unless done already) and queue `job` for this client: 202 with its view, or
+    429/503."""
+    if not admitted:
+        _admit(state)
     try:
         submitted = state.queue.submit(job)
     except QueueFullError as exc:
@@ -243,8 +317,10 @@ def job_view(state: WebState, job: Job, position: int | None = None,
         "prompt": format_request(job.request, state.limits),
         "platform": job.requester.platform,
         "images": [{"name": name, "url": state.image_url(name),
+                    "width": job.image_size(i)[0], "height": job.image_size(i)[1],
                     "seed": job.seeds[i] if i < len(job.seeds) else None}
                    for i, name in enumerate(job.images)],
+        "notes": list(job.notes),
         "error": job.error,
         "created_at": job.created_at,
         "started_at": job.started_at,

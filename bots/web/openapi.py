@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from bots.flags import IW_MAX
 from bots.followups import ACTIONS
 from bots.limits import CFG_MAX, Limits
-from generator.request import SAMPLERS, SEED_MAX
+from generator.request import IMAGE_PROMPT_STRENGTH, SAMPLERS, SEED_MAX
 
 _RATIO = "^[0-9]+:[0-9]+$"
+_IMAGE_REFERENCE = ("A data URL (data:image/png;base64,…) or an http(s) URL (a public "
+                    "address; at most IMAGINE_MAX_UPLOAD_BYTES; PNG, JPEG, WebP, GIF or BMP).")
 _SIZE = "^[0-9]+([xX][0-9]+)?$"
 
 _ERROR = {
@@ -50,7 +53,7 @@ _USER_LIMIT = ("Too many new jobs from this client (an IPv4 address or an IPv6 /
 _JOB = {
     "type": "object",
     "required": ["id", "status", "progress", "step", "total_steps", "position", "eta_seconds",
-                 "prompt", "platform", "images", "error", "created_at", "started_at",
+                 "prompt", "platform", "images", "notes", "error", "created_at", "started_at",
                  "finished_at", "links"],
     "properties": {
         "id": {"type": "string"},
@@ -65,9 +68,13 @@ _JOB = {
         "prompt": {"type": "string", "description": "The request as prompt text with flags."},
         "platform": {"type": "string"},
         "images": {"type": "array", "items": {
-            "type": "object", "required": ["name", "url", "seed"],
+            "type": "object", "required": ["name", "url", "width", "height", "seed"],
             "properties": {"name": {"type": "string"}, "url": {"type": "string"},
+                           "width": {"type": "integer"}, "height": {"type": "integer"},
                            "seed": {"type": ["integer", "null"]}}}},
+        "notes": {"type": "array", "items": {"type": "string"},
+                  "description": "What to know about the result: scaled down to fit, the "
+                                 "first frame of an animated image used, …"},
         "error": {"type": ["string", "null"]},
         "created_at": {"type": "number"},
         "started_at": {"type": ["number", "null"]},
@@ -98,6 +105,20 @@ def _new_job(limits: Limits) -> dict[str, Any]:
             "n": {"type": "integer", "minimum": 1, "maximum": limits.max_images},
             "model": {"type": "string", "enum": list(limits.models)},
             "sampler": {"type": "string", "enum": list(SAMPLERS)},
+            "image": {"type": "string", "description": _IMAGE_REFERENCE + " The prompt is "
+                      "drawn from it (img2img; an image URL first in `prompt` works too). It "
+                      "keeps its shape, scaled down to the job's size (default, `size` or "
+                      "`ar`); animated: the first frame; transparent parts: white."},
+            "mask": {"type": "string", "description": _IMAGE_REFERENCE + " Needs `image`: "
+                     "its white parts (luminance ≥ 128) are redrawn, the rest kept (inpaint, "
+                     "at the image's own size, one image). The image's size, as sent."},
+            "strength": {"type": "number", "exclusiveMinimum": 0, "maximum": 1,
+                         "description": "With `image`: how far from the image (default "
+                                        f"{IMAGE_PROMPT_STRENGTH:g})."},
+            "iw": {"type": "number", "minimum": 0, "maximum": IW_MAX,
+                   "description": "With `image`, instead of strength: image weight, more is "
+                                  "closer to the image (strength = "
+                                  f"{IMAGE_PROMPT_STRENGTH:g}^iw)."},
             "webhook": {"type": "string", "pattern": "^https?://",
                         "description": "http(s) URL to POST the result to when done: "
                                        "a public address (the operator may allow others), "
@@ -205,7 +226,9 @@ _JOB_PATHS: dict[str, Any] = {
         "responses": {
             "202": {"description": "Queued.", "content": _JOB_RESPONSE,
                     "headers": {"Location": {"schema": {"type": "string"}}}},
-            "400": _error("Invalid body, prompt or field."),
+            "400": _error("Invalid body, prompt or field, or an image or mask that cannot be "
+                          "used (not an image, too large, a URL not allowed, a mask of "
+                          "another size)."),
             "401": _UNAUTHORISED,
             **_SIZES,
             "429": _error(_USER_LIMIT, retry=True),
@@ -240,7 +263,8 @@ _JOB_PATHS: dict[str, Any] = {
 _ACTION_PATHS: dict[str, Any] = {
     "/api/v1/jobs/{job_id}/actions": {"post": {
         "operationId": "actOnJob",
-        "summary": "Reroll, vary or upscale an image of a finished job (the chat buttons).",
+        "summary": "A chat button's operation on an image of a finished job: reroll, vary, "
+                   "upscale, zoom out or pan.",
         "security": [{}, {"bearer": []}],
         "parameters": [_JOB_ID],
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
@@ -251,17 +275,26 @@ _ACTION_PATHS: dict[str, Any] = {
                 "action": {"type": "string",
                            "enum": list(ACTIONS),
                            "description": "reroll: new seed; vary_subtle/vary_strong: "
-                                          "img2img from the image; upscale: the image at "
-                                          "IMAGINE_UPSCALE_FACTOR × its size, same seed."},
-                "index": {"type": "integer", "minimum": 1, "default": 1,
-                          "description": "Which image, 1-based like the U1 button."},
+                                          "img2img from the image; upscale (Subtle) / "
+                                          "upscale_creative: the image at "
+                                          "IMAGINE_UPSCALE_FACTOR × its size (capped by "
+                                          "IMAGINE_MAX_UPSCALE_PIXELS), same seed; zoom_out: "
+                                          "a canvas `factor` × larger, the new area drawn; "
+                                          "pan: half the image's side added towards "
+                                          "`direction`."},
+                "index": {"type": "integer", "minimum": 0, "default": 0,
+                          "description": "Which image, 0-based (the U1 button is 0)."},
+                "factor": {"type": "number", "enum": [1.5, 2], "default": 2,
+                           "description": "zoom_out only."},
+                "direction": {"type": "string", "enum": ["left", "right", "up", "down"],
+                              "description": "pan only, and required for it."},
             },
         }}}},
         "responses": {
             "202": {"description": "The new job, queued.", "content": _JOB_RESPONSE,
                     "headers": {"Location": {"schema": {"type": "string"}}}},
-            "400": _error("Invalid body, action or image index, or the upscale would be "
-                          "over IMAGINE_MAX_PIXELS."),
+            "400": _error("Invalid body, action or image index, factor or direction given "
+                          "to another action, or pan without direction."),
             "401": _UNAUTHORISED,
             "404": _error("No such job (or its record expired)."),
             "409": _error("The job has not finished, or finished without images."),
