@@ -57,7 +57,7 @@ def env(redis_server: Any, tiny_model_dir: Path,
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("IMAGINE_", "SLACK_", "DISCORD_"))}
     env.update(process_env(redis_server.url, tmp, tiny_model_dir, IMAGINE_DEFAULT_STEPS="1",
-                           IMAGINE_MAX_JOBS_PER_USER="20",
+                           IMAGINE_MAX_JOBS_PER_USER="20", IMAGINE_OUTBOUND_ALLOW="127.0.0.1",
                            IMAGINE_MAX_UPLOAD_BYTES=str(MAX_UPLOAD)))
     return env
 
@@ -100,12 +100,41 @@ def ephemeral_after(slack: FakeSlack, before: int) -> str:
     return str(calls[0].params["text"])
 
 
+@dataclass
+class Drawn:
+    channel: str
+    root: str
+    result: dict[str, Any]
+    png: bytes
+
+
+@pytest.fixture(scope="module")
+def drawn(stack: SlackStack) -> Drawn:
+    slack = stack.slack
+    before = len(slack.of("chat.postMessage"))
+    assert SlackSender(stack.app_url, slack).command("a lighthouse at dusk --seed 3").ok
+    status = new_status(slack, before)
+    channel, root = status["channel"], status["ts"]
+    result = finished(slack, channel, root, stack)
+    (upload,) = uploads_in(slack, channel, root)
+    return Drawn(channel, root, result, upload["files"][0]["bytes"])
+
+
 # --- images shared with a prompt ---------------------------------------------------------
 
 
-def test_an_image_shared_with_a_prompt_is_drawn_from(stack: SlackStack, jobs: JobStore) -> None:
+def test_an_image_shared_with_a_prompt_is_drawn_from(stack: SlackStack, drawn: Drawn,
+                                                     jobs: JobStore) -> None:
     slack = stack.slack
     sender = SlackSender(stack.app_url, slack)
+
+    # An image URL first in /imagine (here the web app's own copy of an earlier image).
+    before = len(slack.of("chat.postMessage"))
+    url = f"{stack.app_url}/images/{job_of(drawn.result, jobs).images[0]}.png"
+    assert sender.command(f"{url} a cat in a hat").text == ""
+    status = new_status(slack, before)
+    job = job_of(finished(slack, status["channel"], status["ts"], stack), jobs)
+    assert (job.request.mode, job.request.prompt) == ("img2img", "a cat in a hat")
 
     # A mention with an image: an image prompt, answered in the mention's thread.
     before = len(slack.of("chat.postMessage"))
@@ -142,26 +171,6 @@ def test_an_image_shared_with_a_prompt_is_drawn_from(stack: SlackStack, jobs: Jo
 
 
 # --- the buttons under one image ---------------------------------------------------------
-
-
-@dataclass
-class Drawn:
-    channel: str
-    root: str
-    result: dict[str, Any]
-    png: bytes
-
-
-@pytest.fixture(scope="module")
-def drawn(stack: SlackStack) -> Drawn:
-    slack = stack.slack
-    before = len(slack.of("chat.postMessage"))
-    assert SlackSender(stack.app_url, slack).command("a lighthouse at dusk --seed 3").ok
-    status = new_status(slack, before)
-    channel, root = status["channel"], status["ts"]
-    result = finished(slack, channel, root, stack)
-    (upload,) = uploads_in(slack, channel, root)
-    return Drawn(channel, root, result, upload["files"][0]["bytes"])
 
 
 PRESSES = {  # label → (title in the new job's messages, size of its image)

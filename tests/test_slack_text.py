@@ -26,6 +26,10 @@ def test_plain_text_reads_incoming_markup_as_a_person_would() -> None:
     assert say.plain_text("<#C1|general> <@U2|ann> <https://x.example>") == (
         "#general @ann https://x.example")
     assert say.strip_mention("<@UBOT> a fox --ar 16:9", "UBOT") == "a fox --ar 16:9"
+    # A link first is an image prompt: its URL stays, whatever label Slack gave it.
+    assert say.prompt_text("<https://x.example/a.png?a=1&amp;b=2|x.example/a.png> a <@U2|ann>") == (
+        "https://x.example/a.png?a=1&b=2 a @ann")
+    assert say.prompt_text("a <https://x.example|click>") == "a click"
 
 
 def test_headline_mentions_only_the_requester() -> None:

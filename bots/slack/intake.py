@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 from slack_sdk.errors import SlackClientError
 
 from bots.followups import FollowUpLimits
+from bots.image_prompts import image_prompt
 from bots.limits import Limits
 from bots.recall import recall_png
 from bots.slack import text as say
@@ -126,8 +127,6 @@ class SlackIntake:
                 if not held.text:
                     self._recall(held, data)
                     return None
-            from bots.image_prompts import image_prompt  # noqa: PLC0415 - helper B's, landing
-
             prepared = image_prompt(held.text, self.limits, self.settings, self.storage,
                                     attachment=data)
         except ImagineError as exc:

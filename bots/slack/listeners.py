@@ -46,7 +46,7 @@ def register(app: App, jobs: SlackJobs, intake: SlackIntake, limits: Limits) -> 
     @app.command(COMMAND)
     def imagine_command(ack: Ack, command: dict[str, Any]) -> None:
         """Draw a prompt: `/imagine a red fox in snow --ar 16:9`."""
-        text = say.plain_text(command.get("text", ""))
+        text = say.prompt_text(command.get("text", ""))
         if not text:
             ack(text=usage_text(), response_type="ephemeral")
             return
@@ -126,7 +126,7 @@ Accepted = Submitted | Refusal | Held
 
 def _accept_message(jobs: SlackJobs, intake: SlackIntake, limits: Limits,
                     event: dict[str, Any], context: BoltContext) -> tuple[Origin, Accepted]:
-    text = say.plain_text(say.strip_mention(event.get("text", ""), context.bot_user_id))
+    text = say.prompt_text(say.strip_mention(event.get("text", ""), context.bot_user_id))
     origin = Origin(user=event.get("user", ""), channel=event["channel"],
                     thread=event.get("thread_ts") or event["ts"], team=event.get("team", ""))
     file = shared_file(event)

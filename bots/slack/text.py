@@ -65,6 +65,15 @@ def plain_text(slack_text: str) -> str:
     return unescape(_MARKUP.sub(readable, slack_text)).strip()
 
 
+def prompt_text(slack_text: str) -> str:
+    """Incoming text as a prompt: `plain_text`, except that a link first is kept as its URL
+    (an image prompt), whatever label Slack gave it."""
+    first = re.match(r"\s*<(https?://[^<>|]+)(?:\|[^<>]*)?>", slack_text)
+    if first is None:
+        return plain_text(slack_text)
+    return f"{unescape(first.group(1))} {plain_text(slack_text[first.end():])}".strip()
+
+
 def strip_mention(text: str, bot_user_id: str | None) -> str:
     """A mention's text without the leading `<@BOT>` that addressed the app."""
     if bot_user_id:
