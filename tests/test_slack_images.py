@@ -36,6 +36,7 @@ from tasks.names import SLACK_INTAKE_KEY
 from tasks.worker.celery_app import create_celery
 from tests.fakes.slack_api import (
     BOT_TOKEN,
+    BOT_USER,
     FakeSlack,
     SlackSender,
     buttons,
@@ -149,13 +150,18 @@ def test_an_image_shared_with_a_prompt_is_drawn_from(stack: SlackStack, drawn: D
     (download,) = slack.of("file_download")
     assert download.params["file"] == shared["id"]
 
-    # A direct message with an image (message.im, subtype file_share): the same.
+    # A direct message with an image (message.im, subtype file_share): the same; the app's
+    # own results in that DM (file shares by its user, without bot_id) are not prompts.
+    downloads = len(slack.of("file_download", None))
+    sender.event(direct_message_event("<@U0000USER>: a dog", user=BOT_USER,
+                                      files=[slack.share_file(png("plum"))]))
     before = len(slack.of("chat.postMessage"))
     sender.event(direct_message_event("a dog on a bike", files=[slack.share_file(png("plum"))]))
     status = new_status(slack, before)
     assert status["channel"] == "D0000USER"
     assert job_of(finished(slack, "D0000USER", status["ts"], stack), jobs).request.mode == (
         "img2img")
+    assert len(slack.of("file_download", None)) == downloads + 1  # the user's image only
 
     # Not an image, or larger than IMAGINE_MAX_UPLOAD_BYTES: one line each, nothing read.
     notes, downloads = len(slack.of("chat.postEphemeral")), len(slack.of("file_download", None))

@@ -103,9 +103,10 @@ def _message_middleware(jobs: SlackJobs, intake: SlackIntake,
     def accept_message(event: dict[str, Any], body: dict[str, Any], context: BoltContext,
                        next: Callable[[], None]) -> None:  # noqa: A002 - Bolt's name
         """Before Bolt acks an event: a prompt in it is recorded and submitted (or held)."""
+        # Not the app's own messages: its results in a DM are file shares too.
         wanted = event.get("type") == "app_mention" or (
             event.get("channel_type") == "im" and event.get("subtype") in (None, "file_share")
-            and not event.get("bot_id"))
+            and not event.get("bot_id") and event.get("user") != context.bot_user_id)
         if wanted and jobs.first_delivery(body.get("event_id", "")):
             context[ACCEPTED] = _accept_message(jobs, intake, limits, event, context)
         next()
