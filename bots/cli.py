@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -14,6 +16,12 @@ from bots.cli_recall import recall
 from settings import Settings, load_settings
 from settings.errors import ImagineError
 from tasks.names import GENERATE_QUEUE, QUEUES
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
+
+    from bots.limits import Limits
+    from generator.request import ImageRequest
 
 # How `imagine up` starts its parts: this same program, with the same interpreter.
 SELF_COMMAND = (sys.executable, "-m", "bots.cli")
@@ -44,7 +52,11 @@ def cli() -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("out.png"), show_default=True,
               help="Where to write the image; image i>1 of --n gets a -i suffix.")
-def generate(prompt: str, output: Path) -> None:
+@click.option("--image", "image_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Start from this image (an image prompt; --strength 0-1 in the prompt).")
+@click.option("--mask", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="With --image: redraw only the parts this mask paints white (inpaint).")
+def generate(prompt: str, output: Path, image_path: Path | None, mask: Path | None) -> None:
     """Draw one prompt locally (no queue), e.g. "a red fox --ar 3:2 --seed 1"."""
     from tqdm import tqdm  # noqa: PLC0415
 
@@ -53,9 +65,16 @@ def generate(prompt: str, output: Path) -> None:
     from generator.engine import Engine  # noqa: PLC0415
     from tasks.core.queue import random_seed  # noqa: PLC0415
 
+    if mask is not None and image_path is None:
+        raise click.UsageError("--mask needs --image: the image whose white-masked parts to "
+                               "redraw.")
     settings = _settings()
     try:
-        request = parse(prompt, Limits.from_settings(settings))
+        limits = Limits.from_settings(settings)
+        request = parse(prompt, limits, image=image_path is not None)
+        sources: dict[str, bytes] = {}
+        if image_path is not None:
+            request = _from_local_image(request, image_path, mask, settings, limits, sources)
         if request.seed is None:
             request = request.with_seed(random_seed())
         engine = Engine.from_settings(settings)
@@ -65,7 +84,8 @@ def generate(prompt: str, output: Path) -> None:
                 bar.n = step
                 bar.refresh()
 
-            images = engine.generate(request, on_progress=progress)
+            images = engine.generate(request, on_progress=progress,
+                                     load_image=lambda name: _opened(sources[name]))
     except ImagineError as exc:
         raise click.ClickException(exc.message) from None
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -73,6 +93,38 @@ def generate(prompt: str, output: Path) -> None:
         path = output if index == 0 else output.with_name(f"{output.stem}-{index + 1}{output.suffix}")
         path.write_bytes(image.png)
         click.echo(f"seed {image.seed} → {path}")
+
+
+def _from_local_image(request: ImageRequest, image: Path, mask: Path | None,
+                      settings: Settings, limits: Limits, sources: dict[str, bytes]
+                      ) -> ImageRequest:
+    """The request drawn from a local image (img2img), or inpainted with `mask`, checked like
+    an upload; the prepared PNGs go into `sources` by their storage names."""
+    from bots.grammar import given_strength  # noqa: PLC0415
+    from generator.source_images import mask_for, prepare_source  # noqa: PLC0415
+    from tasks.core.storage import Storage  # noqa: PLC0415
+
+    data = image.read_bytes()
+    # A local file may be as large as an upload; an inpaint keeps the image's size.
+    pixels = (settings.max_upscale_pixels if mask is not None
+              else min(request.width * request.height, limits.max_pixels))
+    source = prepare_source(data, max_bytes=settings.max_upload_bytes, max_pixels=pixels)
+    for note in source.notes:
+        click.echo(note, err=True)
+    name = Storage.name_for(source.png)
+    sources[name] = source.png
+    if mask is None:
+        return request.from_image(name, source.width, source.height, given_strength(request))
+    painted = mask_for(mask.read_bytes(), source, max_bytes=settings.max_upload_bytes)
+    sources[Storage.name_for(painted)] = painted
+    return request.inpainted(name, Storage.name_for(painted), request.seed, source.width,
+                             source.height)
+
+
+def _opened(png: bytes) -> PILImage:
+    from PIL import Image  # noqa: PLC0415
+
+    return Image.open(io.BytesIO(png))
 
 
 @cli.group()

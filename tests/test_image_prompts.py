@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from PIL import Image
 
+from bots.cli import cli
 from bots.errors import PromptError
 from bots.grammar import format_request, parse, request_from_fields
 from bots.image_prompts import Prepared, image_prompt, read_image_reference, split_image_urls
@@ -171,3 +173,24 @@ def test_a_url_is_fetched_only_where_outbound_requests_may_go(server: str,
     with pytest.raises(PromptError, match=r"larger than 1 KiB \(IMAGINE_MAX_UPLOAD_BYTES\)"):
         read_image_reference(settings_for(tmp_path, max_upload_bytes=1024, **allowed),
                              f"{server}/big.png")
+
+
+def test_the_cli_draws_from_a_local_image_and_mask(tiny_model_dir: Path,
+                                                   tmp_path: Path) -> None:
+    env = {"IMAGINE_MODEL": str(tiny_model_dir), "IMAGINE_DEVICE": "cpu",
+           "IMAGINE_TORCH_THREADS": "2", "IMAGINE_DEFAULT_STEPS": "2",
+           "IMAGINE_DATA_DIR": str(tmp_path)}
+    picture, mask = tmp_path / "in.png", tmp_path / "mask.png"
+    picture.write_bytes(png(48, 40))
+    painted = Image.new("L", (48, 40), 0)
+    painted.paste(255, (0, 0, 24, 40))
+    painted.save(mask)
+    for extra, out in (([], tmp_path / "drawn.png"), (["--mask", str(mask)],
+                                                      tmp_path / "inpainted.png")):
+        result = CliRunner().invoke(cli, ["generate", "a cat --seed 2 --strength 0.5" if not
+                                          extra else "a cat --seed 2", "--image", str(picture),
+                                          *extra, "-o", str(out)], env=env)
+        assert result.exit_code == 0, result.output
+        assert f"seed 2 → {out}" in result.output and Image.open(out).size == (48, 40)
+    refused = CliRunner().invoke(cli, ["generate", "a cat", "--mask", str(mask)], env=env)
+    assert refused.exit_code == 2 and "--mask needs --image" in refused.output
