@@ -156,12 +156,15 @@ def test_an_image_shared_with_a_prompt_is_drawn_from(stack: SlackStack, drawn: D
     sender.event(direct_message_event("<@U0000USER>: a dog", user=BOT_USER,
                                       files=[slack.share_file(png("plum"))]))
     before = len(slack.of("chat.postMessage"))
-    sender.event(direct_message_event("a dog on a bike", files=[slack.share_file(png("plum"))]))
+    # Slack may send only the file's id (file_access: check_file_info): files.info tells more.
+    only_id = {"id": slack.share_file(png("plum"))["id"], "file_access": "check_file_info"}
+    sender.event(direct_message_event("a dog on a bike", files=[only_id]))
     status = new_status(slack, before)
     assert status["channel"] == "D0000USER"
     assert job_of(finished(slack, "D0000USER", status["ts"], stack), jobs).request.mode == (
         "img2img")
     assert len(slack.of("file_download", None)) == downloads + 1  # the user's image only
+    assert [c.params["file"] for c in slack.of("files.info")] == [only_id["id"]]
 
     # Not an image, or larger than IMAGINE_MAX_UPLOAD_BYTES: one line each, nothing read.
     notes, downloads = len(slack.of("chat.postEphemeral")), len(slack.of("file_download", None))

@@ -20,14 +20,15 @@ import threading
 import time
 
 from pydantic import BaseModel, Field
-from slack_sdk.errors import SlackClientError
+from slack_sdk.errors import SlackApiError, SlackClientError
 
+from bots.errors import PromptError
 from bots.followups import FollowUpLimits
 from bots.image_prompts import image_prompt
 from bots.limits import Limits
 from bots.recall import recall_png
 from bots.slack import text as say
-from bots.slack.client import bot_token
+from bots.slack.client import bot_token, error_code
 from bots.slack.files import SharedFile, download
 from bots.slack.jobs import Origin, Refusal, SlackJobs
 from settings import Settings
@@ -122,7 +123,7 @@ class SlackIntake:
         try:
             data = None
             if held.file is not None:
-                data = download(held.file, bot_token(self.settings),
+                data = download(self._complete(held.file), bot_token(self.settings),
                                 self.settings.max_upload_bytes, self.settings.slack_api_url)
                 if not held.text:
                     self._recall(held, data)
@@ -136,6 +137,21 @@ class SlackIntake:
             return Refusal("That image could not be read; try another one.")
         return self.jobs.accept(prepared.request, held.origin, notes=tuple(prepared.notes),
                                 job_id=held.job_id)
+
+    def _complete(self, file: SharedFile) -> SharedFile:
+        """Some events carry only a file's id (`file_access: check_file_info`): files.info."""
+        if file.url or not file.id:
+            return file
+        try:
+            return SharedFile.from_event(dict(self.jobs.client.files_info(file=file.id)["file"]))
+        except SlackApiError as exc:
+            hint = " (reinstall the app with the files:read scope)" if error_code(
+                exc) == "missing_scope" else ""
+            raise PromptError(f"Slack would not describe {file.name} "
+                              f"({error_code(exc)}){hint}; share it again.") from None
+        except (SlackClientError, OSError) as exc:
+            raise PromptError(f"Could not reach Slack to read {file.name} ({exc}); share it "
+                              "again.") from None
 
     def _recall(self, held: Held, data: bytes) -> None:
         """The parameters of a shared PNG as prompt text, with Run again, in its thread."""

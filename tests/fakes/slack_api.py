@@ -69,8 +69,10 @@ class FakeSlack:
     outside: set[str] = field(default_factory=set)
     # users.info answers: overrides by user id (e.g. {"is_admin": True}); others are members.
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # Files people shared, by id: their bytes, served at url_private_download.
+    # Files people shared, by id: their bytes, served at url_private_download, and the file
+    # objects files.info answers with.
     shared: dict[str, bytes] = field(default_factory=dict)
+    shared_info: dict[str, dict[str, Any]] = field(default_factory=dict)
     lock: threading.Condition = field(default_factory=threading.Condition)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -104,10 +106,12 @@ class FakeSlack:
             file_id = f"F{next(self._ids):08d}"
             self.shared[file_id] = data
         private = f"{self.url}/files-pri/{TEAM}-{file_id}/{name}"
-        return {"id": file_id, "name": name, "title": name, "mimetype": mimetype,
+        info = {"id": file_id, "name": name, "title": name, "mimetype": mimetype,
                 "filetype": name.rsplit(".", 1)[-1], "size": len(data) if size is None else size,
                 "url_private": private, "url_private_download": f"{private}?download=1",
                 "mode": "hosted", "is_external": False}
+        self.shared_info[file_id] = info
+        return info
 
     def download(self, path: str, token: str) -> tuple[int, bytes]:
         """GET of a shared file: its bytes with the bot token, else 403 (recorded as a call)."""
@@ -229,6 +233,10 @@ class FakeSlack:
             "is_admin": False, "is_owner": False, "is_primary_owner": False,
             "is_restricted": False, "is_ultra_restricted": False, "is_bot": False,
             **self.users.get(user, {})}}
+
+    def _files_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        info = self.shared_info.get(str(params.get("file", "")))
+        return {"ok": True, "file": info} if info else {"ok": False, "error": "file_not_found"}
 
     def _files_getUploadURLExternal(self, params: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         if not params.get("filename") or not str(params.get("length", "")).isdigit():
