@@ -271,11 +271,21 @@ def _number(value: float) -> str:
 
 
 def given_strength(request: ImageRequest) -> float | None:
-    """The strength to draw an image prompt with, when it is not the default: an img2img
-    request's own, or the --strength a parsed (txt2img) request carries."""
-    if request.mode == "img2img":
-        return None if request.strength == IMAGE_PROMPT_STRENGTH else request.strength
+    """The --strength (or --iw) of a request just parsed, None when none was given.
+
+    Only for a request fresh from parse/request_from_fields: one read back from a stored
+    job has every field set."""
     if request.mode == "txt2img" and "strength" in request.model_fields_set:
+        return request.strength
+    return None
+
+
+def _written_strength(request: ImageRequest) -> float | None:
+    """The --strength format_request writes: an image prompt's when not its default, or
+    one a txt2img request carries for an image prompt still to be read (chat options)."""
+    default = (IMAGE_PROMPT_STRENGTH if request.mode == "img2img"
+               else ImageRequest.model_fields["strength"].default)
+    if request.mode in ("img2img", "txt2img") and request.strength != default:
         return request.strength
     return None
 
@@ -297,7 +307,7 @@ def format_request(request: ImageRequest, limits: Limits) -> str:
         parts.append(f"--model {request.model}")
     if request.sampler != limits.default_sampler:
         parts.append(f"--sampler {request.sampler}")
-    if given_strength(request) is not None:
+    if _written_strength(request) is not None:
         parts.append(f"--strength {_number(request.strength)}")
     # Last, because --no takes every word up to the next flag.
     if request.negative_prompt:

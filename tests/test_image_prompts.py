@@ -194,3 +194,9 @@ def test_the_cli_draws_from_a_local_image_and_mask(tiny_model_dir: Path,
         assert f"seed 2 → {out}" in result.output and Image.open(out).size == (48, 40)
     refused = CliRunner().invoke(cli, ["generate", "a cat", "--mask", str(mask)], env=env)
     assert refused.exit_code == 2 and "--mask needs --image" in refused.output
+
+
+def test_a_stored_txt2img_request_is_written_without_strength() -> None:
+    stored = type(parse("a cat", LIMITS)).model_validate_json(
+        parse("a cat", LIMITS).model_dump_json())
+    assert format_request(stored, LIMITS) == "a cat"
