@@ -20,6 +20,7 @@ from PIL import Image
 
 from generator import operations
 from generator.errors import GenerationCancelled, GenerationError, ModelError
+from generator.geometry import floor8
 from generator.loading import load_pipeline, resolve_device, resolve_dtype
 from generator.png import encode_png, parameters_text
 from generator.request import SEED_MAX, ImageRequest
@@ -133,8 +134,10 @@ class Engine:
 
         `on_progress(step, total, preview)` runs after each denoising step (preview is
         always None for now); `should_cancel()` is asked at the same points and, when true,
-        stops the run with GenerationCancelled. `load_image(source_image)` supplies the
-        starting image of img2img and upscale requests.
+        stops the run with GenerationCancelled (an upscale also reports and checks per
+        super-resolution tile). `load_image(name)` supplies the source image (and an
+        inpaint's mask) of every mode but txt2img; operations (generator.operations) keep
+        the request's seed and return their notes with the image.
         """
         first_seed = request.seed
         if first_seed is None:
@@ -216,7 +219,7 @@ class Engine:
             return model.text2image, request, {"width": request.width, "height": request.height}
         source = _source(request.source_image, load_image, request.mode)
         # An image prompt or a variation: the front end fitted the source to width×height.
-        width, height = _multiple_of_8(request.width), _multiple_of_8(request.height)
+        width, height = floor8(request.width), floor8(request.height)
         if source.size != (width, height):
             source = source.resize((width, height), Image.Resampling.LANCZOS)
         # img2img runs int(steps × strength) steps; diffusers refuses zero.
@@ -371,11 +374,6 @@ def _out_of_memory(request: ImageRequest) -> GenerationError:
         f"out of GPU memory drawing {request.num_images} × {request.width}x{request.height}: "
         "ask for a smaller size or fewer images (--n), or set IMAGINE_DTYPE=float16"
     )
-
-
-def _multiple_of_8(value: float) -> int:
-    # The VAE works in steps of 8 pixels; round down so the result stays within limits.
-    return max(8, int(value) // 8 * 8)
 
 
 def _label(source: str) -> str:
