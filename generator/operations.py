@@ -28,7 +28,7 @@ from generator.compositing import (
 )
 from generator.errors import GenerationCancelled, GenerationError
 from generator.geometry import Canvas, fit_within, floor8, pan_canvas, zoom_canvas
-from generator.request import ImageRequest
+from generator.request import SEED_MAX, ImageRequest
 from generator.tiles import grid, paste_faded
 
 if TYPE_CHECKING:
@@ -148,7 +148,10 @@ def detail_pass(context: Context, request: ImageRequest,
     result = image.copy()
     for index, tile in enumerate(tiles):
         _check_cancel(context, f"cancelled after tile {index} of {len(tiles)}")
-        part = ran.model_copy(update={"width": tile.width, "height": tile.height})
+        # A seed per tile: the same noise in every tile would print a faint repeating
+        # pattern over the whole image.
+        part = ran.model_copy(update={"width": tile.width, "height": tile.height,
+                                      "seed": ((ran.seed or 0) + index) % (SEED_MAX + 1)})
         drawn = context.draw("image2image", part, {**inputs, "image": image.crop(tile.box)},
                              _span(context.on_progress, index, len(tiles)))
         paste_faded(result, drawn, tile)
