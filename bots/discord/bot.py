@@ -34,6 +34,7 @@ from settings import Settings
 from settings.errors import ImagineError
 from tasks.core.jobs import Job, JobStatus, Requester
 from tasks.core.queue import JobQueue, format_wait
+from tasks.core.recalls import RecallStore
 from tasks.core.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -257,8 +258,6 @@ class ImagineBot(discord.Client):
             f"{self.region_links.lifetime}; the new image will be posted in this channel."))
 
     async def _run_again(self, interaction: discord.Interaction, recall_id: str) -> None:
-        from tasks.core.recalls import RecallStore  # noqa: PLC0415
-
         store = RecallStore(self.queue.redis, self.settings.job_ttl)
         request = await asyncio.to_thread(store.find, recall_id)
         if request is None:

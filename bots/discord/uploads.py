@@ -18,16 +18,17 @@ import redis
 
 from bots.errors import PromptError
 from bots.followups import FollowUpLimits
+from bots.image_prompts import image_prompt, split_image_urls
 from bots.limits import Limits
 from bots.presentation import shorten
+from bots.recall import recall_png
 from generator.request import ImageRequest
 from settings import Settings
+from tasks.core.recalls import RecallStore
 from tasks.core.storage import Storage
 
 CONTENT_LIMIT = 2000
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
-# The shared image-prompt reader also takes an image URL at the start of the prompt.
-_URL_FIRST = re.compile(r"\s*<?https?://", re.IGNORECASE)
 
 
 class UploadError(PromptError):
@@ -54,7 +55,7 @@ def first_png(attachments: Sequence[discord.Attachment]) -> discord.Attachment |
 
 def needs_image_prompt(text: str, attachment: discord.Attachment | None) -> bool:
     """Whether a prompt goes through the image-prompt reader (an image, or a URL first)."""
-    return attachment is not None or bool(_URL_FIRST.match(text))
+    return attachment is not None or bool(split_image_urls(text)[0])
 
 
 def _megabytes(size: int) -> str:
@@ -99,8 +100,6 @@ class Uploads:
                            ) -> tuple[ImageRequest, list[str]]:
         """The request of a prompt with an image (attached, or a URL first) and the notes
         the user must be told; PromptError/ImagineError with a one-line reason."""
-        from bots.image_prompts import image_prompt  # noqa: PLC0415
-
         data = None
         if attachment is not None:
             data = await read_attachment(attachment, self.settings.max_upload_bytes)
@@ -111,9 +110,6 @@ class Uploads:
     async def recall(self, attachment: discord.Attachment) -> tuple[str, str]:
         """(the message, the recall id for Run again) for a PNG; NoParameters (a
         PromptError) when it carries no generation parameters."""
-        from bots.recall import recall_png  # noqa: PLC0415
-        from tasks.core.recalls import RecallStore  # noqa: PLC0415
-
         data = await read_attachment(attachment, self.settings.max_upload_bytes)
 
         def recall() -> tuple[str, str]:
