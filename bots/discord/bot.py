@@ -21,7 +21,7 @@ from discord import app_commands
 
 from bots.discord.buttons import JobButton, cancel_view, run_again_view, send_ephemeral
 from bots.discord.formatting import CANCEL, RUN_AGAIN, finished_text, queued_text
-from bots.discord.uploads import Uploads, first_image, first_png, needs_image_prompt
+from bots.discord.uploads import Uploads, first_image, needs_image_prompt
 from bots.errors import PromptError
 from bots.followups import TITLES, VARY_REGION, FollowUpLimits, find_button, press
 from bots.grammar import USAGE, parse
@@ -78,16 +78,16 @@ class ImagineBot(discord.Client):
                  self.user.id if self.user else "?", len(self.guilds))
 
     async def on_message(self, message: discord.Message) -> None:
-        """A DM, or a message mentioning the bot, is a prompt (a PNG alone: a recall); the
-        answer is a reply to it."""
+        """A DM, or a message mentioning the bot, is a prompt (an image alone: a recall);
+        the answer is a reply to it."""
         if message.author.bot or self.user is None:
             return
         if message.guild is not None and not self._mentioned(message):
             return
         text = self._without_mentions(message)
-        png = first_png(message.attachments)
-        if not text and png is not None:
-            await self.recall_for_message(message, png)
+        image = first_image(message.attachments)
+        if not text and image is not None:
+            await self.recall_for_message(message, image)
             return
         # Not an image at all: still handed to the reader, which says what it takes.
         attachment = first_image(message.attachments) or next(iter(message.attachments), None)
@@ -193,10 +193,11 @@ class ImagineBot(discord.Client):
     # --- recall ----------------------------------------------------------------------------
     async def recall_for_interaction(self, interaction: discord.Interaction,
                                      attachment: discord.Attachment | None) -> None:
-        """`/recall` or the Recall menu: the PNG's parameters and Run again, or why not."""
+        """`/recall` or the Recall menu: the image's parameters and Run again, or why not."""
         if attachment is None:
-            await send_ephemeral(interaction, "That message has no PNG attached: Recall reads "
-                                 "the parameters of a PNG made by imagine (or A1111).")
+            await send_ephemeral(interaction, "That message has no image attached: Recall "
+                                 "reads the prompt and settings recorded in an image made by "
+                                 "imagine (or A1111).")
             return
         await interaction.response.defer(thinking=True)
         try:

@@ -12,7 +12,7 @@ from discord import app_commands
 
 from bots.discord.bot import ImagineBot, usage_message
 from bots.discord.buttons import send_ephemeral
-from bots.discord.uploads import UploadError, check_size, first_png, needs_image_prompt
+from bots.discord.uploads import UploadError, check_size, first_image, needs_image_prompt
 from bots.errors import PromptError
 from bots.grammar import format_request, request_from_fields
 from bots.limits import Limits
@@ -89,7 +89,7 @@ def imagine_command(limits: Limits) -> app_commands.Command[Any, Any, None]:
 
 
 @app_commands.command(name="recall")
-@app_commands.describe(image="A PNG made by imagine (or A1111): its prompt and settings")
+@app_commands.describe(image="An image made by imagine (or A1111): its prompt and settings")
 async def recall_command(interaction: discord.Interaction, image: discord.Attachment) -> None:
     """Show how an image was made, with a button to draw it again."""
     if not await _too_large(interaction, image):
@@ -97,10 +97,10 @@ async def recall_command(interaction: discord.Interaction, image: discord.Attach
 
 
 async def _recall_message(interaction: discord.Interaction, message: discord.Message) -> None:
-    """The Recall menu on a message: the parameters of its first PNG."""
-    png = first_png(message.attachments)
-    if png is None or not await _too_large(interaction, png):
-        await _bot(interaction).recall_for_interaction(interaction, png)
+    """The Recall menu on a message: the parameters of its first image."""
+    image = first_image(message.attachments)
+    if image is None or not await _too_large(interaction, image):
+        await _bot(interaction).recall_for_interaction(interaction, image)
 
 
 def recall_menu() -> app_commands.ContextMenu:

@@ -40,17 +40,8 @@ def is_image(attachment: discord.Attachment) -> bool:
     return kind.startswith("image/") or attachment.filename.lower().endswith(IMAGE_SUFFIXES)
 
 
-def is_png(attachment: discord.Attachment) -> bool:
-    kind = (attachment.content_type or "").split(";")[0].strip().lower()
-    return kind == "image/png" or (not kind and attachment.filename.lower().endswith(".png"))
-
-
 def first_image(attachments: Sequence[discord.Attachment]) -> discord.Attachment | None:
     return next((a for a in attachments if is_image(a)), None)
-
-
-def first_png(attachments: Sequence[discord.Attachment]) -> discord.Attachment | None:
-    return next((a for a in attachments if is_png(a)), None)
 
 
 def needs_image_prompt(text: str, attachment: discord.Attachment | None) -> bool:
@@ -108,8 +99,8 @@ class Uploads:
         return prepared.request, list(prepared.notes)
 
     async def recall(self, attachment: discord.Attachment) -> tuple[str, str]:
-        """(the message, the recall id for Run again) for a PNG; NoParameters (a
-        PromptError) when it carries no generation parameters."""
+        """(the message, the recall id for Run again) for an image (A1111 parameters in a
+        PNG, JPEG or WebP); NoParameters (a PromptError) when it records none."""
         data = await read_attachment(attachment, self.settings.max_upload_bytes)
 
         def recall() -> tuple[str, str]:
