@@ -43,6 +43,16 @@ TITLES = {REROLL: "Reroll", VARY_SUBTLE: "Vary (Subtle)", VARY_STRONG: "Vary (St
           "vary": "Vary (Subtle)"}
 
 
+def title(action: str | None, request: ImageRequest) -> str:
+    """What made a job, as its button said: "Upscale (Creative)", "Zoom Out 1.5x", "Pan Left";
+    empty for a job typed as a prompt."""
+    if action == ZOOM_OUT and request.factor:
+        return f"{TITLES[ZOOM_OUT]} {request.factor:g}x"
+    if action == PAN and request.direction:
+        return f"{TITLES[PAN]} {request.direction.title()}"
+    return TITLES.get(action or "", "")
+
+
 @dataclass(frozen=True)
 class Button:
     """One button: the name its id carries, the action it runs, and that action's option."""

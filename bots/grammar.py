@@ -273,9 +273,10 @@ def _number(value: float) -> str:
 def given_strength(request: ImageRequest) -> float | None:
     """The --strength (or --iw) of a request just parsed, None when none was given.
 
-    Only for a request fresh from parse/request_from_fields: one read back from a stored
-    job has every field set."""
-    if request.mode == "txt2img" and "strength" in request.model_fields_set:
+    Only for a request fresh from parse/request_from_fields (which never set `mode`): one
+    read back from a stored job has every field set, `mode` included."""
+    fresh = "mode" not in request.model_fields_set
+    if request.mode == "txt2img" and fresh and "strength" in request.model_fields_set:
         return request.strength
     return None
 
@@ -283,11 +284,9 @@ def given_strength(request: ImageRequest) -> float | None:
 def _written_strength(request: ImageRequest) -> float | None:
     """The --strength format_request writes: an image prompt's when not its default, or
     one a txt2img request carries for an image prompt still to be read (chat options)."""
-    default = (IMAGE_PROMPT_STRENGTH if request.mode == "img2img"
-               else ImageRequest.model_fields["strength"].default)
-    if request.mode in ("img2img", "txt2img") and request.strength != default:
-        return request.strength
-    return None
+    if request.mode == "img2img":
+        return request.strength if request.strength != IMAGE_PROMPT_STRENGTH else None
+    return given_strength(request)
 
 
 def format_request(request: ImageRequest, limits: Limits) -> str:

@@ -22,7 +22,7 @@ from generator import operations
 from generator.errors import GenerationCancelled, GenerationError, ModelError
 from generator.geometry import floor8
 from generator.loading import load_pipeline, resolve_device, resolve_dtype
-from generator.png import encode_png, parameters_text
+from generator.png import encode_png, model_label, parameters_text
 from generator.request import SEED_MAX, ImageRequest
 from generator.samplers import SchedulerCache, sampler_label
 from settings.errors import ImagineError
@@ -120,7 +120,7 @@ class Engine:
             return self._upscaler
 
     def model_label(self, model_name: str = "default") -> str:
-        return _label(self._source(model_name))
+        return model_label(self._source(model_name))
 
     def generate(
         self,
@@ -184,7 +184,7 @@ class Engine:
                 source = self._source(model_name)
                 pipe = load_pipeline(source, self.device, self._dtype_setting)
                 self._models[model_name] = _Model(
-                    label=_label(source),
+                    label=model_label(source),
                     text2image=pipe,
                     schedulers=SchedulerCache(pipe.scheduler.config),
                 )
@@ -374,12 +374,6 @@ def _out_of_memory(request: ImageRequest) -> GenerationError:
         f"out of GPU memory drawing {request.num_images} × {request.width}x{request.height}: "
         "ask for a smaller size or fewer images (--n), or set IMAGINE_DTYPE=float16"
     )
-
-
-def _label(source: str) -> str:
-    """The name A1111-style metadata gives the model: a file's stem or a repo's name."""
-    name = source.rstrip("/\\")
-    return Path(name).stem if Path(name).suffix in (".safetensors", ".ckpt") else Path(name).name
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:

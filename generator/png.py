@@ -81,7 +81,7 @@ def operation_entries(request: ImageRequest) -> list[str]:
 
 def model_label(source: str) -> str:
     """The name A1111-style metadata gives a model: a file's stem or a repo's (folder's) name."""
-    # The same rule as the worker's (generator/engine.py), so a label read back matches.
+    # The worker labels its models with this too, so a label read back matches.
     path = PurePath(source.rstrip("/\\"))
     return path.stem if path.suffix in (".safetensors", ".ckpt") else path.name
 

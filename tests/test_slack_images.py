@@ -188,7 +188,7 @@ PRESSES = {  # label → (title in the new job's messages, size of its image)
     "Vary (Strong)": ("Vary (Strong)", (64, 64)),
     "🔍 Zoom Out 2x": ("Zoom Out 2x", (128, 128)),
     "🔍 Zoom Out 1.5x": ("Zoom Out 1.5x", (96, 96)),
-    "⬅️": ("Pan left", (96, 64)),
+    "⬅️": ("Pan Left", (96, 64)),
 }
 
 

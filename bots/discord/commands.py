@@ -67,7 +67,7 @@ def imagine_command(limits: Limits) -> app_commands.Command[Any, Any, None]:
         fields = {"prompt": prompt, "ar": aspect_ratio, "seed": seed, "steps": steps,
                   "no": negative, "n": count, "model": model}
         try:
-            request = request_from_fields(fields, client.limits)
+            request = request_from_fields(fields, client.limits, image=image is not None)
         except PromptError as exc:
             await send_ephemeral(interaction, usage_message(exc))
             return

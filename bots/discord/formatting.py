@@ -12,7 +12,8 @@ import re
 import time
 from typing import Any
 
-from bots.followups import BUTTON_NAMES, REROLL, TITLES, Button, button_label, result_rows
+from bots.followups import BUTTON_NAMES, REROLL, Button, button_label, result_rows
+from bots.followups import title as action_title
 from bots.grammar import format_request
 from bots.limits import Limits
 from bots.presentation import percent, place_in_line, progress_bar, shorten
@@ -136,7 +137,7 @@ def cancel_components(job_id: str) -> list[dict[str, Any]]:
 def result_content(job: Job, limits: Limits, notes: list[str]) -> str:
     """Who asked, what was drawn and how to draw it again; within Discord's 2000 characters."""
     request = job.request
-    title = _title(job)
+    title = action_title(job.action, request)
     mention = f"<@{job.requester.user}> " if job.requester.user.isdigit() else ""
     lines = [f"{mention}{title + ': ' if title else ''}"
              f"**{_shown(request.prompt)}**"]
@@ -156,16 +157,6 @@ def result_content(job: Job, limits: Limits, notes: list[str]) -> str:
     lines.extend(notes)
     text = "\n".join(lines)
     return text if len(text) <= CONTENT_LIMIT else text[: CONTENT_LIMIT - 1] + "…"
-
-
-def _title(job: Job) -> str:
-    """What made the job: "Upscale (Subtle)", "Zoom Out 1.5x", "Pan Left"; none for a prompt."""
-    title = TITLES.get(job.action or "", "")
-    if job.request.mode == "zoom_out" and job.request.factor:
-        return f"{title} {job.request.factor:g}x"
-    if job.request.mode == "pan" and job.request.direction:
-        return f"{title} {job.request.direction.title()}"
-    return title
 
 
 def result_components(job: Job) -> list[dict[str, Any]]:

@@ -13,14 +13,12 @@ from typing import Any
 
 from bots.followups import (
     BUTTON_NAMES,
-    PAN,
     REROLL,
-    TITLES,
-    ZOOM_OUT,
     Button,
     button_label,
     result_rows,
 )
+from bots.followups import title as action_title
 from bots.presentation import progress_bar, shorten
 from generator.request import ImageRequest
 from tasks.core.jobs import Job
@@ -94,15 +92,6 @@ def headline(user: str, request: ImageRequest, action: str | None = None,
     if title:
         label = f" _({title}" + (f" of image {index + 1}" if index is not None else "") + ")_"
     return f"{user_part}{escape(shorten(request.prompt))}{label}"
-
-
-def action_title(action: str | None, request: ImageRequest) -> str:
-    """What made a job, as its button said: "Upscale (Creative)", "Zoom Out 1.5x", "Pan left"."""
-    if action == ZOOM_OUT and request.factor:
-        return f"{TITLES[ZOOM_OUT]} {request.factor:g}x"
-    if action == PAN and request.direction:
-        return f"{TITLES[PAN]} {request.direction}"
-    return TITLES.get(action or "", "")
 
 
 def queued_line(position: int, wait: str) -> str:

@@ -88,7 +88,7 @@ class ApiError(Exception):
 
 
 @bp.errorhandler(ApiError)
-def _api_error(exc: ApiError) -> Response:
+def api_error(exc: ApiError) -> Response:
     return error_response(exc.status, exc.message, exc.retry_after)
 
 
@@ -103,7 +103,7 @@ def error_response(status: int, message: str, retry_after: float | None = None) 
 
 
 @bp.before_request
-def _authorise() -> None:
+def authorise() -> None:
     token = web_state().settings.api_token
     if token is None or request.endpoint == "api.openapi":
         return
@@ -125,7 +125,7 @@ def openapi() -> Response:
 def create_job() -> tuple[Response, int, dict[str, str]]:
     """Submit a job; 202 with its id, place in the queue and links."""
     state = web_state()
-    body = _body(JobBody, '{"prompt": "a red fox --ar 16:9"}')
+    body = read_body(JobBody, '{"prompt": "a red fox --ar 16:9"}')
     urls, rest = split_image_urls(body.prompt)
     if urls:  # Midjourney style, as in chat: the image's URL first in the prompt
         if len(urls) > 1 or body.image is not None:
@@ -190,7 +190,7 @@ def act_on_job(job_id: str) -> tuple[Response, int, dict[str, str]]:
     """A chat button's operation on image `index` (0-based) of a finished job: 202 with the
     new job."""
     state = web_state()
-    body = _body(ActionBody, '{"action": "upscale", "index": 0}')
+    body = read_body(ActionBody, '{"action": "upscale", "index": 0}')
     if body.action not in ACTIONS:
         raise ApiError(400, f"action must be one of {', '.join(ACTIONS)}; got {body.action!r}.")
     if body.factor is not None and body.action != ZOOM_OUT:
@@ -212,7 +212,7 @@ def act_on_job(job_id: str) -> tuple[Response, int, dict[str, str]]:
                               owner=_owner()))
 
 
-def _body(model: type[BodyT], example: str) -> BodyT:
+def read_body(model: type[BodyT], example: str) -> BodyT:
     """The JSON body validated by `model`; a 400 naming the first wrong field."""
     payload = request.get_json(silent=True)
     if not isinstance(payload, dict):

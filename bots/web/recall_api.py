@@ -22,8 +22,8 @@ from tasks.core.queue import format_wait
 
 bp = Blueprint("recall_api", __name__, url_prefix="/api/v1")
 # The same bearer-token rule and the same JSON errors as every other API route.
-bp.before_request(api._authorise)
-bp.register_error_handler(api.ApiError, api._api_error)
+bp.before_request(api.authorise)
+bp.register_error_handler(api.ApiError, api.api_error)
 
 
 class RecallBody(BaseModel):
@@ -38,7 +38,7 @@ class RecallBody(BaseModel):
 def recall() -> Response:
     """The prompt text, parameters and notes recorded in a PNG; 422 when it records none."""
     state = web_state()
-    body = api._body(RecallBody, '{"image": "data:image/png;base64,…"}')
+    body = api.read_body(RecallBody, '{"image": "data:image/png;base64,…"}')
     if body.image.strip()[:5].lower() != "data:":
         # Fetching a URL is work done for the client: it counts like a submission.
         decision = state.limiter.take(client_network())
