@@ -62,7 +62,10 @@ fi
 
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 set +e
-"$python" -m pytest "$@"
+# Two test processes, each taking whole files (module-scoped stacks stay in one process):
+# most tests wait on the workers, bots and servers they start, so two halve the wall time
+# on a 2-core machine. IMAGINE_TEST_PROCESSES=0 runs them in this one process.
+"$python" -m pytest -n "${IMAGINE_TEST_PROCESSES:-2}" --dist loadfile "$@"
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then

@@ -27,7 +27,6 @@ from werkzeug.serving import make_server
 from bots.discord.formatting import custom_id, parse_custom_id
 from bots.discord.uploads import recall_text
 from bots.web.app import create_app
-from settings import Settings
 from tasks.core.connection import redis_client
 from tasks.core.jobs import JobStore
 from tasks.core.storage import Storage
@@ -35,6 +34,7 @@ from tasks.local.embedded_redis import free_port
 from tests.discord_support import DiscordStack
 from tests.fakes.discord_server import Call, FakeDiscord
 from tests.fixtures_redis import process_env, process_starter, wait_for, worker_starter
+from tests.image_support import settings_from_env, solid_png
 
 TIMEOUT = 180.0
 
@@ -52,7 +52,7 @@ def stack(redis_server: Any, tiny_model_dir: Path,
         IMAGINE_DISCORD_READY_TIMEOUT="0.2", IMAGINE_MAX_JOBS_PER_USER="20",
         IMAGINE_DEFAULT_STEPS="1", IMAGINE_MAX_UPLOAD_BYTES=str(64 * 1024), **fake.env))
     # The web app (the mask editor's submit) in this process, on the public URL's port.
-    web = make_server("127.0.0.1", port, create_app(_settings(env)), threaded=True)
+    web = make_server("127.0.0.1", port, create_app(settings_from_env(env)), threaded=True)
     threading.Thread(target=web.serve_forever, name="discord-images-web", daemon=True).start()
     logs = tmp / "logs"
     logs.mkdir()
@@ -69,14 +69,6 @@ def stack(redis_server: Any, tiny_model_dir: Path,
         fake.stop()
 
 
-def _settings(env: dict[str, str]) -> Settings:
-    with pytest.MonkeyPatch.context() as patch:
-        for key in list(os.environ):
-            if key.startswith(("IMAGINE_", "SLACK_", "DISCORD_")):
-                patch.delenv(key)
-        for key, value in env.items():
-            patch.setenv(key, value)
-        return Settings(_env_file=None)  # type: ignore[call-arg]
 
 
 # --- reading what the bot and the deliverer posted ---------------------------------------
@@ -132,10 +124,6 @@ def _size(call: Call) -> tuple[int, int]:
     return Image.open(io.BytesIO(call.files[0]["data"])).size
 
 
-def _png(color: str = "teal", size: tuple[int, int] = (64, 64)) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", size, color).save(out, "PNG")
-    return out.getvalue()
 
 
 @dataclass
@@ -236,20 +224,20 @@ def test_vary_region_links_the_presser_and_the_redraw_lands_in_the_channel(
 
 def _job(stack: DiscordStack, call: Call) -> Any:
     job_id = _custom_ids(call.json)[0].split(":")[2]
-    return JobStore(redis_client(_settings(stack.env)), 3600).get(job_id)
+    return JobStore(redis_client(settings_from_env(stack.env)), 3600).get(job_id)
 
 
 def test_an_attached_image_becomes_an_image_prompt(stack: DiscordStack) -> None:
     fake = stack.fake
     interaction = fake.dispatch("INTERACTION_CREATE", fake.command_payload(
-        prompt="a watercolour harbour", image=fake.attachment(_png(), "harbour.png")))
+        prompt="a watercolour harbour", image=fake.attachment(solid_png(), "harbour.png")))
     call = _followup(stack, interaction)
     job = _job(stack, call)
     assert job.request.mode == "img2img" and job.request.source_image
     assert Storage(Path(stack.env["IMAGINE_STORAGE_DIR"])).exists(job.request.source_image)
 
     message = fake.dispatch("MESSAGE_CREATE", fake.message_payload(
-        "the same in winter", attachments=[fake.attachment(_png("navy"), "winter.png")]))
+        "the same in winter", attachments=[fake.attachment(solid_png("navy"), "winter.png")]))
     reply = _reply(stack, message["id"])
     assert _job(stack, reply).request.mode == "img2img"
 
@@ -307,7 +295,7 @@ def test_recall_shows_the_parameters_and_runs_them_again(stack: DiscordStack,
 def test_recall_of_a_png_without_parameters_says_so(stack: DiscordStack) -> None:
     fake = stack.fake
     recall = fake.dispatch("INTERACTION_CREATE", fake.command_payload(
-        command="recall", image=fake.attachment(_png(), "plain.png")))
+        command="recall", image=fake.attachment(solid_png(), "plain.png")))
     told = _followup(stack, recall, files=False).json
     assert told["flags"] & 64 and told["content"].startswith("⚠️ ")
     assert "\n" not in told["content"]

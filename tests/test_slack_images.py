@@ -28,7 +28,6 @@ from bots.slack.client import web_client
 from bots.slack.files import SharedFile, download
 from bots.slack.intake import STALE_SECONDS, Held, SlackIntake
 from bots.slack.jobs import SlackJobs
-from settings import Settings
 from tasks.core.connection import redis_client
 from tasks.core.jobs import Job, JobStore
 from tasks.core.queue import JobQueue
@@ -45,6 +44,7 @@ from tests.fakes.slack_api import (
     mention_event,
 )
 from tests.fixtures_redis import process_env, process_starter, wait_for, worker_starter
+from tests.image_support import settings_from_env, solid_png
 from tests.slack_support import JOB_WAIT, SlackStack, finished, new_status, uploads_in
 
 MAX_UPLOAD = 64 * 1024
@@ -83,10 +83,6 @@ def jobs(redis_server: Any) -> JobStore:
     return JobStore(redis_server.client(), 3600)
 
 
-def png(color: str = "teal", size: tuple[int, int] = (64, 64)) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", size, color).save(out, format="PNG")
-    return out.getvalue()
 
 
 def job_of(result: dict[str, Any], jobs: JobStore) -> Job:
@@ -139,7 +135,7 @@ def test_an_image_shared_with_a_prompt_is_drawn_from(stack: SlackStack, drawn: D
 
     # A mention with an image: an image prompt, answered in the mention's thread.
     before = len(slack.of("chat.postMessage"))
-    shared = slack.share_file(png("teal"), "teal.png")
+    shared = slack.share_file(solid_png("teal"), "teal.png")
     sender.event(mention_event("a cat in a hat", ts="1700000100.000100", files=[shared]))
     status = new_status(slack, before)
     assert status["thread_ts"] == "1700000100.000100"
@@ -154,10 +150,10 @@ def test_an_image_shared_with_a_prompt_is_drawn_from(stack: SlackStack, drawn: D
     # own results in that DM (file shares by its user, without bot_id) are not prompts.
     downloads = len(slack.of("file_download", None))
     sender.event(direct_message_event("<@U0000USER>: a dog", user=BOT_USER,
-                                      files=[slack.share_file(png("plum"))]))
+                                      files=[slack.share_file(solid_png("plum"))]))
     before = len(slack.of("chat.postMessage"))
     # Slack may send only the file's id (file_access: check_file_info): files.info tells more.
-    only_id = {"id": slack.share_file(png("plum"))["id"], "file_access": "check_file_info"}
+    only_id = {"id": slack.share_file(solid_png("plum"))["id"], "file_access": "check_file_info"}
     sender.event(direct_message_event("a dog on a bike", files=[only_id]))
     status = new_status(slack, before)
     assert status["channel"] == "D0000USER"
@@ -171,7 +167,7 @@ def test_an_image_shared_with_a_prompt_is_drawn_from(stack: SlackStack, drawn: D
     sender.mention("a cat", files=[slack.share_file(b"hello", "notes.txt", "text/plain")])
     assert ephemeral_after(slack, notes) == (
         "notes.txt is text/plain, not an image: share a PNG, JPEG, WebP or GIF with the prompt.")
-    big = slack.share_file(png(), "big.png", size=MAX_UPLOAD + 1)
+    big = slack.share_file(solid_png(), "big.png", size=MAX_UPLOAD + 1)
     sender.mention("a cat", files=[big])
     assert ephemeral_after(slack, notes + 1) == (
         "big.png is larger than 64 KB, the most an image may have "
@@ -269,35 +265,27 @@ def test_a_shared_png_is_recalled_and_run_again(stack: SlackStack, drawn: Drawn,
 
     # A PNG that records no parameters: the one line saying so.
     notes = len(slack.of("chat.postEphemeral"))
-    sender.mention("", files=[slack.share_file(png("navy"), "photo.png")])
+    sender.mention("", files=[slack.share_file(solid_png("navy"), "photo.png")])
     assert "parameters" in ephemeral_after(slack, notes)
 
 
 # --- the ack path: held prompts are never lost, the token stays with Slack -----------------
 
 
-def _settings(env: dict[str, str]) -> Settings:
-    with pytest.MonkeyPatch.context() as patch:
-        for key in list(os.environ):
-            if key.startswith(("IMAGINE_", "SLACK_", "DISCORD_")):
-                patch.delenv(key)
-        for key, value in env.items():
-            patch.setenv(key, value)
-        return Settings(_env_file=None)  # type: ignore[call-arg]
 
 
 def test_a_prompt_held_by_a_stopped_front_end_is_finished_once(
         stack: SlackStack, env: dict[str, str], jobs: JobStore) -> None:
     """A front end that acked an image prompt and died before queueing it left the hold in
     Redis: the sweep of another front end queues it, once however often it runs."""
-    settings = _settings({**env, **stack.env})
+    settings = settings_from_env({**env, **stack.env})
     client = redis_client(settings)
     slack_jobs = SlackJobs(settings, JobQueue(settings, client, create_celery(settings)),
                            web_client(settings))
     intake = SlackIntake(settings, slack_jobs, Limits.from_settings(settings))
     held = Held(user="U0000USER", channel="C0000CHAN", thread="1700000300.000100",
                 text="a moth on a lamp", file=SharedFile.from_event(
-                    stack.slack.share_file(png("olive"))), at=time.time() - STALE_SECONDS - 1)
+                    stack.slack.share_file(solid_png("olive"))), at=time.time() - STALE_SECONDS - 1)
     fresh = held.model_copy(update={"id": "f" * 16, "job_id": "e" * 24, "at": time.time()})
     for hold in (held, fresh):
         client.hset(SLACK_INTAKE_KEY, hold.id, hold.model_dump_json())
@@ -314,8 +302,8 @@ def test_a_prompt_held_by_a_stopped_front_end_is_finished_once(
 
 
 def test_the_bot_token_goes_to_slack_only(slack: FakeSlack) -> None:
-    shared = SharedFile.from_event(slack.share_file(png(), "a.png"))
-    assert download(shared, BOT_TOKEN, MAX_UPLOAD, slack.api_url) == png()
+    shared = SharedFile.from_event(slack.share_file(solid_png(), "a.png"))
+    assert download(shared, BOT_TOKEN, MAX_UPLOAD, slack.api_url) == solid_png()
     with pytest.raises(PromptError, match=r"Slack would not hand over a.png \(HTTP 403\)"):
         download(shared, "xoxb-other", MAX_UPLOAD, slack.api_url)
     elsewhere = shared.model_copy(update={"url": "http://files.example.com/a.png"})

@@ -28,7 +28,7 @@ from bots.followups import VARY_REGION, parent_image
 from bots.grammar import parse
 from bots.limits import Limits
 from bots.region import RegionGrant, RegionLinkError, RegionLinks
-from bots.web.api import error_response
+from bots.web.api import ApiError, error_response
 from bots.web.state import WebState, web_state
 from generator.errors import ImageRejected
 from generator.request import ImageRequest
@@ -51,16 +51,6 @@ class Gone(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-
-
-class Refused(Exception):
-    """A submit that cannot be queued as sent: `status` and a message saying what to change."""
-
-    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.retry_after = retry_after
 
 
 class RegionBody(BaseModel):
@@ -130,7 +120,7 @@ def submit(token: str) -> tuple[Response, int] | Response:
             action=VARY_REGION))
     except Gone as exc:
         return _no_store(error_response(410, exc.message))
-    except Refused as exc:
+    except ApiError as exc:
         return _no_store(error_response(exc.status, exc.message, exc.retry_after))
     status_url = _absolute(state, url_for("api.get_job", job_id=submitted.job.id))
     return _no_store(jsonify(job=submitted.job.id, status_url=status_url, message=QUEUED,
@@ -146,7 +136,7 @@ def _queue(state: WebState, links: RegionLinks, token: str, grant: RegionGrant,
     except QueueFullError as exc:
         links.restore(token, grant)
         status = 429 if isinstance(exc, UserLimitError) else 503
-        raise Refused(status, f"{exc.message} This link still works until it expires.",
+        raise ApiError(status, f"{exc.message} This link still works until it expires.",
                       min(MAX_RETRY_AFTER, state.queue.average_duration())) from None
     except Exception:
         with contextlib.suppress(redis.RedisError):  # the same Redis may be what failed
@@ -157,14 +147,14 @@ def _queue(state: WebState, links: RegionLinks, token: str, grant: RegionGrant,
 def _body() -> RegionBody:
     payload = request.get_json(silent=True)
     if not isinstance(payload, dict):
-        raise Refused(400, 'Send a JSON object {"mask": "data:image/png;base64,…", '
+        raise ApiError(400, 'Send a JSON object {"mask": "data:image/png;base64,…", '
                            '"prompt": "…"} with Content-Type: application/json.')
     try:
         return RegionBody.model_validate(payload)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "body"
-        raise Refused(400, f"{where}: {first['msg']}.") from None
+        raise ApiError(400, f"{where}: {first['msg']}.") from None
 
 
 def _request(state: WebState, target: Target, body: RegionBody) -> ImageRequest:
@@ -174,7 +164,7 @@ def _request(state: WebState, target: Target, body: RegionBody) -> ImageRequest:
         mask = prepare_mask(_data_url_bytes(body.mask), size=(target.width, target.height),
                             max_bytes=state.settings.max_upload_bytes)
     except ImageRejected as exc:  # not an image, the wrong size, nothing painted
-        raise Refused(400, exc.message) from None
+        raise ApiError(400, exc.message) from None
     mask_name = state.storage.put(mask)
     parent = target.parent.request.model_copy(update={"negative_prompt": negative})
     # A new seed, as Vary (Subtle/Strong) draw anew: the same mask twice gives two choices.
@@ -188,11 +178,11 @@ def _prompt(text: str, limits: Limits) -> tuple[str, str]:
     try:
         parsed = parse(text, limits)
     except PromptError as exc:
-        raise Refused(400, exc.message) from None
+        raise ApiError(400, exc.message) from None
     words_only = parse(parsed.prompt, limits).model_copy(
         update={"negative_prompt": parsed.negative_prompt})
     if parsed != words_only:
-        raise Refused(400, "Only the prompt's words and --no can change here: the size, seed "
+        raise ApiError(400, "Only the prompt's words and --no can change here: the size, seed "
                            "and sampling stay the image's own; remove the other flags.")
     return parsed.prompt, parsed.negative_prompt
 
@@ -207,12 +197,12 @@ def _prompt_text(request_: ImageRequest) -> str:
 def _data_url_bytes(value: str) -> bytes:
     match = _DATA_URL.fullmatch(value.strip())
     if match is None:
-        raise Refused(400, "mask must be a data URL of a PNG (data:image/png;base64,…), "
+        raise ApiError(400, "mask must be a data URL of a PNG (data:image/png;base64,…), "
                            f"not {value[:30]!r}.")
     try:
         return base64.b64decode(re.sub(r"\s", "", match["data"]), validate=True)
     except (binascii.Error, ValueError):
-        raise Refused(400, "mask is not valid base64 after data:image/…;base64,.") from None
+        raise ApiError(400, "mask is not valid base64 after data:image/…;base64,.") from None
 
 
 def _absolute(state: WebState, path: str) -> str:
