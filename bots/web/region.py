@@ -20,15 +20,15 @@ import re
 from urllib.parse import urlsplit
 
 import redis
-from flask import Blueprint, Response, jsonify, render_template, request, url_for
-from pydantic import BaseModel, ConfigDict, ValidationError
+from flask import Blueprint, Response, jsonify, render_template, url_for
+from pydantic import BaseModel, ConfigDict
 
 from bots.errors import PromptError
 from bots.followups import VARY_REGION, parent_image
 from bots.grammar import parse
 from bots.limits import Limits
 from bots.region import RegionGrant, RegionLinkError, RegionLinks
-from bots.web.api import ApiError, error_response
+from bots.web.api import ApiError, error_response, read_body
 from bots.web.state import WebState, web_state
 from generator.errors import ImageRejected
 from generator.request import ImageRequest
@@ -108,7 +108,7 @@ def submit(token: str) -> tuple[Response, int] | Response:
     state = web_state()
     links = RegionLinks(state.redis, state.settings)
     try:
-        body = _body()
+        body = read_body(RegionBody, '{"mask": "data:image/png;base64,…", "prompt": "…"}')
         target = Target(state, token)
         image_request = _request(state, target, body)
         try:  # from here on the link is spent
@@ -142,19 +142,6 @@ def _queue(state: WebState, links: RegionLinks, token: str, grant: RegionGrant,
         with contextlib.suppress(redis.RedisError):  # the same Redis may be what failed
             links.restore(token, grant)
         raise
-
-
-def _body() -> RegionBody:
-    payload = request.get_json(silent=True)
-    if not isinstance(payload, dict):
-        raise ApiError(400, 'Send a JSON object {"mask": "data:image/png;base64,…", '
-                           '"prompt": "…"} with Content-Type: application/json.')
-    try:
-        return RegionBody.model_validate(payload)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
-        raise ApiError(400, f"{where}: {first['msg']}.") from None
 
 
 def _request(state: WebState, target: Target, body: RegionBody) -> ImageRequest:
