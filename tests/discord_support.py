@@ -3,11 +3,15 @@ Discord (REST + gateway), plus a generate and a deliver worker."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 from tests.chat_stack import ChatStack
 from tests.fakes.discord_server import FakeDiscord
-from tests.fixtures_redis import Process, wait_for
+from tests.fixtures_redis import Process, process_env, process_starter, wait_for, worker_starter
 
 CONNECT_WAIT = 180.0
 
@@ -43,3 +47,24 @@ class DiscordStack(ChatStack):
         self.stop()
         wait_for(lambda: not self.fake.connected, CONNECT_WAIT, message="the bot to disconnect")
         self.start()
+
+
+@contextmanager
+def running_discord_stack(redis_server: Any, tmp: Path, model_dir: Path, fake: FakeDiscord,
+                          **settings: str) -> Iterator[DiscordStack]:
+    """A started DiscordStack whose processes see only `settings` of ours (plus the fake's
+    and the test environment's), stopped with the fake when the block ends."""
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("IMAGINE_", "SLACK_", "DISCORD_"))}
+    env.update(process_env(redis_server.url, tmp, model_dir, **settings, **fake.env))
+    logs = tmp / "logs"
+    logs.mkdir()
+    start_process, stop_all = process_starter(logs, env)
+    stack = DiscordStack(fake, start_process, worker_starter(start_process, redis_server.client()),
+                         env)
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stop_all()
+        fake.stop()

@@ -8,7 +8,6 @@ each test tells its jobs apart by the ids of the messages and interactions it se
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,15 +16,12 @@ from typing import Any
 
 import pytest
 
-from tests.discord_support import DiscordStack
+from tests.discord_support import DiscordStack, running_discord_stack
 from tests.fakes.discord_server import Call, FakeDiscord
 from tests.fixtures_redis import (
     ROOT,
     imagine_command,
-    process_env,
-    process_starter,
     wait_for,
-    worker_starter,
 )
 
 TIMEOUT = 180.0
@@ -35,28 +31,11 @@ TIMEOUT = 180.0
 def stack(redis_server: Any, tiny_model_dir: Path,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[DiscordStack]:
     redis_server.client().flushall()
-    tmp = tmp_path_factory.mktemp("discord")
-    fake = FakeDiscord().start()
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("IMAGINE_", "SLACK_", "DISCORD_"))}
-    env.update(process_env(
-        redis_server.url, tmp, tiny_model_dir,
-        IMAGINE_PUBLIC_URL="http://images.example.test",
-        IMAGINE_DISCORD_READY_TIMEOUT="0.2",
-        IMAGINE_MAX_JOBS_PER_USER="10",
-        **fake.env,
-    ))
-    logs = tmp / "logs"
-    logs.mkdir()
-    start_process, stop_all = process_starter(logs, env)
-    stack = DiscordStack(fake, start_process, worker_starter(start_process, redis_server.client()),
-                         env)
-    try:
-        stack.start()
+    with running_discord_stack(
+            redis_server, tmp_path_factory.mktemp("discord"), tiny_model_dir,
+            FakeDiscord().start(), IMAGINE_PUBLIC_URL="http://images.example.test",
+            IMAGINE_DISCORD_READY_TIMEOUT="0.2", IMAGINE_MAX_JOBS_PER_USER="10") as stack:
         yield stack
-    finally:
-        stop_all()
-        fake.stop()
 
 
 def _files_posted(fake: FakeDiscord, path: str) -> list[Call]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import re
 import threading
 from collections.abc import Iterator
@@ -31,9 +30,9 @@ from tasks.core.connection import redis_client
 from tasks.core.jobs import JobStore
 from tasks.core.storage import Storage
 from tasks.local.embedded_redis import free_port
-from tests.discord_support import DiscordStack
+from tests.discord_support import DiscordStack, running_discord_stack
 from tests.fakes.discord_server import Call, FakeDiscord
-from tests.fixtures_redis import process_env, process_starter, wait_for, worker_starter
+from tests.fixtures_redis import wait_for
 from tests.image_support import settings_from_env, solid_png
 
 TIMEOUT = 180.0
@@ -42,31 +41,22 @@ TIMEOUT = 180.0
 @pytest.fixture(scope="module")
 def stack(redis_server: Any, tiny_model_dir: Path,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[DiscordStack]:
-    tmp = tmp_path_factory.mktemp("discord-images")
-    fake = FakeDiscord().start()
     port = free_port()
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("IMAGINE_", "SLACK_", "DISCORD_"))}
-    env.update(process_env(
-        redis_server.url, tmp, tiny_model_dir, IMAGINE_PUBLIC_URL=f"http://127.0.0.1:{port}",
-        IMAGINE_DISCORD_READY_TIMEOUT="0.2", IMAGINE_MAX_JOBS_PER_USER="20",
-        IMAGINE_DEFAULT_STEPS="1", IMAGINE_MAX_UPLOAD_BYTES=str(64 * 1024), **fake.env))
-    # The web app (the mask editor's submit) in this process, on the public URL's port.
-    web = make_server("127.0.0.1", port, create_app(settings_from_env(env)), threaded=True)
-    threading.Thread(target=web.serve_forever, name="discord-images-web", daemon=True).start()
-    logs = tmp / "logs"
-    logs.mkdir()
-    start_process, stop_all = process_starter(logs, env)
-    stack = DiscordStack(fake, start_process, worker_starter(start_process, redis_server.client()),
-                         env)
-    try:
-        stack.start()
-        yield stack
-    finally:
-        stop_all()
-        web.shutdown()
-        web.server_close()
-        fake.stop()
+    with running_discord_stack(
+            redis_server, tmp_path_factory.mktemp("discord-images"), tiny_model_dir,
+            FakeDiscord().start(), IMAGINE_PUBLIC_URL=f"http://127.0.0.1:{port}",
+            IMAGINE_DISCORD_READY_TIMEOUT="0.2", IMAGINE_MAX_JOBS_PER_USER="20",
+            IMAGINE_DEFAULT_STEPS="1", IMAGINE_MAX_UPLOAD_BYTES=str(64 * 1024)) as stack:
+        # The web app (the mask editor's submit) in this process, on the public URL's port.
+        web = make_server("127.0.0.1", port, create_app(settings_from_env(stack.env)),
+                          threaded=True)
+        threading.Thread(target=web.serve_forever, name="discord-images-web",
+                         daemon=True).start()
+        try:
+            yield stack
+        finally:
+            web.shutdown()
+            web.server_close()
 
 
 
