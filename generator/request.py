@@ -58,6 +58,24 @@ ORIGINAL_FIELDS: tuple[str, ...] = (
 )
 
 
+# LoRA weights users may give (A1111's range): below 0 pushes away from the LoRA's concept.
+LORA_WEIGHT_MIN, LORA_WEIGHT_MAX = -2.0, 2.0
+# ControlNet kinds: canny is computed from the control image, the others take it as the
+# ready map unless an annotator is configured (generator/control.py).
+CONTROL_KINDS: tuple[str, ...] = ("canny", "depth", "pose", "scribble", "lineart", "tile")
+CONTROL_WEIGHT_MAX = 2.0
+
+
+class LoraUse(BaseModel):
+    """One LoRA of a request: a file name from IMAGINE_LORA_DIR (without .safetensors) and
+    its weight."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    weight: float = Field(default=1.0, ge=LORA_WEIGHT_MIN, le=LORA_WEIGHT_MAX)
+
+
 class ImageRequest(BaseModel):
     """What to draw: prompt, size, sampling parameters, and for variations a source image."""
 
@@ -81,6 +99,13 @@ class ImageRequest(BaseModel):
     mask_image: str | None = None  # inpaint: white (luminance >= 128) is redrawn
     factor: float | None = Field(default=None, gt=1.0, le=4.0)  # zoom_out 1.5|2; upscale
     direction: Direction | None = None  # pan
+    # LoRAs applied for this job only, in the order given (names unique).
+    loras: tuple[LoraUse, ...] = ()
+    # ControlNet: its kind (CONTROL_KINDS), the control image (a storage name: the user's
+    # image as given; canny edges are computed by the worker) and its conditioning scale.
+    control: str | None = None
+    control_image: str | None = None
+    control_weight: float = Field(default=1.0, ge=0.0, le=CONTROL_WEIGHT_MAX)
 
     @model_validator(mode="after")
     def _mode_has_its_inputs(self) -> ImageRequest:
@@ -92,6 +117,15 @@ class ImageRequest(BaseModel):
             raise ValueError("mode zoom_out needs factor")
         if self.mode == "pan" and self.direction is None:
             raise ValueError("mode pan needs direction")
+        if (self.control is None) != (self.control_image is None):
+            raise ValueError("control and control_image go together")
+        if self.control is not None and self.control not in CONTROL_KINDS:
+            raise ValueError(f"control must be one of {', '.join(CONTROL_KINDS)}")
+        if self.control is not None and self.mode not in ("txt2img", "img2img"):
+            raise ValueError(f"mode {self.mode} takes no control image")
+        names = [lora.name for lora in self.loras]
+        if len(set(names)) != len(names):
+            raise ValueError("each LoRA may be given once")
         return self
 
     def canonical_fields(self, *, exclude: frozenset[str] = frozenset()) -> set[str]:
@@ -155,7 +189,11 @@ class ImageRequest(BaseModel):
 
     def _operation(self, mode: Mode, source_image: str, seed: int | None, width: int,
                    height: int, **changes: object) -> ImageRequest:
-        cleared: dict[str, object] = {"mask_image": None, "factor": None, "direction": None}
+        # Operations keep the LoRAs (a zoom out of a LoRA's style stays in that style) but
+        # not the ControlNet: its map has the source's size and layout, not the new canvas's.
+        cleared: dict[str, object] = {"mask_image": None, "factor": None, "direction": None,
+                                      "control": None, "control_image": None,
+                                      "control_weight": 1.0}
         return self._replace(**{**cleared, "mode": mode, "source_image": source_image,
                                 "seed": seed, "width": width, "height": height,
                                 "num_images": 1, **changes})

@@ -18,6 +18,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from settings.catalogue import ModelEntry
 from settings.errors import ConfigError
 
 DEFAULT_MODEL_HINT = "stabilityai/sd-turbo"
@@ -55,8 +56,10 @@ class Settings(BaseSettings):
 
     # The model and where it runs
     model: str = DEFAULT_MODEL_HINT
-    models: dict[str, str] = Field(default_factory=dict)
-    device: Literal["auto", "cuda", "cpu", "mps"] = "auto"
+    # The catalogue: name → source, or an entry with defaults (settings/catalogue.py).
+    models: dict[str, ModelEntry] = Field(default_factory=dict)
+    # auto, cpu, mps, cuda or cuda:N (one GPU of several).
+    device: str = "auto"
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
     torch_threads: int | None = Field(default=None, ge=1, le=1024)
 
@@ -76,6 +79,21 @@ class Settings(BaseSettings):
     # generation may draw (IMAGINE_MAX_PIXELS).
     upscale_factor: int = Field(default=2, ge=2, le=4)
     max_upscale_pixels: int = Field(default=4096 * 4096, ge=64 * 64)
+    # LoRAs (.safetensors, kohya or diffusers layout) and textual-inversion embeddings
+    # (.safetensors/.pt/.bin): each folder is the allowlist, a file's stem is its name.
+    lora_dir: Path | None = None
+    embeddings_dir: Path | None = None
+    # ControlNet kind → source (hub id or folder), or kind → {family → source}.
+    controlnets: dict[str, str | dict[str, str]] = Field(default_factory=dict)
+    # ControlNet kind → a transformers model that turns a photo into that kind's map
+    # (depth: a depth-estimation model); kinds without one take the image as the map.
+    annotators: dict[str, str] = Field(default_factory=dict)
+    # Models a worker keeps loaded at once (least recently used evicted to CPU, then
+    # dropped); IMAGINE_MODEL_MEMORY_GB caps them by size instead when set.
+    max_loaded_models: int = Field(default=2, ge=1, le=64)
+    model_memory_gb: float | None = Field(default=None, gt=0.0)
+    # The models a generate worker serves (comma-separated names); unset: all of them.
+    worker_models: Annotated[tuple[str, ...], NoDecode] = ()
     # A super-resolution model file (.pth/.safetensors: Real-ESRGAN, 4x-UltraSharp, SwinIR, …)
     # for the Upscale buttons; unset: Lanczos plus a light detail pass.
     upscaler: Path | None = None
@@ -194,6 +212,13 @@ class Settings(BaseSettings):
                              "(.pth or .safetensors), or unset it")
         return value
 
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:[0-9]+)?", value):
+            raise ValueError("must be auto, cpu, mps, cuda or cuda:N (N: the GPU's index)")
+        return value
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
@@ -215,7 +240,14 @@ class Settings(BaseSettings):
     @property
     def model_sources(self) -> dict[str, str]:
         """Allowed model names → hub id, folder or .safetensors file; `default` is IMAGINE_MODEL."""
-        return {"default": self.model, **self.models}
+        return {name: entry.source or self.model for name, entry in self.catalogue.items()}
+
+    @property
+    def catalogue(self) -> dict[str, ModelEntry]:
+        """Every allowed model's entry, `default` (IMAGINE_MODEL) first."""
+        default = self.models.get("default", ModelEntry())
+        default = default.model_copy(update={"source": self.model})
+        return {"default": default, **{k: v for k, v in self.models.items() if k != "default"}}
 
 
 def _check_allow_entry(entry: str) -> None:
