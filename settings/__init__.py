@@ -190,6 +190,18 @@ class Settings(BaseSettings):
             return frozenset(part.strip() for part in value.split(",") if part.strip())
         return value
 
+    @field_validator("worker_models", mode="before")
+    @classmethod
+    def _worker_models(cls, value: Any) -> Any:
+        # Names are checked against the catalogue at worker start (routing.served_models),
+        # where the known ones can be listed.
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple):
+            names = [str(part).strip() for part in value]
+            return tuple(dict.fromkeys(name for name in names if name))
+        return value
+
     @field_validator("outbound_allow", mode="before")
     @classmethod
     def _outbound_allow(cls, value: Any) -> Any:

@@ -14,6 +14,11 @@ from __future__ import annotations
 GENERATE_QUEUE = "generate"  # GPU workers, one job at a time
 DELIVER_QUEUE = "deliver"  # I/O workers, many threads
 QUEUES = (GENERATE_QUEUE, DELIVER_QUEUE)
+# Jobs of catalogue models other than `default` wait in their own queue, generate.<name>,
+# so a worker takes only the models it serves; the default model keeps "generate", so
+# messages of a deployment from before per-model queues keep flowing.
+DEFAULT_MODEL = "default"
+MODEL_QUEUE_PREFIX = GENERATE_QUEUE + "."
 
 GENERATE_TASK = "imagine.generate"
 DELIVER_TASK = "imagine.deliver"
@@ -22,6 +27,7 @@ DELIVER_PROGRESS_TASK = "imagine.deliver_progress"
 # --- jobs and the queue ------------------------------------------------------------------
 JOB_KEY = "imagine:job:{}"  # job id → the Job record (JSON), with a TTL
 QUEUE_KEY = "imagine:queue"  # sorted set of waiting job ids, by submit order
+MODEL_QUEUE_KEY = "imagine:queue:{}"  # model → its waiting job ids, QUEUE_KEY's scores
 SEQ_KEY = "imagine:seq"  # counter giving that order
 RUNNING_KEY = "imagine:running"  # set of job ids being drawn
 ACTIVE_KEY = "imagine:active:{}"  # user key → set of that user's unfinished job ids
@@ -62,3 +68,17 @@ SLACK_PROGRESS_PAUSE_KEY = "imagine:slack:progress-pause:{}"  # team → rate li
 
 # --- Discord -------------------------------------------------------------------------------
 DISCORD_WAIT_KEY = "imagine:discord:wait:{}"  # rate-limit bucket → wait shared by processes
+
+
+def generate_queue(model: str) -> str:
+    """The Celery queue of a model's jobs: "generate" for the default model."""
+    return GENERATE_QUEUE if model == DEFAULT_MODEL else MODEL_QUEUE_PREFIX + model
+
+
+def queue_model(queue: str) -> str | None:
+    """The model whose jobs wait in `queue`; None for a queue that is not a generate queue."""
+    if queue == GENERATE_QUEUE:
+        return DEFAULT_MODEL
+    if queue.startswith(MODEL_QUEUE_PREFIX) and len(queue) > len(MODEL_QUEUE_PREFIX):
+        return queue[len(MODEL_QUEUE_PREFIX):]
+    return None

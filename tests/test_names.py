@@ -13,11 +13,14 @@ def test_names_keep_the_values_already_in_use() -> None:
     assert values == {
         "GENERATE_QUEUE": "generate",
         "DELIVER_QUEUE": "deliver",
+        "DEFAULT_MODEL": "default",
+        "MODEL_QUEUE_PREFIX": "generate.",
         "GENERATE_TASK": "imagine.generate",
         "DELIVER_TASK": "imagine.deliver",
         "DELIVER_PROGRESS_TASK": "imagine.deliver_progress",
         "JOB_KEY": "imagine:job:{}",
         "QUEUE_KEY": "imagine:queue",
+        "MODEL_QUEUE_KEY": "imagine:queue:{}",
         "SEQ_KEY": "imagine:seq",
         "RUNNING_KEY": "imagine:running",
         "ACTIVE_KEY": "imagine:active:{}",
@@ -50,6 +53,13 @@ def test_names_keep_the_values_already_in_use() -> None:
         "DISCORD_WAIT_KEY": "imagine:discord:wait:{}",
     }
     assert names.QUEUES == (names.GENERATE_QUEUE, names.DELIVER_QUEUE)
+
+
+def test_model_queues_keep_the_default_model_on_generate() -> None:
+    assert names.generate_queue("default") == "generate"
+    assert names.generate_queue("turbo") == "generate.turbo"
+    assert [names.queue_model(q) for q in ("generate", "generate.turbo", "deliver", "generate.")
+            ] == ["default", "turbo", None, None]
 
 
 def test_no_two_names_share_a_key() -> None:
