@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from generator.png import model_label
-from generator.request import SAMPLERS
+from generator.request import CONTROL_KINDS, SAMPLERS
 from settings import Settings
 from settings.errors import ConfigError
 
@@ -38,6 +39,10 @@ class Limits:
     models: tuple[str, ...] = ("default",)
     # (name, label) of each model: the label is what a PNG's `Model:` says (bots/recall.py).
     model_labels: tuple[tuple[str, str], ...] = ()
+    # IMAGINE_LORA_DIR, listed when a prompt names a LoRA; None: LoRAs are off.
+    lora_dir: Path | None = None
+    # The ControlNet kinds IMAGINE_CONTROLNETS configures, in CONTROL_KINDS order.
+    control_kinds: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # "default" (IMAGINE_MODEL) is always allowed, whatever the caller listed.
@@ -63,6 +68,8 @@ class Limits:
             models=tuple(settings.model_sources),
             model_labels=tuple((name, model_label(source))
                                for name, source in settings.model_sources.items()),
+            lora_dir=settings.lora_dir,
+            control_kinds=tuple(kind for kind in CONTROL_KINDS if kind in settings.controlnets),
         )
 
     @property
