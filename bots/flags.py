@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bots.limits import AR_MAX, CFG_MAX, SIDE_MAX, Limits, fit_size
+from bots.model_flags import control_wants, convert_control, convert_lora, lora_wants
 from generator.request import IMAGE_PROMPT_STRENGTH, SAMPLERS, SEED_MAX
 
 IW_MAX = 3.0
@@ -126,8 +127,11 @@ FLAG_LIST: tuple[Flag, ...] = (
           f"default {IMAGE_PROMPT_STRENGTH:g})", _convert_strength),
     Flag("iw", lambda lim: f"a number from 0 to {IW_MAX:g} (image weight: more is closer "
           "to the image; default 1)", _convert_iw),
+    Flag("lora", lora_wants, convert_lora),
+    Flag("cn", control_wants, convert_control),
 )
-ALIASES = {"aspect": "ar", "negative": "no", "count": "n", "guidance": "cfg"}
+ALIASES = {"aspect": "ar", "negative": "no", "count": "n", "guidance": "cfg",
+           "controlnet": "cn"}
 FLAGS: dict[str, Flag] = {flag.name: flag for flag in FLAG_LIST}
 FLAGS.update({alias: FLAGS[name] for alias, name in ALIASES.items()})
 FLAG_NAMES: tuple[str, ...] = tuple(flag.name for flag in FLAG_LIST)

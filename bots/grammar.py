@@ -10,14 +10,21 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from bots.errors import PromptError
 from bots.flags import ALIASES, FIELD_NAMES, FLAG_NAMES, FLAGS, Flag
 from bots.limits import Limits, size_for_ratio
-from generator.request import IMAGE_PROMPT_STRENGTH, ImageRequest
+from bots.model_flags import (
+    Control,
+    format_control,
+    format_lora,
+    lora_tags,
+    needs_control_image,
+)
+from generator.request import IMAGE_PROMPT_STRENGTH, ImageRequest, LoraUse
 
 # How much of a bad value an error message repeats: enough to recognise, never a wall.
 _SHOWN = 40
@@ -25,8 +32,9 @@ _SHOWN = 40
 USAGE = (
     "Usage: PROMPT [flags], e.g. `a red fox in snow --ar 16:9 --seed 7 --no text`\n"
     "Size: --ar W:H (1:4 to 4:1) or --size WxH · Images: --n N · Seed: --seed N\n"
-    "Sampling: --steps N, --cfg X (0-30), --sampler NAME, --model NAME\n"
-    "Image prompt: an image URL first (or attached), --strength 0-1 (or --iw 0-3)\n"
+    "Sampling: --steps N, --cfg X (0-30), --sampler NAME, --model NAME, --lora NAME[:W]\n"
+    "Image prompt: an image URL first (or attached), --strength 0-1 (or --iw 0-3); "
+    "ControlNet: --cn KIND[:W] with a control image\n"
     "Leave things out with --no TEXT; --flag=value works too."
 )
 
@@ -81,10 +89,12 @@ def _read_flag(token: str) -> tuple[Flag, str, str | None] | None:
 
 
 def _scan(text: str) -> tuple[list[str], list[_Given]]:
-    """Split text into prompt words and flags with their raw values, left to right."""
+    """Split text into prompt words and flags with their raw values, left to right; the
+    <lora:…> tags of A1111 prompts count as --lora flags."""
+    text, tags = lora_tags(text)
     tokens = text.split()
     words: list[str] = []
-    given: list[_Given] = []
+    given = [_Given(FLAGS["lora"], "<lora:…>", tag) for tag in tags]
     i = 0
     while i < len(tokens):
         read = _read_flag(tokens[i])
@@ -109,9 +119,11 @@ def _scan(text: str) -> tuple[list[str], list[_Given]]:
 
 
 def _collect(given: Iterable[_Given], limits: Limits) -> dict[str, Any]:
-    """Run each flag's validator; repeated flags are errors except --no, which accumulates."""
+    """Run each flag's validator; repeated flags are errors except --no, which accumulates,
+    and --lora, which lists each LoRA once."""
     values: dict[str, Any] = {}
     negatives: list[str] = []
+    loras: list[LoraUse] = []
     for item in given:
         wants = item.flag.wants(limits)
         if item.raw is None:
@@ -121,14 +133,20 @@ def _collect(given: Iterable[_Given], limits: Limits) -> dict[str, Any]:
             raise PromptError(f"{item.spelled} must be {wants}, not {_show(item.raw)}.")
         if item.flag.name == "no":
             negatives.append(value)
+        elif item.flag.name == "lora":
+            if any(lora.name == value.name for lora in loras):
+                raise PromptError(f"The LoRA {value.name} is given twice: give each LoRA once, "
+                                  "with its weight (--lora NAME:0.8).")
+            loras.append(value)
         elif item.flag.name in values:
-            raise PromptError(
-                f"--{item.flag.name} is given twice: give each flag once (only --no repeats)."
-            )
+            raise PromptError(f"--{item.flag.name} is given twice: give each flag once (only "
+                              "--no and --lora repeat).")
         else:
             values[item.flag.name] = value
     if negatives:
         values["no"] = ", ".join(negatives)
+    if loras:
+        values["lora"] = tuple(loras)
     return values
 
 
@@ -176,7 +194,10 @@ def _strength(values: Mapping[str, Any], image: bool) -> dict[str, Any]:
 def _build(words: list[str], values: Mapping[str, Any], limits: Limits,
            image: bool = False) -> ImageRequest:
     prompt = " ".join(words)
-    negative = values.get("no", "")
+    # The chosen model's catalogue defaults stand in for the flags left out (--ar keeps
+    # its default area); without configured defaults these are the server's limits.
+    limits = limits.for_model(values.get("model", "default"))
+    negative = values.get("no", limits.default_negative)
     strength = _strength(values, image or _leading_url(words))
     _check_prompt(prompt, negative, limits)
     width, height = _dimensions(values, limits)
@@ -191,6 +212,7 @@ def _build(words: list[str], values: Mapping[str, Any], limits: Limits,
         num_images=values.get("n", 1),
         model=values.get("model", "default"),
         sampler=values.get("sampler", limits.default_sampler),
+        loras=values.get("lora", ()),
         # Only set when given: an unset field keeps published URLs' identities.
         **strength,
     )
@@ -213,22 +235,52 @@ def parse(text: str, limits: Limits, *, image: bool = False) -> ImageRequest:
 
     --strength/--iw need an image: `image=True` (an attachment) or a URL as the first word.
     They are kept in the (still txt2img) request's `strength`, set only when given, for
-    `bots.image_prompts` to draw from the image with."""
+    `bots.image_prompts` to draw from the image with. --cn needs a control image, which
+    text alone cannot carry: it is refused here (see parse_with_control)."""
+    return _without_control(*parse_with_control(text, limits, image=image))
+
+
+def parse_with_control(text: str, limits: Limits, *, image: bool = False
+                       ) -> tuple[ImageRequest, Control | None]:
+    """parse() for a prompt that comes with a control image: the request (without its
+    ControlNet) and the --cn given, for `bots.image_prompts` to add with the stored image."""
     words, given = _scan(text)
-    return _build(words, _collect(given, limits), limits, image)
+    values = _collect(given, limits)
+    control = values.pop("cn", None)
+    return _build(words, values, limits, image), control
 
 
-def request_from_fields(
-    fields: Mapping[str, str | int | float | None], limits: Limits, *, image: bool = False
-) -> ImageRequest:
+def _without_control(request: ImageRequest, control: Control | None) -> ImageRequest:
+    if control is not None:
+        raise needs_control_image(control)
+    return request
+
+
+FieldValue = str | int | float | Sequence[str] | None
+
+
+def request_from_fields(fields: Mapping[str, FieldValue], limits: Limits, *,
+                        image: bool = False) -> ImageRequest:
     """The same rules for front ends with separate fields named like the flags.
 
     The `prompt` field is read with the full grammar, so a prompt URL may carry its flags
     inline; a flag given both inline and as a field is a duplicate. Empty fields are unset.
+    `lora` takes several LoRAs: "a:0.8,b" or a list. A `cn` field is refused (no control
+    image here: see fields_with_control).
     """
+    return _without_control(*fields_with_control(fields, limits, image=image))
+
+
+def fields_with_control(fields: Mapping[str, FieldValue], limits: Limits, *, image: bool = False
+                        ) -> tuple[ImageRequest, Control | None]:
+    """request_from_fields() for a request that comes with a control image: the request
+    (without its ControlNet) and the `cn` given."""
     words: list[str] = []
     given: list[_Given] = []
     for key, value in fields.items():
+        if key.lower() == "lora":
+            given += [_Given(FLAGS["lora"], "--lora", text) for text in _lora_field(value)]
+            continue
         text = _field_text(value)
         if text is None:
             continue
@@ -244,12 +296,23 @@ def request_from_fields(
         if flag.name == "no":
             text = _words_only(text)
         given.append(_Given(flag, f"--{key.lower()}", text))
-    return _build(words, _collect(given, limits), limits, image)
+    values = _collect(given, limits)
+    control = values.pop("cn", None)
+    return _build(words, values, limits, image), control
 
 
-def _field_text(value: str | int | float | None) -> str | None:
+def _lora_field(value: FieldValue) -> list[str]:
+    """The LoRAs of a `lora` field: comma-separated text, or a list of such texts."""
+    texts = [value] if isinstance(value, str) else list(value or ()) if not isinstance(
+        value, int | float) else [str(value)]
+    return [part.strip() for text in texts for part in str(text).split(",") if part.strip()]
+
+
+def _field_text(value: FieldValue) -> str | None:
     if value is None:
         return None
+    if not isinstance(value, str | int | float):
+        return " ".join(str(item) for item in value) or None
     if isinstance(value, float):
         # JSON and typed options send 2.0 for 2; repr round-trips the rest exactly, and
         # nan and inf then fail validation like any other bad text.
@@ -289,8 +352,12 @@ def _written_strength(request: ImageRequest) -> float | None:
     return given_strength(request)
 
 
-def format_request(request: ImageRequest, limits: Limits) -> str:
-    """The request as prompt text that parses back to it, with defaults left out."""
+def format_request(request: ImageRequest, limits: Limits,
+                   control: Control | None = None) -> str:
+    """The request as prompt text that parses back to it, with defaults left out. Its
+    ControlNet (or `control`, one still to be given its image) is written as --cn; the
+    control image itself cannot be written as text."""
+    limits = limits.for_model(request.model)  # a value equal to the model's default is left out
     parts = [request.prompt]
     if (request.width, request.height) != limits.default_dims:
         parts.append(f"--size {request.width}x{request.height}")
@@ -308,7 +375,12 @@ def format_request(request: ImageRequest, limits: Limits) -> str:
         parts.append(f"--sampler {request.sampler}")
     if _written_strength(request) is not None:
         parts.append(f"--strength {_number(request.strength)}")
+    parts += [f"--lora {format_lora(lora)}" for lora in request.loras]
+    if request.control is not None:
+        control = Control(request.control, request.control_weight)
+    if control is not None:
+        parts.append(f"--cn {format_control(control)}")
     # Last, because --no takes every word up to the next flag.
-    if request.negative_prompt:
+    if request.negative_prompt and request.negative_prompt != limits.default_negative:
         parts.append(f"--no {request.negative_prompt}")
     return " ".join(parts)

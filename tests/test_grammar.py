@@ -265,7 +265,7 @@ def test_unknown_flag_suggests_the_closest() -> None:
 def test_unknown_flag_without_a_close_one_lists_them() -> None:
     assert error_of("fox --help") == (
         "Unknown flag --help. Known: --ar, --size, --seed, --steps, --cfg, --no, --n, "
-        "--model, --sampler, --strength, --iw."
+        "--model, --sampler, --strength, --iw, --lora, --cn."
     )
 
 
@@ -290,7 +290,7 @@ def test_missing_value_message() -> None:
 
 def test_duplicate_flag() -> None:
     assert error_of("fox --seed 1 --seed 2") == (
-        "--seed is given twice: give each flag once (only --no repeats)."
+        "--seed is given twice: give each flag once (only --no and --lora repeat)."
     )
 
 
