@@ -4,8 +4,8 @@ A ControlNet steers a diffusion pass with a map drawn from the user's control im
 (canny, computed here with OpenCV), depth (from an annotator model when IMAGINE_ANNOTATORS
 names one), or any other kind taken as the ready map (a pose skeleton, a scribble, …).
 
-Imported by the GPU worker only: diffusers is imported on first use, torch and OpenCV at
-module level.
+Imported by the GPU worker only: torch at module level; diffusers, OpenCV and transformers
+(annotators) on first use, so a worker without IMAGINE_CONTROLNETS never loads them.
 """
 
 from __future__ import annotations
