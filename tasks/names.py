@@ -50,6 +50,7 @@ METRICS_GENERATION_KEY = "imagine:metrics:generation"  # "le=<bound>", "sum", "c
 METRICS_CACHE_KEY = "imagine:metrics:cache"  # "hit" / "miss" → count
 METRICS_RETRIES_KEY = "imagine:metrics:delivery_retries"  # "platform|reason" → count
 METRICS_WEB_KEY = "imagine:metrics:web"  # "rate_limited" / "placeholder" / ... → count
+METRICS_MODEL_LOADS_KEY = "imagine:metrics:model_loads"  # "model|origin|le=<bound>", "…|sum", …
 
 # --- web ---------------------------------------------------------------------------------
 URL_CACHE_KEY = "imagine:url:{}"  # prompt URL cache key → its entry (JSON)

@@ -39,6 +39,7 @@ def test_names_keep_the_values_already_in_use() -> None:
         "METRICS_CACHE_KEY": "imagine:metrics:cache",
         "METRICS_RETRIES_KEY": "imagine:metrics:delivery_retries",
         "METRICS_WEB_KEY": "imagine:metrics:web",
+        "METRICS_MODEL_LOADS_KEY": "imagine:metrics:model_loads",
         "URL_CACHE_KEY": "imagine:url:{}",
         "RATELIMIT_KEY": "imagine:ratelimit:{}",
         "REGION_LINK_KEY": "imagine:region:{}",

@@ -26,6 +26,7 @@ from tasks.names import (
     METRICS_CACHE_KEY,
     METRICS_GENERATION_KEY,
     METRICS_JOBS_KEY,
+    METRICS_MODEL_LOADS_KEY,
     METRICS_RETRIES_KEY,
     METRICS_WEB_KEY,
     QUEUE_KEY,
@@ -34,6 +35,10 @@ from tasks.names import (
 
 # Seconds per job on anything from a tiny CPU model to a large model on a slow GPU.
 GENERATION_BUCKETS: tuple[float, ...] = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
+
+# Seconds to bring a model onto the device: from CPU memory (a fraction of a second) up to a
+# large checkpoint read from a slow disk.
+MODEL_LOAD_BUCKETS: tuple[float, ...] = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -54,6 +59,19 @@ def record_job_finished(client: redis.Redis | redis.client.Pipeline, platform: s
     client.hincrby(METRICS_GENERATION_KEY, f"le={bound:g}", 1)
     client.hincrbyfloat(METRICS_GENERATION_KEY, "sum", seconds)
     client.hincrby(METRICS_GENERATION_KEY, "count", 1)
+
+
+def record_model_load(client: redis.Redis, model: str, origin: str, seconds: float) -> None:
+    """Add one model load (origin `disk`, or `cpu` for a copy brought back) to its histogram."""
+    if not math.isfinite(seconds) or seconds < 0:
+        return
+    bound = next((b for b in MODEL_LOAD_BUCKETS if seconds <= b), math.inf)
+    prefix = _field(model, origin)
+    with client.pipeline(transaction=False) as pipe:
+        pipe.hincrby(METRICS_MODEL_LOADS_KEY, f"{prefix}|le={bound:g}", 1)
+        pipe.hincrbyfloat(METRICS_MODEL_LOADS_KEY, f"{prefix}|sum", seconds)
+        pipe.hincrby(METRICS_MODEL_LOADS_KEY, f"{prefix}|count", 1)
+        pipe.execute()
 
 
 def record_delivery_retry(client: redis.Redis, platform: str, reason: str) -> None:
@@ -121,11 +139,11 @@ class RedisCollector:
     def collect(self) -> Iterator[Metric]:
         with self.redis.pipeline(transaction=False) as pipe:
             for key in (METRICS_JOBS_KEY, METRICS_GENERATION_KEY, METRICS_CACHE_KEY,
-                        METRICS_RETRIES_KEY, METRICS_WEB_KEY):
+                        METRICS_RETRIES_KEY, METRICS_WEB_KEY, METRICS_MODEL_LOADS_KEY):
                 pipe.hgetall(key)
             pipe.zcard(QUEUE_KEY)
             pipe.scard(RUNNING_KEY)
-            jobs, generation, cache, retries, web, queued, running = pipe.execute()
+            jobs, generation, cache, retries, web, loads, queued, running = pipe.execute()
 
         family = CounterMetricFamily("imagine_jobs", "Finished jobs by platform and outcome.",
                                      labels=["platform", "outcome"])
@@ -163,10 +181,28 @@ class RedisCollector:
             family.add_metric([key], value)
         yield family
 
+        yield _model_loads(_decoded(loads))
+
         yield GaugeMetricFamily("imagine_queue_depth", "Jobs waiting for a generate worker.",
                                 value=float(queued))
         yield GaugeMetricFamily("imagine_jobs_running", "Jobs being drawn right now.",
                                 value=float(running))
+
+
+def _model_loads(loads: dict[str, float]) -> Metric:
+    family = HistogramMetricFamily(
+        "imagine_model_load_seconds",
+        "Seconds to bring a model onto a worker's device, from disk or back from CPU memory.",
+        labels=["model", "origin"])
+    series = sorted({tuple(key.split("|")[:2]) for key in loads if key.count("|") == 2})
+    for model, origin in series:
+        prefix = _field(model, origin)
+        cumulative, buckets = 0.0, []
+        for bound in (*MODEL_LOAD_BUCKETS, math.inf):
+            cumulative += loads.get(f"{prefix}|le={bound:g}", 0.0)
+            buckets.append(("+Inf" if bound == math.inf else f"{bound:g}", cumulative))
+        family.add_metric([model, origin], buckets, loads.get(f"{prefix}|sum", 0.0))
+    return family
 
 
 def render(client: redis.Redis) -> bytes:
