@@ -152,15 +152,29 @@ def model_tiny(directory: Path, single_file: bool) -> None:
               show_default=True, help="generate: one GPU process; deliver: many I/O threads.")
 @click.option("--concurrency", type=int, default=None,
               help="Threads of a deliver worker (default 16); a generate worker always uses 1.")
+@click.option("--gpu", type=click.IntRange(min=0), default=None,
+              help="Generate worker: draw on this GPU (IMAGINE_DEVICE=cuda:N).")
+@click.option("--models", default=None,
+              help="Generate worker: the models it serves, comma-separated "
+                   "(IMAGINE_WORKER_MODELS; default all).")
 @click.option("--loglevel", default="info", show_default=True)
-def worker(queues: str, concurrency: int | None, loglevel: str) -> None:
+def worker(queues: str, concurrency: int | None, gpu: int | None, models: str | None,
+           loglevel: str) -> None:
     """Run a Celery worker for one queue (one generate worker per GPU)."""
     from bots.adapters import delivery_adapters  # noqa: PLC0415
     from tasks.worker.main import run_worker  # noqa: PLC0415
 
     _logging(loglevel)
-    run_worker(_settings(), queues, adapters=delivery_adapters(), concurrency=concurrency,
-               loglevel=loglevel)
+    overrides: dict[str, object] = {}
+    if gpu is not None:
+        overrides["device"] = f"cuda:{gpu}"
+    if models is not None:
+        overrides["worker_models"] = models
+    try:
+        run_worker(load_settings(**overrides), queues, adapters=delivery_adapters(),
+                   concurrency=concurrency, loglevel=loglevel)
+    except ImagineError as exc:
+        raise click.ClickException(exc.message) from None
 
 
 @cli.command()

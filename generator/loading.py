@@ -31,7 +31,12 @@ _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
 def resolve_device(device: str) -> str:
-    """`auto` → cuda, then mps, then cpu; an explicit device must exist."""
+    """`auto` → cuda, then mps, then cpu; an explicit device must exist (`cuda:N`: GPU N of
+    those torch sees, CUDA_VISIBLE_DEVICES applied).
+
+    `cuda:N` also becomes the process's current CUDA device: calls that take no device
+    (empty_cache, memory statistics) then mean the GPU this worker is pinned to.
+    """
     if device == "auto":
         if torch.cuda.is_available():
             return "cuda"
@@ -43,10 +48,20 @@ def resolve_device(device: str) -> str:
             f"IMAGINE_DEVICE=cuda but torch {torch.__version__} sees no CUDA GPU: "
             "set IMAGINE_DEVICE=auto or cpu, or install a CUDA build of torch"
         )
+    gpu = re.fullmatch(r"cuda:([0-9]+)", device)
+    if gpu is not None:
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if int(gpu.group(1)) >= count:
+            allowed = f"cuda:0 to cuda:{count - 1}" if count else "auto or cpu"
+            raise ConfigError(f"IMAGINE_DEVICE={device} but torch sees {count} CUDA GPU"
+                              f"{'' if count == 1 else 's'}: use {allowed}")
+        torch.cuda.set_device(device)
+        return device
     if device == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("IMAGINE_DEVICE=mps but this torch has no MPS backend: use auto or cpu")
     if device not in ("cuda", "cpu", "mps"):
-        raise ConfigError(f"IMAGINE_DEVICE={device!r} is invalid: use auto, cuda, cpu or mps")
+        raise ConfigError(f"IMAGINE_DEVICE={device!r} is invalid: use auto, cuda, cuda:N, cpu "
+                          "or mps")
     return device
 
 

@@ -302,7 +302,7 @@ def job_view(state: WebState, job: Job, position: int | None = None,
     if job.status is JobStatus.queued:
         position = position or state.queue.position(job.id)
         if eta is None and position is not None:
-            eta = state.queue.estimate_wait(position)
+            eta = state.queue.eta(position, job.request.model)
     else:
         position, eta = None, None
     self_url = _absolute(url_for("api.get_job", job_id=job.id))

@@ -219,7 +219,7 @@ def _placeholder(state: WebState, query: PromptQuery, job: Job | None, *,
         detail = f"drawing: step {job.step} of {job.total_steps or '?'}"
     else:
         position = state.queue.position(job.id) or 1
-        eta = state.queue.estimate_wait(position)
+        eta = state.queue.estimate_wait(position, job.request.model)
         detail = f"position {position} in the queue, ready in {format_wait(eta)}"
     retry = max(1, min(MAX_RETRY_AFTER, math.ceil(eta)))
     if wants_json():

@@ -24,12 +24,13 @@ from celery import Celery
 
 from generator.request import SEED_MAX
 from settings import Settings
-from tasks.core import metrics
+from tasks.core import metrics, routing
 from tasks.core.jobs import Job, JobStatus, JobStore
 from tasks.errors import QueueFullError, UserLimitError
 from tasks.names import (
     ACTIVE_KEY,
     CANCEL_KEY,
+    DEFAULT_MODEL,
     DURATIONS_KEY,
     EVENTS_CHANNEL,
     GENERATE_QUEUE,
@@ -41,6 +42,8 @@ from tasks.names import (
     WEB_ACTIVE_KEY,
     WORKER_BEATS_KEY,
     WORKERS_KEY,
+    generate_queue,
+    queue_model,
 )
 
 DURATION_SAMPLES = 20
@@ -53,6 +56,7 @@ local mine = redis.call('SCARD', KEYS[2])
 if mine >= tonumber(ARGV[3]) then return {tonumber(ARGV[5]), mine} end
 local seq = redis.call('INCR', KEYS[3])
 redis.call('ZADD', KEYS[1], seq, ARGV[1])
+redis.call('ZADD', KEYS[4], seq, ARGV[1])
 redis.call('SADD', KEYS[2], ARGV[1])
 redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4]))
 return {redis.call('ZRANK', KEYS[1], ARGV[1]) + 1, 0}
@@ -66,6 +70,15 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _consumes(info: dict[str, object], queue: str) -> bool:
+    queues = info.get("queues")
+    if not isinstance(queues, list):
+        return False
+    if queue == GENERATE_QUEUE:
+        return any(queue_model(str(name)) is not None for name in queues)
+    return queue in queues
+
+
 def server_time(client: redis.Redis) -> float:
     """Redis' clock: every process compares heartbeats against the same one."""
     seconds, micros = client.time()  # type: ignore[misc]
@@ -76,14 +89,16 @@ def server_time(client: redis.Redis) -> float:
 class Submitted:
     job: Job
     position: int
-    eta_seconds: float
+    eta_seconds: float | None  # None: workers run, but none serves the job's model
 
     @property
     def job_id(self) -> str:
         return self.job.id
 
 
-def format_wait(seconds: float) -> str:
+def format_wait(seconds: float | None) -> str:
+    if seconds is None:
+        return "wait unknown: no running worker serves this model"
     if seconds < 60:
         return f"~{max(1, round(seconds))} s"
     if seconds < 3600:
@@ -113,20 +128,25 @@ class JobQueue:
         self.jobs.save(job)
         pool, limit, refusal = self._pool(job)
         position, count = self._admit(
-            keys=[QUEUE_KEY, pool, SEQ_KEY],
+            keys=[QUEUE_KEY, pool, SEQ_KEY, routing.model_key(job.request.model)],
             args=[job.id, self.settings.max_queue, limit, self.settings.job_ttl, refusal],
         )
         if position < 0:
             self.redis.delete(JOB_KEY.format(job.id))
             raise self._full_error(int(position), int(count))
         try:
-            self.celery.send_task(
-                GENERATE_TASK, args=[job.id], task_id=job.id, queue=GENERATE_QUEUE
-            )
+            self._send(job)
         except Exception:
             self._forget(job)
             raise
-        return Submitted(job, int(position), self.estimate_wait(int(position)))
+        workers = self.alive_workers(GENERATE_QUEUE)
+        place = self._place(job, workers) or int(position)
+        return Submitted(job, place, self.eta(place, job.request.model, workers))
+
+    def _send(self, job: Job) -> None:
+        """The job's Celery message, on its model's queue (routing)."""
+        self.celery.send_task(GENERATE_TASK, args=[job.id], task_id=job.id,
+                              queue=generate_queue(job.request.model))
 
     def _pool(self, job: Job) -> tuple[str, int, int]:
         """The set that counts this job's unfinished siblings, its limit, the refusal code."""
@@ -137,6 +157,7 @@ class JobQueue:
 
     def _forget(self, job: Job) -> None:
         self.redis.zrem(QUEUE_KEY, job.id)
+        self.redis.zrem(routing.model_key(job.request.model), job.id)
         self.redis.srem(self._pool(job)[0], job.id)
         self.redis.delete(JOB_KEY.format(job.id))
 
@@ -156,9 +177,27 @@ class JobQueue:
 
     # --- where things stand -----------------------------------------------------------
     def position(self, job_id: str) -> int | None:
-        """1 for the next job to start; None once it runs or is gone."""
-        rank = self.redis.zrank(QUEUE_KEY, job_id)  # an int (no withscore)
-        return None if rank is None else int(rank) + 1  # type: ignore[arg-type]
+        """1 for the next job to start; None once it runs or is gone.
+
+        Counts only the waiting jobs that the workers able to draw this one could take
+        first (routing.competing_models); a job queued before per-model sets existed has
+        its place in the whole line.
+        """
+        job = self.jobs.find(job_id)
+        return None if job is None else self._place(job, self.alive_workers(GENERATE_QUEUE))
+
+    def _place(self, job: Job, workers: list[dict[str, object]]) -> int | None:
+        job_id = job.id
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zrank(QUEUE_KEY, job_id)
+            pipe.zscore(routing.model_key(job.request.model), job_id)
+            rank, score = pipe.execute()
+        if rank is None:
+            return None
+        if score is None:
+            return int(rank) + 1
+        models = routing.competing_models(job.request.model, workers)
+        return routing.count_ahead(self.redis, float(score), models)
 
     def queued_count(self) -> int:
         return int(self.redis.zcard(QUEUE_KEY))
@@ -174,7 +213,10 @@ class JobQueue:
         return max(1, len(self.alive_workers(queue)))
 
     def alive_workers(self, queue: str | None = None) -> list[dict[str, object]]:
-        """Workers whose heartbeat has not expired: three calls however large Redis is."""
+        """Workers whose heartbeat has not expired: three calls however large Redis is.
+
+        `queue` "generate" means every generate worker, whichever models' queues it takes.
+        """
         names = self.redis.zrangebyscore(WORKER_BEATS_KEY, server_time(self.redis), "+inf")
         if not names:
             return []
@@ -183,7 +225,7 @@ class JobQueue:
         for raw in self.redis.mget(keys):
             if raw:
                 info = json.loads(raw)
-                if queue is None or queue in info.get("queues", []):
+                if queue is None or _consumes(info, queue):
                     workers.append(info)
         return workers
 
@@ -192,19 +234,44 @@ class JobQueue:
         score = self.redis.zscore(WORKER_BEATS_KEY, hostname)
         return None if score is None else float(score)
 
-    def estimate_wait(self, position: int) -> float:
-        """Seconds until the job is done: the jobs ahead, the running ones and itself."""
-        ahead = position - 1 + self.running_count()
-        return self.average_duration() * (ahead / self.worker_count() + 1)
+    def estimate_wait(self, position: int, model: str = DEFAULT_MODEL) -> float:
+        """Seconds until a job of `model` at `position` is done: the jobs ahead, the running
+        ones and itself, shared by the live workers serving `model`. When none does, as if
+        one were about to start (callers that need a number, such as Retry-After)."""
+        estimate = self.eta(position, model)
+        if estimate is None:
+            return self.average_duration() * (position + self.running_count())
+        return estimate
+
+    def eta(self, position: int, model: str = DEFAULT_MODEL,
+            workers: list[dict[str, object]] | None = None) -> float | None:
+        """estimate_wait, but None when generate workers run and none serves `model`: no
+        number would be true. With no worker at all, as if one were about to start."""
+        if workers is None:
+            workers = self.alive_workers(GENERATE_QUEUE)
+        serving = len(routing.serving(model, workers))
+        if workers and not serving:
+            return None
+        running = self.running_count()
+        if serving:
+            running = min(running, serving)  # a worker draws one job at a time
+        ahead = position - 1 + running
+        return self.average_duration() * (ahead / max(1, serving) + 1)
 
     # --- what workers report ----------------------------------------------------------
     def mark_started(self, job_id: str) -> None:
-        self.redis.zrem(QUEUE_KEY, job_id)
-        self.redis.sadd(RUNNING_KEY, job_id)
+        job = self.jobs.find(job_id)
+        with self.redis.pipeline() as pipe:
+            pipe.zrem(QUEUE_KEY, job_id)
+            if job is not None:
+                pipe.zrem(routing.model_key(job.request.model), job_id)
+            pipe.sadd(RUNNING_KEY, job_id)
+            pipe.execute()
 
     def mark_finished(self, job: Job) -> None:
         with self.redis.pipeline() as pipe:
             pipe.zrem(QUEUE_KEY, job.id)
+            pipe.zrem(routing.model_key(job.request.model), job.id)
             pipe.srem(RUNNING_KEY, job.id)
             pipe.srem(self._pool(job)[0], job.id)
             pipe.delete(CANCEL_KEY.format(job.id))
@@ -232,9 +299,9 @@ class JobQueue:
             with self.redis.pipeline() as pipe:
                 pipe.srem(RUNNING_KEY, job.id)
                 pipe.zadd(QUEUE_KEY, {job.id: seq})
+                pipe.zadd(routing.model_key(job.request.model), {job.id: seq})
                 pipe.execute()
-            self.celery.send_task(GENERATE_TASK, args=[job.id], task_id=job.id,
-                                  queue=GENERATE_QUEUE)
+            self._send(job)
             self.publish(job)
         return job
 

@@ -1,4 +1,5 @@
-"""`imagine up`: Redis, a generate worker, a deliver worker, the web server and the bots.
+"""`imagine up`: Redis, generate workers (one per GPU), a deliver worker, the web server and
+the bots.
 
 Each part runs as a child process started with the caller's command prefix (the CLI passes
 its own entry point), followed by the part's sub-command: `worker --queues generate`, `web`…
@@ -7,11 +8,12 @@ its own entry point), followed by the part's sub-command: `worker --queues gener
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from settings import Settings
 from tasks.core.connection import embedded_redis_dir
 from tasks.local.embedded_redis import EmbeddedRedis
+from tasks.local.gpus import generate_workers, visible_gpus
 from tasks.local.supervisor import Service, Supervisor
 from tasks.names import DELIVER_QUEUE, GENERATE_QUEUE
 
@@ -19,7 +21,8 @@ log = logging.getLogger("imagine.up")
 
 
 def services(settings: Settings, redis_url: str, loglevel: str,
-             command: Sequence[str]) -> list[Service]:
+             command: Sequence[str], count_gpus: Callable[[], int] = visible_gpus
+             ) -> list[Service]:
     def argv(*args: str) -> list[str]:
         return [*command, *args]
 
@@ -28,8 +31,9 @@ def services(settings: Settings, redis_url: str, loglevel: str,
     # then goes back to the queue at once instead of after the visibility timeout.
     worker_env = {**env, "REMAP_SIGTERM": "SIGQUIT"}
     parts = [
-        Service("generate worker", argv("worker", "--queues", GENERATE_QUEUE,
-                                        "--loglevel", loglevel), worker_env),
+        *(Service(plan.name, argv("worker", "--queues", GENERATE_QUEUE, *plan.args,
+                                  "--loglevel", loglevel), worker_env)
+          for plan in generate_workers(settings.device, count_gpus)),
         Service("deliver worker", argv("worker", "--queues", DELIVER_QUEUE,
                                        "--loglevel", loglevel), worker_env),
         Service("web", argv("web", "--loglevel", loglevel), env),

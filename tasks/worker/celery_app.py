@@ -20,6 +20,7 @@ from tasks.names import (
     DELIVER_TASK,
     GENERATE_QUEUE,
     GENERATE_TASK,
+    generate_queue,
 )
 
 if TYPE_CHECKING:
@@ -66,6 +67,9 @@ class ImagineCelery(Celery):
     adapters: AdapterRegistry
     # A generate worker loads the model as soon as its child process starts.
     warm_model: bool = False
+    # The models a generate worker serves (routing.served_models): their queues are the
+    # ones it consumes, and it preloads them.
+    served_models: tuple[str, ...] = ()
     # The process's one Engine (its model cache), built on first use.
     engine: Engine | None = None
 
@@ -77,7 +81,9 @@ def create_celery(settings: Settings, adapters: AdapterRegistry | None = None,
     url = celery_url(redis_url(settings))
     app = ImagineCelery("imagine", broker=url, backend=url, set_as_current=False)
     app.conf.update(
-        task_queues=[Queue(GENERATE_QUEUE), Queue(DELIVER_QUEUE)],
+        # One generate queue per catalogue model (routing), "generate" for the default one.
+        task_queues=[*(Queue(generate_queue(name)) for name in settings.catalogue),
+                     Queue(DELIVER_QUEUE)],
         task_default_queue=GENERATE_QUEUE,
         task_routes={GENERATE_TASK: {"queue": GENERATE_QUEUE},
                      DELIVER_TASK: {"queue": DELIVER_QUEUE},

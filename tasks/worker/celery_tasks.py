@@ -153,7 +153,8 @@ def _connect_worker_signals(app: ImagineCelery) -> None:
         client = redis_client(app.settings)
         reaper = Reaper(JobQueue(app.settings, client, app), app.adapters.has_adapter,
                         sender.hostname)
-        beat = Heartbeat(client, sender.hostname, queues, after_beat=reaper.run_once)
+        beat = Heartbeat(client, sender.hostname, queues, after_beat=reaper.run_once,
+                         models=app.served_models if app.warm_model else None)
         beat.start()
         heartbeat.append(beat)
 
@@ -164,6 +165,9 @@ def _connect_worker_signals(app: ImagineCelery) -> None:
 
     @signals.worker_process_init.connect(weak=False)
     def load_model(**_: Any) -> None:
-        # Set by `imagine worker` for generate workers: load before the first job arrives.
+        # Set by `imagine worker` for generate workers: load the models it serves (as many
+        # as it keeps) before the first job arrives, so its jobs find them loaded.
         if app.warm_model:
-            engine_for(app).warm_up()
+            engine = engine_for(app)
+            for name in app.served_models[:app.settings.max_loaded_models] or ("default",):
+                engine.warm_up(name)

@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import redis
 
@@ -28,11 +28,16 @@ FORGET_SECONDS = 24 * 3600  # entries of workers gone this long leave the sorted
 
 class Heartbeat:
     def __init__(self, client: redis.Redis, hostname: str, queues: list[str], *,
-                 after_beat: Callable[[], object] | None = None) -> None:
+                 after_beat: Callable[[], object] | None = None,
+                 models: Sequence[str] | None = None) -> None:
         self.redis = client
         self.hostname = hostname
         self.key = WORKERS_KEY.format(hostname)
-        self.info = {"hostname": hostname, "queues": queues, "pid": os.getpid()}
+        self.info: dict[str, object] = {"hostname": hostname, "queues": queues,
+                                        "pid": os.getpid()}
+        if models is not None:
+            # The models a generate worker serves: positions and ETAs count by them.
+            self.info["models"] = list(models)
         self.after_beat = after_beat
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="imagine-heartbeat", daemon=True)

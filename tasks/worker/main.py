@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
+import socket
 
 from settings import Settings
+from settings.errors import ConfigError
 from tasks.core.delivery import AdapterRegistry
+from tasks.core.routing import served_models, worker_queues
+from tasks.local.gpus import visible_gpus
 from tasks.names import GENERATE_QUEUE, QUEUES
 from tasks.worker.celery_app import create_celery
 from tasks.worker.celery_tasks import register
@@ -13,29 +18,61 @@ from tasks.worker.celery_tasks import register
 DEFAULT_DELIVER_THREADS = 16
 
 
-def worker_argv(queue: str, concurrency: int | None, loglevel: str) -> list[str]:
+def worker_hostname(queue: str, device: str = "auto") -> str:
+    """The Celery node name: the queue, the GPU when pinned to one, the pid (so a restarted
+    worker never inherits the heartbeat its dead predecessor's jobs are judged by)."""
+    gpu = re.fullmatch(r"cuda:([0-9]+)", device)
+    role = f"{queue}-gpu{gpu.group(1)}" if gpu and queue == GENERATE_QUEUE else queue
+    return f"{role}-{os.getpid()}@{socket.gethostname()}"
+
+
+def worker_argv(queue: str, concurrency: int | None, loglevel: str, *,
+                models: tuple[str, ...] = (), hostname: str | None = None) -> list[str]:
     if queue == GENERATE_QUEUE:
         # Prefork with one child: the child holds the model; if it dies (OOM killer) the
         # parent requeues its job at once and forks a fresh child.
         pool, threads = "prefork", 1
+        queues = ",".join(worker_queues(models or ("default",)))
     else:
         pool, threads = "threads", concurrency or DEFAULT_DELIVER_THREADS
+        queues = queue
     return [
-        "worker", "--queues", queue, "--pool", pool, "--concurrency", str(threads),
-        "--hostname", f"{queue}-{os.getpid()}@%h", "--loglevel", loglevel,
+        "worker", "--queues", queues, "--pool", pool, "--concurrency", str(threads),
+        "--hostname", hostname or worker_hostname(queue), "--loglevel", loglevel,
         "--without-gossip", "--without-mingle",
     ]
+
+
+def check_gpu(device: str) -> None:
+    """IMAGINE_DEVICE=cuda:N must name a GPU this machine has; said before the worker
+    starts (counted in a child process: CUDA must not start before prefork forks)."""
+    gpu = re.fullmatch(r"cuda:([0-9]+)", device)
+    if gpu is None:
+        return
+    count = visible_gpus()
+    if int(gpu.group(1)) >= count:
+        raise ConfigError(
+            f"IMAGINE_DEVICE={device} names GPU {gpu.group(1)}, but torch sees "
+            f"{count} GPU{'s' if count != 1 else ''}: use cuda:0 to cuda:{count - 1}"
+            if count else
+            f"IMAGINE_DEVICE={device} names a GPU, but torch sees none: use auto or cpu"
+        )
 
 
 def run_worker(settings: Settings, queue: str, *, adapters: AdapterRegistry,
                concurrency: int | None = None, loglevel: str = "info") -> None:
     """Run a worker in this process. `adapters` comes from the composition root: a generate
     worker asks it which platforms want deliveries, a deliver worker builds adapters from it.
-    It rides on the app, which prefork children inherit."""
+    It rides on the app, which prefork children inherit. A generate worker consumes the
+    queues of the models it serves (IMAGINE_WORKER_MODELS) and preloads them."""
     if queue not in QUEUES:
         raise ValueError(f"unknown queue {queue!r}")
     app = create_celery(settings, adapters)
-    app.warm_model = queue == GENERATE_QUEUE
+    if queue == GENERATE_QUEUE:
+        app.served_models = served_models(settings)
+        check_gpu(settings.device)
+        app.warm_model = True
     register(app)
-    app.worker_main(worker_argv(queue, concurrency, loglevel))
-
+    hostname = worker_hostname(queue, settings.device)
+    app.worker_main(worker_argv(queue, concurrency, loglevel, models=app.served_models,
+                                hostname=hostname))
