@@ -111,6 +111,8 @@ def progress_text(job: Job, position: int | None) -> str:
     head = f"🎨 **{_shown(job.request.prompt)}**\n"
     if job.status is JobStatus.queued and position is not None:
         return head + f"Queued: {place_in_line(position)}."
+    if job.phase:
+        return head + job.phase[:1].upper() + job.phase[1:]
     if not job.total_steps:
         return head + "Starting…"
     bar = progress_bar(job.step, job.total_steps)

@@ -67,7 +67,7 @@ class SlackDelivery:
         if job.status is JobStatus.queued and position:
             line = say.queued_line(position, "waiting")
         else:
-            line = say.drawing_line(job.step, job.total_steps)
+            line = job.phase or say.drawing_line(job.step, job.total_steps)
         text = say.status_text(self._head(job), line)
         try:
             with delivery_errors():

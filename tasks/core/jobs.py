@@ -69,6 +69,8 @@ class Job(BaseModel):
     parent: str | None = None  # the job a reroll, variation or upscale came from
     action: str | None = None  # the follow-up that made it (bots.followups), for its message
     owner: str | None = None  # who may cancel it through the REST API (token or address)
+    # What the worker does before the first step, for the status line ("loading model turbo…").
+    phase: str | None = None
 
     @property
     def progress(self) -> float:
