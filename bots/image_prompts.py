@@ -1,22 +1,32 @@
-"""Image prompts: a prompt drawn from a user's image (attached, or an image URL first).
+"""Image prompts: a prompt drawn from a user's image (attached, or an image URL first), and
+the control image of a ControlNet (--cn).
 
-Every front end calls `image_prompt` with the prompt text and, when the platform sent a
-file, its bytes; the image is read (a data URL, or an http(s) URL fetched through the
+Every front end calls `image_prompt` with the prompt text and, when the platform sent
+files, their bytes; each image is read (a data URL, or an http(s) URL fetched through the
 guarded outbound requests of `tasks.core.outbound`), checked and fitted by
-`generator.source_images`, stored, and becomes an img2img request. Blocking: async callers
-use asyncio.to_thread.
+`generator.source_images`, and stored. Which image is which: without --cn, the one image
+is the image prompt (img2img); with --cn, one image is the control image, and of two the
+first is the image prompt and the second the control image (URLs first, then files); a
+control image the platform marks as such (Discord's `control` option, REST's
+`control_image`, the CLI's --control) is always one. Blocking: async callers use
+asyncio.to_thread.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import io
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from PIL import Image, ImageOps
 
 from bots.errors import PromptError
-from bots.grammar import given_strength, parse
-from bots.limits import Limits
+from bots.grammar import given_strength, parse, parse_with_control
+from bots.limits import Limits, size_for_ratio
+from bots.model_flags import Control, needs_control_image
 from generator.request import ImageRequest
 from generator.source_images import prepare_source
 from settings import Settings
@@ -53,21 +63,106 @@ def split_image_urls(text: str) -> tuple[list[str], str]:
 
 
 def image_prompt(text: str, limits: Limits, settings: Settings, storage: Storage, *,
-                 attachment: bytes | None = None) -> Prepared:
+                 attachment: bytes | None = None, attachments: Sequence[bytes] = (),
+                 control: bytes | None = None) -> Prepared:
     """The request for `text`: img2img from the attached image or the URL that starts it
-    (fitted to the prompt's area, stored), else plain txt2img. PromptError/ImagineError with
-    a one-line reason."""
+    (fitted to the prompt's area, stored), else plain txt2img; with --cn, its control image
+    too (see the module's docstring for which is which). `attachment` and `attachments` are
+    the platform's files in order; `control` a file given as the control image.
+    PromptError/ImagineError with a one-line reason."""
+    files = [attachment] if attachment is not None else []
+    files += attachments
     urls, rest = split_image_urls(text)
-    if len(urls) > 1:
-        raise PromptError(f"The prompt starts with {len(urls)} image URLs: give one image "
-                          "(one URL first, or one attachment).")
-    if urls and attachment is not None:
-        raise PromptError("Give the image either attached or as a URL first, not both.")
-    if not urls and attachment is None:
+    if not urls and not files and control is None:
         return Prepared(parse(text, limits), ())
-    request = parse(rest, limits, image=True)
-    data = attachment if attachment is not None else read_image_reference(settings, urls[0])
-    return drawn_from(request, data, limits, settings, storage)
+    request, cn = parse_with_control(rest, limits, image=True)
+    given: list[str | bytes] = [*urls, *files]
+    source, control_data = _roles(given, cn, control, bool(urls) and bool(files))
+    if source is None:
+        request = parse_with_control(rest, limits)[0]  # --strength without an image: refused
+        prepared = Prepared(request, ())
+    else:
+        prepared = drawn_from(request, _bytes(settings, source), limits, settings, storage)
+    if cn is None or control_data is None:
+        return prepared
+    return controlled(prepared, cn, _bytes(settings, control_data), limits, settings, storage,
+                      keep_size=source is not None)
+
+
+def _roles(given: list[str | bytes], cn: Control | None, control: bytes | None,
+           mixed: bool) -> tuple[str | bytes | None, str | bytes | None]:
+    """(the image prompt, the control image) among the given images (URLs, then files)."""
+    if control is not None:
+        if cn is None:
+            raise _needs_cn()
+        if len(given) > 1:
+            raise PromptError(f"{len(given)} images came with the control image: give one "
+                              "image prompt at most.")
+        return (given[0] if given else None), control
+    if cn is not None:
+        if not given:
+            raise needs_control_image(cn)
+        if len(given) > 2:
+            raise PromptError(f"{len(given)} images came with --cn: give one (the control "
+                              "image) or two (the image prompt, then the control image).")
+        return (given[0], given[1]) if len(given) == 2 else (None, given[0])
+    urls = sum(isinstance(item, str) for item in given)
+    if urls > 1:
+        raise PromptError(f"The prompt starts with {urls} image URLs: give one image "
+                          "(one URL first, or one attachment).")
+    if mixed:
+        raise PromptError("Give the image either attached or as a URL first, not both.")
+    if len(given) > 1:
+        raise PromptError(f"{len(given)} images came with the prompt: give one, or add --cn "
+                          "KIND to use the second as a control image.")
+    return given[0], None
+
+
+def _needs_cn() -> PromptError:
+    return PromptError("A control image needs --cn KIND in the prompt (e.g. --cn canny): "
+                       "say which ControlNet it guides.")
+
+
+def _bytes(settings: Settings, image: str | bytes) -> bytes:
+    return image if isinstance(image, bytes) else read_image_reference(settings, image)
+
+
+def controlled(prepared: Prepared, control: Control, data: bytes, limits: Limits,
+               settings: Settings, storage: Storage, *, keep_size: bool) -> Prepared:
+    """`prepared` guided by the control image in `data` (checked, stored) through `control`.
+
+    With an image prompt (`keep_size`) the control image is cropped to the request's shape;
+    otherwise the request takes the control image's shape at its own area, as an image
+    prompt's would, so the map is never distorted. The map is always exactly the request's
+    size."""
+    request = prepared.request
+    source = prepare_source(data, max_bytes=settings.max_upload_bytes,
+                            max_pixels=settings.max_upscale_pixels, what="control image")
+    notes = [note for note in source.notes if "scaled down" not in note]
+    size = (request.width, request.height)
+    if not keep_size:
+        size = size_for_ratio((source.width, source.height), _area_limits(limits, size))
+    elif abs(source.width / source.height - size[0] / size[1]) > 0.02 * size[0] / size[1]:
+        notes.append(f"The control image was cropped to the image prompt's shape "
+                     f"({size[0]}×{size[1]}).")
+    png = source.png if (source.width, source.height) == size else _fitted_png(source.png, size)
+    fields = {**request.model_dump(), "width": size[0], "height": size[1],
+              "control": control.kind, "control_image": storage.put(png),
+              "control_weight": control.weight}
+    return Prepared(ImageRequest.model_validate(fields), (*prepared.notes, *notes))
+
+
+def _area_limits(limits: Limits, size: tuple[int, int]) -> Limits:
+    """`limits` whose default area is the request's, for size_for_ratio."""
+    return replace(limits, default_size=round((size[0] * size[1]) ** 0.5))
+
+
+def _fitted_png(data: bytes, size: tuple[int, int]) -> bytes:
+    with Image.open(io.BytesIO(data)) as image:
+        fitted = ImageOps.fit(image.convert("RGB"), size, Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    fitted.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def drawn_from(request: ImageRequest, data: bytes, limits: Limits, settings: Settings,

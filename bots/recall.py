@@ -23,6 +23,7 @@ from bots.errors import PromptError
 from bots.followups import TITLES, FollowUpLimits
 from bots.grammar import format_request
 from bots.limits import CFG_MAX, Limits, fit_size
+from bots.recall_models import control_line, recalled_control, recalled_loras, without_control
 from generator import png
 from generator.geometry import DIRECTIONS, ZOOM_FACTORS, fit_within
 from generator.request import (
@@ -60,7 +61,7 @@ _MODE_TITLES = {"img2img": "Image prompt", "upscale": TITLES["upscale"],
 
 # What a prompt text says of a request; the rest belongs to the operation.
 _PROMPT_FIELDS = {"prompt", "negative_prompt", "seed", "num_inference_steps", "guidance_scale",
-                  "num_images", "model", "sampler"}
+                  "num_images", "model", "sampler", "loras"}
 # A word the prompt grammar would read as a flag (--ar, —no).
 _FLAG_LIKE = re.compile(r"^(?:--|[\u2013\u2014])(?=[^\W\d_])")
 _DIGITS = re.compile(r"[0-9]{1,40}")  # str.isdigit() would pass "²", which int() refuses
@@ -145,7 +146,8 @@ def _other_image(data: bytes) -> tuple[str | None, str | None]:
 def _request(parsed: png.Parameters, limits: Limits, follow_ups: FollowUpLimits,
              notes: list[str]) -> ImageRequest:
     entries = parsed.entries
-    prompt = _prompt(parsed.prompt, "prompt", limits, notes)
+    text, loras = recalled_loras(parsed.prompt, limits, notes)
+    prompt = _prompt(text, "prompt", limits, notes)
     if not prompt:
         raise NoParameters("This image's parameters have an empty prompt: there is nothing "
                            "to recall; write a prompt with /imagine instead.")
@@ -162,7 +164,9 @@ def _request(parsed: png.Parameters, limits: Limits, follow_ups: FollowUpLimits,
         "guidance_scale": _cfg(entries.get("CFG scale"), limits, notes),
         "model": _model(entries.get("Model"), limits, notes),
         "sampler": _sampler(entries, limits, notes),
+        "loras": loras,
         **operation,
+        **recalled_control(entries, str(operation.get("mode", "txt2img")), limits, notes),
     })
 
 
@@ -360,7 +364,11 @@ def _strength(raw: str | None, mode: str, notes: list[str]) -> float:
 
 def recall_text(request: ImageRequest, limits: Limits) -> str:
     """Prompt text that parses back to the request; an operation adds a line that names it
-    and its source image (the text alone draws the prompt, Run again repeats the operation)."""
+    and its source image (the text alone draws the prompt, Run again repeats the operation);
+    a ControlNet adds a line naming its control image."""
+    line = control_line(request)
+    if line is not None:
+        return f"{recall_text(without_control(request), limits)}\n{line}"
     if request.mode == "txt2img":
         return format_request(request, limits)
     # The first line is the prompt alone, a text someone can paste into /imagine.

@@ -36,6 +36,10 @@ ZOOM_FACTOR = "Zoom factor"
 PAN = "Pan"
 SOURCE_IMAGE = "Source image"
 MASK_IMAGE = "Mask image"
+# A ControlNet's kind, conditioning scale and control image (a storage name), ours too.
+CONTROLNET = "ControlNet"
+CONTROL_WEIGHT = "Control weight"
+CONTROL_IMAGE = "Control image"
 
 
 def parameters_text(
@@ -54,10 +58,16 @@ def parameters_text(
         f"Size: {request.width}x{request.height}",
         f"Model: {model_label}",
     ]
+    if request.control is not None:
+        settings += [f"{CONTROLNET}: {request.control}",
+                     f"{CONTROL_WEIGHT}: {number(request.control_weight)}",
+                     f"{CONTROL_IMAGE}: {request.control_image}"]
     if request.mode != "txt2img":
         settings.append(f"{STRENGTH}: {request.strength}")
         settings.extend(operation_entries(request))
-    lines = [request.prompt]
+    # A1111 keeps a prompt's LoRAs in it as <lora:name:weight>; other tools read them there.
+    lines = [" ".join([request.prompt, *(f"<lora:{lora.name}:{number(lora.weight)}>"
+                                         for lora in request.loras)])]
     if request.negative_prompt:
         lines.append(f"Negative prompt: {request.negative_prompt}")
     lines.append(", ".join(settings))
@@ -77,6 +87,12 @@ def operation_entries(request: ImageRequest) -> list[str]:
     if request.mask_image is not None:
         entries.append(f"{MASK_IMAGE}: {request.mask_image}")
     return entries
+
+
+def number(value: float) -> str:
+    """A float as short as it reads back exactly: 1.0 → "1", 0.8 → "0.8"."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
 
 
 def model_label(source: str) -> str:

@@ -130,7 +130,7 @@ A1111 = (
 def test_an_a1111_png_with_schedule_type_quotes_and_a_negative_over_lines() -> None:
     recalled = recall_png(a1111_png(A1111), LIMITS)
     request = recalled.request
-    assert request.prompt == "masterpiece, a castle on a hill, (golden hour:1.2), <lora:detail:0.8>"
+    assert request.prompt == "masterpiece, a castle on a hill, (golden hour:1.2)"
     assert request.negative_prompt == "lowres, bad hands, watermark"
     assert (request.sampler, request.num_inference_steps, request.guidance_scale) == (
         "dpm++2m_karras", 30, 6.5)
@@ -139,8 +139,10 @@ def test_an_a1111_png_with_schedule_type_quotes_and_a_negative_over_lines() -> N
     assert recalled.parameters["Lora hashes"] == "detail: 1a2b3c, other: 4d5e6f"
     assert recalled.parameters["Version"] == "v1.10.1"
     assert recalled.parameters["Negative prompt"] == "lowres, bad hands,\nwatermark"
-    assert recalled.notes == ("Model 'v1-5-pruned-emaonly' is not on this server: the default "
-                              "model is used.",)
+    assert recalled.notes == ("The LoRA 'detail' is not on this server (LoRAs are off here): "
+                              "the image is drawn without it.",
+                              "Model 'v1-5-pruned-emaonly' is not on this server: the default "
+                              "model is used.")
     assert parse(recalled.text, LIMITS) == request
 
 

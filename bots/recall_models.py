@@ -1,0 +1,107 @@
+"""Recall of what a PNG adds to its model: the <lora:name:weight> tags of its prompt (A1111's
+convention, which generator/png.py follows) and our ControlNet entries, read back within
+this server's LoRAs and ControlNets, each change said in a note (bots/recall.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from bots.errors import PromptError
+from bots.limits import Limits
+from bots.model_flags import Control, format_control, lora_name, lora_tags
+from generator import png
+from generator.request import (
+    CONTROL_WEIGHT_MAX,
+    LORA_WEIGHT_MAX,
+    LORA_WEIGHT_MIN,
+    ImageRequest,
+    LoraUse,
+)
+from tasks.core.storage import Storage
+
+_SHOWN = 40
+
+
+def _shown(value: str) -> str:
+    return repr(value if len(value) <= _SHOWN else value[:_SHOWN] + "…")
+
+
+def recalled_loras(prompt: str, limits: Limits, notes: list[str]
+                   ) -> tuple[str, tuple[LoraUse, ...]]:
+    """(the prompt without its <lora:…> tags, the LoRAs of those this server has)."""
+    text, tags = lora_tags(prompt)
+    loras: list[LoraUse] = []
+    for tag in tags:
+        name, colon, raw = tag.rpartition(":")
+        if not colon:
+            name, raw = tag, "1"
+        try:
+            known = lora_name(name, limits)
+        except PromptError:
+            where = "LoRAs are off here" if limits.lora_dir is None else "not in IMAGINE_LORA_DIR"
+            notes.append(f"The LoRA {_shown(name)} is not on this server ({where}): the image "
+                         "is drawn without it.")
+            continue
+        if any(lora.name == known for lora in loras):
+            notes.append(f"The LoRA {known} is named twice: its first weight is used.")
+            continue
+        loras.append(LoraUse(name=known, weight=_weight(raw, known, notes)))
+    return text, tuple(loras)
+
+
+def _weight(raw: str, name: str, notes: list[str]) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        notes.append(f"The weight {_shown(raw)} of LoRA {name} is not a number: 1 used.")
+        return 1.0
+    if not LORA_WEIGHT_MIN <= value <= LORA_WEIGHT_MAX:
+        clamped = min(max(value, LORA_WEIGHT_MIN), LORA_WEIGHT_MAX)
+        notes.append(f"The weight {value:g} of LoRA {name} is outside {LORA_WEIGHT_MIN:g} to "
+                     f"{LORA_WEIGHT_MAX:g}: {clamped:g} used.")
+        return clamped
+    return value if value == value else 1.0
+
+
+def recalled_control(entries: Mapping[str, str], mode: str, limits: Limits,
+                     notes: list[str]) -> dict[str, object]:
+    """The ControlNet fields of a PNG's settings entries, or none (with a note saying why)
+    when this server cannot repeat it."""
+    kind = entries.get(png.CONTROLNET, "").strip().lower()
+    if not kind:
+        return {}
+    image = entries.get(png.CONTROL_IMAGE, "").strip()
+    problem = None
+    if kind not in limits.control_kinds:
+        problem = f"this server has no {_shown(kind)} ControlNet (IMAGINE_CONTROLNETS)"
+    elif not Storage.is_valid_name(image):
+        problem = "it does not name its control image"
+    elif mode not in ("txt2img", "img2img"):
+        problem = f"the operation {mode} takes no control image"
+    if problem is not None:
+        notes.append(f"This image was guided by a ControlNet, but {problem}: recalled "
+                     "without it.")
+        return {}
+    raw = entries.get(png.CONTROL_WEIGHT, "1").strip()
+    try:
+        weight = float(raw)
+    except ValueError:
+        weight = -1.0
+    if not 0.0 <= weight <= CONTROL_WEIGHT_MAX:
+        notes.append(f"Control weight {_shown(raw)} is not from 0 to {CONTROL_WEIGHT_MAX:g}: "
+                     "1 used.")
+        weight = 1.0
+    return {"control": kind, "control_image": image, "control_weight": weight}
+
+
+def control_line(request: ImageRequest) -> str | None:
+    """The line a recall adds for a ControlNet (its image cannot be written as a flag)."""
+    if request.control is None:
+        return None
+    control = format_control(Control(request.control, request.control_weight))
+    return f"ControlNet: --cn {control} with control image {request.control_image}"
+
+
+def without_control(request: ImageRequest) -> ImageRequest:
+    return ImageRequest.model_validate({**request.model_dump(), "control": None,
+                                        "control_image": None, "control_weight": 1.0})
