@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 from generator.png import model_label
 from generator.request import CONTROL_KINDS, SAMPLERS
 from settings import Settings
+from settings.catalogue import ModelDefaults
 from settings.errors import ConfigError
 
 CFG_MAX = 30.0
@@ -43,6 +45,10 @@ class Limits:
     lora_dir: Path | None = None
     # The ControlNet kinds IMAGINE_CONTROLNETS configures, in CONTROL_KINDS order.
     control_kinds: tuple[str, ...] = ()
+    # (name, defaults) of each catalogue entry that sets some (IMAGINE_MODELS); the
+    # negative prompt a model adds when the user gives no --no.
+    model_defaults: tuple[tuple[str, ModelDefaults], ...] = ()
+    default_negative: str = ""
 
     def __post_init__(self) -> None:
         # "default" (IMAGINE_MODEL) is always allowed, whatever the caller listed.
@@ -70,7 +76,27 @@ class Limits:
                                for name, source in settings.model_sources.items()),
             lora_dir=settings.lora_dir,
             control_kinds=tuple(kind for kind in CONTROL_KINDS if kind in settings.controlnets),
+            model_defaults=tuple((name, entry.defaults) for name, entry
+                                 in settings.catalogue.items() if entry.defaults.given()),
         )
+
+    def defaults_for(self, model: str) -> ModelDefaults:
+        """The catalogue's defaults of `model` (empty when it sets none)."""
+        return dict(self.model_defaults).get(model, ModelDefaults())
+
+    def for_model(self, model: str) -> Limits:
+        """These limits with `model`'s defaults in place of the server's: what a prompt
+        for that model gets for each flag it leaves out (`--model turbo` → 2 steps)."""
+        given = self.defaults_for(model)
+        if not given.given():
+            return self
+        return dataclasses.replace(
+            self, default_steps=given.steps or self.default_steps,
+            default_cfg=self.default_cfg if given.cfg is None else given.cfg,
+            default_sampler=given.sampler or self.default_sampler,
+            default_size=given.size or self.default_size,
+            default_negative=self.default_negative if given.negative is None
+            else given.negative)
 
     @property
     def default_dims(self) -> tuple[int, int]:
@@ -95,8 +121,22 @@ def _check_limits(limits: Limits) -> None:
         problems.append(f"default_cfg must be from 0 to {CFG_MAX:g}")
     if limits.default_sampler not in SAMPLERS:
         problems.append(f"default_sampler (IMAGINE_DEFAULT_SAMPLER) must be one of {', '.join(SAMPLERS)}")
+    problems += _model_default_problems(limits)
     if problems:
         raise ConfigError("Invalid grammar limits: " + "; ".join(problems))
+
+
+def _model_default_problems(limits: Limits) -> list[str]:
+    """What is wrong with a catalogue entry's defaults, named as the operator wrote it."""
+    problems = []
+    for name, given in limits.model_defaults:
+        where = f'IMAGINE_MODELS["{name}"].defaults'
+        if given.sampler is not None and given.sampler not in SAMPLERS:
+            problems.append(f"{where}.sampler must be one of {', '.join(SAMPLERS)}")
+        if given.steps is not None and given.steps > limits.max_steps:
+            problems.append(f"{where}.steps must be at most IMAGINE_MAX_STEPS "
+                            f"({limits.max_steps})")
+    return problems
 
 
 def fit_size(width: float, height: float, limits: Limits) -> tuple[int, int]:

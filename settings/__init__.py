@@ -16,9 +16,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_core import ErrorDetails
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
-from settings.catalogue import ModelEntry
+from settings.catalogue import ModelEntry, check_catalogue
 from settings.errors import ConfigError
 
 DEFAULT_MODEL_HINT = "stabilityai/sd-turbo"
@@ -224,6 +224,12 @@ class Settings(BaseSettings):
                              "(.pth or .safetensors), or unset it")
         return value
 
+    @field_validator("models")
+    @classmethod
+    def _models(cls, value: dict[str, ModelEntry]) -> dict[str, ModelEntry]:
+        check_catalogue(value)
+        return value
+
     @field_validator("device")
     @classmethod
     def _device(cls, value: str) -> str:
@@ -283,7 +289,10 @@ def _describe(error: ErrorDetails) -> str:
     if info is not None and isinstance(info.validation_alias, AliasChoices):
         names = [str(info.validation_alias.choices[0])]
     value = error.get("input")
-    return f"{names[0]}={value!r} is invalid: {error['msg']}"
+    # Inside a JSON variable (IMAGINE_MODELS): which entry and key, e.g. ["turbo"].family.
+    inner = "".join(f'["{part}"]' if isinstance(part, str) and i == 1 else f".{part}"
+                    for i, part in enumerate(error.get("loc", ())[1:], start=1))
+    return f"{names[0]}{inner}={value!r} is invalid: {error['msg']}"
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -292,3 +301,8 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError("; ".join(_describe(e) for e in exc.errors())) from None
+    except SettingsError as exc:  # a JSON variable (IMAGINE_MODELS, …) that is not JSON
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = f"IMAGINE_{field.group(1).upper()}" if field else "A JSON variable"
+        raise ConfigError(f"{name} is not valid JSON: give a JSON object, e.g. "
+                          '{"name": "value"} (README, Configuration)') from None

@@ -10,16 +10,19 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from bots.discord.bot import ImagineBot, usage_message
+from bots.catalogue import listing, listing_text
+from bots.discord.bot import EPHEMERAL_LIMIT, ImagineBot, usage_message
 from bots.discord.buttons import send_ephemeral
 from bots.discord.uploads import UploadError, check_size, first_image, needs_image_prompt
 from bots.errors import PromptError
 from bots.grammar import format_request, request_from_fields
 from bots.limits import Limits
+from generator.library import lora_files
 from generator.request import SEED_MAX
 
 ASPECT_RATIOS = ("1:1", "16:9", "9:16", "3:2", "2:3", "4:3", "3:4", "21:9")
 AUTOCOMPLETE_LIMIT = 25  # Discord shows at most 25 choices
+CHOICE_MAX = 100  # characters of a choice's name and of its value
 RECALL_MENU = "Recall"
 
 
@@ -48,7 +51,8 @@ def imagine_command(limits: Limits) -> app_commands.Command[Any, Any, None]:
         aspect_ratio="Shape of the image", seed="Same seed + same prompt = same image",
         steps="More steps: slower, often finer", negative="What to leave out",
         count="How many images", model="Which model draws it",
-        image="An image to start from (an image prompt)")
+        image="An image to start from (an image prompt)",
+        lora="LoRAs: name or name:0.8, several separated by commas")
     @app_commands.choices(aspect_ratio=[app_commands.Choice(name=r, value=r)
                                         for r in ASPECT_RATIOS])
     async def imagine(
@@ -61,11 +65,12 @@ def imagine_command(limits: Limits) -> app_commands.Command[Any, Any, None]:
         count: app_commands.Range[int, 1, limits.max_images] | None = None,
         model: str | None = None,
         image: discord.Attachment | None = None,
+        lora: app_commands.Range[str, 1, 1000] | None = None,
     ) -> None:
         """Draw an image from a prompt (and an image to start from)."""
         client = _bot(interaction)
         fields = {"prompt": prompt, "ar": aspect_ratio, "seed": seed, "steps": steps,
-                  "no": negative, "n": count, "model": model}
+                  "no": negative, "n": count, "model": model, "lora": lora}
         try:
             request = request_from_fields(fields, client.limits, image=image is not None)
         except PromptError as exc:
@@ -78,14 +83,47 @@ def imagine_command(limits: Limits) -> app_commands.Command[Any, Any, None]:
             await client.start_image_prompt(interaction, format_request(request, client.limits),
                                             image)
 
-    @imagine.autocomplete("model")
-    async def model_names(interaction: discord.Interaction, current: str
-                          ) -> list[app_commands.Choice[str]]:
-        """The allowed models whose name contains what was typed."""
-        names = [n for n in limits.models if current.casefold() in n.casefold()]
-        return [app_commands.Choice(name=n, value=n) for n in names[:AUTOCOMPLETE_LIMIT]]
-
+    imagine.autocomplete("model")(model_choices)
+    imagine.autocomplete("lora")(lora_choices)
     return imagine
+
+
+def _choice(label: str, value: str) -> app_commands.Choice[str]:
+    cut = label if len(label) <= CHOICE_MAX else label[:CHOICE_MAX - 1] + "…"
+    return app_commands.Choice(name=cut, value=value)
+
+
+async def model_choices(interaction: discord.Interaction, current: str
+                        ) -> list[app_commands.Choice[str]]:
+    """The allowed models whose name (or description) contains what was typed, each shown
+    with its description and family."""
+    wanted = current.casefold()
+    choices = []
+    for item in listing(_bot(interaction).settings).models:
+        about = " · ".join(part for part in (item.description, item.family) if part)
+        if wanted in item.name.casefold() or wanted in about.casefold():
+            choices.append(_choice(f"{item.name} — {about}" if about else item.name,
+                                   item.name))
+    return choices[:AUTOCOMPLETE_LIMIT]
+
+
+async def lora_choices(interaction: discord.Interaction, current: str
+                       ) -> list[app_commands.Choice[str]]:
+    """LoRA names of IMAGINE_LORA_DIR for the LoRA being typed, after those already
+    chosen: `a:0.8,st` offers `a:0.8,style`."""
+    done, _, typing = current.rpartition(",")
+    prefix = f"{done}," if done else ""
+    names = [name for name in lora_files(_bot(interaction).settings.lora_dir)
+             if typing.strip().casefold() in name.casefold()]
+    return [_choice(prefix + name, prefix + name) for name in names
+            if len(prefix + name) <= CHOICE_MAX][:AUTOCOMPLETE_LIMIT]
+
+
+@app_commands.command(name="models")
+async def models_command(interaction: discord.Interaction) -> None:
+    """List the models, LoRAs, embeddings and ControlNets you can use (only you see it)."""
+    text = listing_text(listing(_bot(interaction).settings), limit=EPHEMERAL_LIMIT, bold="**")
+    await send_ephemeral(interaction, text)
 
 
 @app_commands.command(name="recall")
@@ -110,4 +148,4 @@ def recall_menu() -> app_commands.ContextMenu:
 def all_commands(limits: Limits) -> list[app_commands.Command[Any, Any, None]
                                          | app_commands.ContextMenu]:
     """Every command the bot registers, in the order `--sync` lists them."""
-    return [imagine_command(limits), recall_command, recall_menu()]
+    return [imagine_command(limits), recall_command, recall_menu(), models_command]

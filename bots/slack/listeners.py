@@ -17,6 +17,7 @@ from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
 
+from bots.catalogue import listing, listing_text
 from bots.errors import PromptError
 from bots.followups import VARY_REGION
 from bots.grammar import USAGE, parse
@@ -30,6 +31,9 @@ from tasks.core.queue import Submitted
 log = logging.getLogger(__name__)
 
 COMMAND = "/imagine"
+MODELS = "models"  # `/imagine models`: the listing instead of a prompt
+# Slack cuts a message's text at 40,000 characters; a listing that long ends in "and N more".
+TEXT_LIMIT = 40_000
 # Every button this app makes; ActionValue.decode says which actions are known.
 ACTION_PATTERN = re.compile(r"^imagine:[a-z0-9_]+(:\d+)?$")
 ACCEPTED = "imagine_accepted"  # context key: what the middleware made of an event
@@ -49,6 +53,10 @@ def register(app: App, jobs: SlackJobs, intake: SlackIntake, limits: Limits) -> 
         text = say.prompt_text(command.get("text", ""))
         if not text:
             ack(text=usage_text(), response_type="ephemeral")
+            return
+        if text.lower() == MODELS:  # for the asker's eyes, like every answer of a command
+            ack(text=listing_text(listing(jobs.settings), limit=TEXT_LIMIT,
+                                  escape=say.escape), response_type="ephemeral")
             return
         origin = Origin(user=command["user_id"], channel=command["channel_id"],
                         response_url=command.get("response_url", ""),

@@ -11,6 +11,7 @@ from typing import Any
 from bots.flags import IW_MAX
 from bots.followups import ACTIONS
 from bots.limits import CFG_MAX, Limits
+from bots.web.openapi_models import MODELS_PATHS
 from generator.request import IMAGE_PROMPT_STRENGTH, SAMPLERS, SEED_MAX
 
 _RATIO = "^[0-9]+:[0-9]+$"
@@ -173,7 +174,7 @@ def openapi_document(limits: Limits) -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "paths": {**_prompt_paths(limits), **_IMAGE_PATHS, **_JOB_PATHS, **_ACTION_PATHS,
-                  **_RECALL_PATHS, **_OPS_PATHS},
+                  **_RECALL_PATHS, **MODELS_PATHS, **_OPS_PATHS},
     }
 
 
