@@ -13,6 +13,10 @@ class GenerationError(ImagineError):
     """Generation failed for a reason the operator can fix (out of memory, bad device)."""
 
 
+class LoraError(GenerationError):
+    """A LoRA a request names cannot be used: unknown, unreadable, or made for another model."""
+
+
 class GenerationCancelled(ImagineError):
     """The job was cancelled while it was running."""
 
