@@ -51,9 +51,10 @@ class DiscordStack(ChatStack):
 
 @contextmanager
 def running_discord_stack(redis_server: Any, tmp: Path, model_dir: Path, fake: FakeDiscord,
-                          **settings: str) -> Iterator[DiscordStack]:
+                          workers: bool = True, **settings: str) -> Iterator[DiscordStack]:
     """A started DiscordStack whose processes see only `settings` of ours (plus the fake's
-    and the test environment's), stopped with the fake when the block ends."""
+    and the test environment's), stopped with the fake when the block ends; without
+    `workers` only the bot (for what it answers itself: listings, autocomplete)."""
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("IMAGINE_", "SLACK_", "DISCORD_"))}
     env.update(process_env(redis_server.url, tmp, model_dir, **settings, **fake.env))
@@ -63,7 +64,10 @@ def running_discord_stack(redis_server: Any, tmp: Path, model_dir: Path, fake: F
     stack = DiscordStack(fake, start_process, worker_starter(start_process, redis_server.client()),
                          env)
     try:
-        stack.start()
+        if workers:
+            stack.start()
+        else:
+            stack.start_bot()
         yield stack
     finally:
         stop_all()
