@@ -4,6 +4,7 @@ model, a live web app, and the fake chat services."""
 pytest_plugins = [
     "tests.fixtures_model",
     "tests.fixtures_controlnet",
+    "tests.fixtures_lora",
     "tests.fixtures_upscaler",
     "tests.fixtures_redis",
     "tests.fixtures_chat",

@@ -1,0 +1,106 @@
+"""Textual-inversion embeddings from IMAGINE_EMBEDDINGS_DIR, loaded when a prompt names them.
+
+An embedding becomes a new token of the pipeline's tokenizer (and rows of its text encoder's
+input embeddings), named like its file: writing `easynegative` in a prompt or negative
+prompt then means what the embedding learned. A token added once stays for the worker's
+life and changes nothing for prompts that do not contain it, so only embeddings a prompt
+names are loaded, on first use.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from generator.errors import GenerationError
+from generator.library import first_line, model_label
+
+# SDXL embeddings hold one tensor per text encoder under these keys.
+SDXL_KEYS: tuple[str, str] = ("clip_l", "clip_g")
+
+
+def ensure_loaded(pipe: Any, files: Mapping[str, Path], texts: Sequence[str]) -> None:
+    """Load into `pipe` every embedding of `files` whose name is a word of one of `texts`
+    (not yet loaded ones only). A file that does not fit raises GenerationError."""
+    for name in used_in(files, texts):
+        _load(pipe, name, Path(files[name]))
+
+
+def used_in(files: Mapping[str, Path], texts: Sequence[str]) -> list[str]:
+    """The embedding names of `files` that appear as a word in `texts`."""
+    return [name for name in files if any(_names(name, text) for text in texts if text)]
+
+
+def _names(name: str, text: str) -> bool:
+    # A word of its own: CLIP's tokenizer ignores case, and a hyphen or underscore next to
+    # the name makes it part of a longer word.
+    return re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text, re.IGNORECASE) is not None
+
+
+def _load(pipe: Any, name: str, path: Path) -> None:
+    pairs = _encoder_pairs(pipe, name)
+    if all(_has_token(tokenizer, name) for _, tokenizer in pairs):
+        return
+    if len(pairs) == 1:
+        _add(pipe, name, path, str(path), *pairs[0])
+        return
+    # SDXL: the file holds a tensor for each of the two text encoders.
+    state = _read_state(name, path)
+    missing = [key for key in SDXL_KEYS if key not in state]
+    if missing:
+        raise GenerationError(
+            f"Embedding {name} does not fit model {model_label(pipe)}: it has no {missing[0]} "
+            "tensor (it was made for SD 1.x/2.x; SDXL needs clip_l and clip_g)")
+    for key, (encoder, tokenizer) in zip(SDXL_KEYS, pairs, strict=True):
+        _add(pipe, name, path, state[key], encoder, tokenizer)
+
+
+def _encoder_pairs(pipe: Any, name: str) -> list[tuple[Any, Any]]:
+    if not hasattr(pipe, "load_textual_inversion") or getattr(pipe, "tokenizer", None) is None:
+        raise GenerationError(
+            f"Model {model_label(pipe)} takes no textual-inversion embeddings; leave {name} "
+            "out of the prompt")
+    pairs = [(pipe.text_encoder, pipe.tokenizer)]
+    if getattr(pipe, "text_encoder_2", None) is not None and getattr(pipe, "tokenizer_2", None) is not None:
+        pairs.append((pipe.text_encoder_2, pipe.tokenizer_2))
+    return pairs
+
+
+def _has_token(tokenizer: Any, name: str) -> bool:
+    return name in tokenizer.added_tokens_encoder
+
+
+def _add(pipe: Any, name: str, path: Path, source: Any, encoder: Any, tokenizer: Any) -> None:
+    if _has_token(tokenizer, name):
+        return
+    if name in tokenizer.get_vocab():
+        # diffusers refuses to redefine a token the tokenizer already has.
+        raise GenerationError(
+            f"Embedding {name} cannot be used: {name!r} is already a token of model "
+            f"{model_label(pipe)}'s tokenizer; the operator renames the file (e.g. {name}-emb)")
+    width = encoder.get_input_embeddings().weight.shape[-1]
+    try:
+        pipe.load_textual_inversion(source, token=name, text_encoder=encoder, tokenizer=tokenizer)
+    except (ValueError, RuntimeError, OSError, KeyError) as exc:
+        if "incorrect shape" in str(exc):
+            raise GenerationError(
+                f"Embedding {name} does not fit model {model_label(pipe)}: its vectors are not "
+                f"{width} wide (it was made for another base model)") from exc
+        raise GenerationError(f"Embedding {name} ({path.name}) could not be loaded: "
+                              f"{first_line(exc)}") from exc
+
+
+def _read_state(name: str, path: Path) -> dict[str, Any]:
+    try:
+        if path.suffix.lower() == ".safetensors":
+            from safetensors.torch import load_file
+
+            return dict(load_file(str(path)))
+        import torch
+
+        return dict(torch.load(str(path), map_location="cpu", weights_only=True))
+    except Exception as exc:
+        raise GenerationError(f"Embedding {name} ({path.name}) could not be read: "
+                              f"{first_line(exc)}") from exc
