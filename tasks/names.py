@@ -37,6 +37,7 @@ CANCEL_KEY = "imagine:cancel:{}"  # job id → set while a running job should st
 EVENTS_CHANNEL = "imagine:events:{}"  # job id → pub/sub channel of its progress
 WORKERS_KEY = "imagine:workers:{}"  # worker hostname → heartbeat (JSON), with a TTL
 WORKER_BEATS_KEY = "imagine:worker-beats"  # sorted set: worker hostname → heartbeat expiry
+WORKER_LOADED_KEY = "imagine:worker-loaded:{}"  # worker hostname → models its child holds
 REAPER_LOCK_KEY = "imagine:reaper-lock"  # one reaper at a time, across every worker
 
 # --- delivery ------------------------------------------------------------------------------

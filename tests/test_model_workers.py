@@ -77,6 +77,11 @@ def test_jobs_go_to_the_worker_serving_their_model_and_survive_a_killed_worker(
     workers = start_workers(start_process, client, {"a": "default", "b": "default,other"})
     assert heartbeat_of(client, workers["a"])["models"] == ["default"]  # type: ignore[index]
     assert heartbeat_of(client, workers["b"])["models"] == ["default", "other"]  # type: ignore[index]
+    # Each holds what it serves, loaded at start (the next beat after the warm-up says so).
+    wait_for(lambda: sorted(heartbeat_of(client, workers["b"]).get("loaded", []))  # type: ignore[union-attr]
+             == ["default", "other"], 30, message="worker b to report its loaded models")
+    wait_for(lambda: heartbeat_of(client, workers["a"]).get("loaded") == ["default"],  # type: ignore[union-attr]
+             30, message="worker a to report its loaded model")
     queue = make_queue(settings)
 
     ids = [queue.submit(make_job(user=f"u{n}", model="other" if n % 2 else "default",

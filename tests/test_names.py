@@ -30,6 +30,7 @@ def test_names_keep_the_values_already_in_use() -> None:
         "EVENTS_CHANNEL": "imagine:events:{}",
         "WORKERS_KEY": "imagine:workers:{}",
         "WORKER_BEATS_KEY": "imagine:worker-beats",
+        "WORKER_LOADED_KEY": "imagine:worker-loaded:{}",
         "REAPER_LOCK_KEY": "imagine:reaper-lock",
         "DELIVERED_KEY": "imagine:delivered:{}:{}",
         "DELIVERING_KEY": "imagine:delivering:{}:{}",

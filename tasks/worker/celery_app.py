@@ -70,6 +70,8 @@ class ImagineCelery(Celery):
     # The models a generate worker serves (routing.served_models): their queues are the
     # ones it consumes, and it preloads them.
     served_models: tuple[str, ...] = ()
+    # The Celery node name `imagine worker` chose, known to children before any task runs.
+    node_name: str = ""
     # The process's one Engine (its model cache), built on first use.
     engine: Engine | None = None
 

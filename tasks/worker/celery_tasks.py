@@ -13,6 +13,7 @@ import random
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+import redis
 from celery import Task, signals
 
 from settings import Settings
@@ -31,7 +32,7 @@ from tasks.core.queue import JobQueue
 from tasks.core.storage import Storage
 from tasks.names import DELIVER_PROGRESS_TASK, DELIVER_TASK, GENERATE_TASK
 from tasks.worker.celery_app import ImagineCelery, retry_countdown
-from tasks.worker.heartbeat import Heartbeat
+from tasks.worker.heartbeat import Heartbeat, report_loaded
 from tasks.worker.reaper import Reaper
 from tasks.worker.runner import JobRunner
 
@@ -105,7 +106,10 @@ def register(app: ImagineCelery) -> None:
     @app.task(base=ImagineTask, bind=True, name=GENERATE_TASK)
     def generate(self: ImagineTask, job_id: str) -> None:
         """Draw one job's images and hand them to delivery."""
-        self.runner.run(job_id, worker=self.request.hostname)
+        try:
+            self.runner.run(job_id, worker=self.request.hostname)
+        finally:
+            _report_loaded(self.imagine_app, self.job_queue.redis, self.request.hostname)
 
     @app.task(base=ImagineTask, bind=True, name=DELIVER_TASK, max_retries=None)
     def deliver(self: ImagineTask, job_id: str) -> None:
@@ -171,3 +175,14 @@ def _connect_worker_signals(app: ImagineCelery) -> None:
             engine = engine_for(app)
             for name in app.served_models[:app.settings.max_loaded_models] or ("default",):
                 engine.warm_up(name)
+            _report_loaded(app, redis_client(app.settings), app.node_name)
+
+
+def _report_loaded(app: ImagineCelery, client: redis.Redis, hostname: str | None) -> None:
+    """Tell the heartbeat which models this drawing process holds; never fails a job."""
+    if app.engine is None or not hostname:
+        return
+    try:
+        report_loaded(client, hostname, app.engine.models.on_device)
+    except redis.RedisError as exc:
+        log.info("loaded models not reported: %s", exc)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import redis
 
 from tasks.core.queue import server_time
-from tasks.names import WORKER_BEATS_KEY, WORKERS_KEY
+from tasks.names import WORKER_BEATS_KEY, WORKER_LOADED_KEY, WORKERS_KEY
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,13 @@ class Heartbeat:
 
     def beat(self) -> None:
         now = server_time(self.redis)
+        info = {**self.info, "seen": time.time()}
+        if "models" in info:
+            # Written by the drawing child process (report_loaded), which holds the models.
+            raw = self.redis.get(WORKER_LOADED_KEY.format(self.hostname))
+            info["loaded"] = json.loads(raw) if raw else []
         with self.redis.pipeline() as pipe:
-            pipe.set(self.key, json.dumps({**self.info, "seen": time.time()}), ex=TTL)
+            pipe.set(self.key, json.dumps(info), ex=TTL)
             pipe.zadd(WORKER_BEATS_KEY, {self.hostname: now + TTL})
             pipe.zremrangebyscore(WORKER_BEATS_KEY, "-inf", now - FORGET_SECONDS)
             pipe.execute()
@@ -69,8 +74,13 @@ class Heartbeat:
         self._stop.set()
         try:
             with self.redis.pipeline() as pipe:
-                pipe.delete(self.key)
+                pipe.delete(self.key, WORKER_LOADED_KEY.format(self.hostname))
                 pipe.zrem(WORKER_BEATS_KEY, self.hostname)
                 pipe.execute()
         except redis.RedisError:
             pass
+
+
+def report_loaded(client: redis.Redis, hostname: str, models: Sequence[str]) -> None:
+    """What a generate worker's child holds on its device, for the next heartbeat to show."""
+    client.set(WORKER_LOADED_KEY.format(hostname), json.dumps(list(models)), ex=FORGET_SECONDS)

@@ -73,6 +73,6 @@ def run_worker(settings: Settings, queue: str, *, adapters: AdapterRegistry,
         check_gpu(settings.device)
         app.warm_model = True
     register(app)
-    hostname = worker_hostname(queue, settings.device)
+    hostname = app.node_name = worker_hostname(queue, settings.device)
     app.worker_main(worker_argv(queue, concurrency, loglevel, models=app.served_models,
                                 hostname=hostname))
