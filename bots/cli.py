@@ -145,6 +145,26 @@ def model_tiny(directory: Path, single_file: bool) -> None:
     click.echo(f"tiny model written to {path}; use it with IMAGINE_MODEL={path}")
     upscaler = build_tiny_upscaler(directory / UPSCALER_FILE_NAME)
     click.echo(f"tiny 2× upscaler written to {upscaler}; use it with IMAGINE_UPSCALER={upscaler}")
+    _tiny_adapters(directory)
+
+
+def _tiny_adapters(directory: Path) -> None:
+    """LoRAs, an embedding and ControlNets that fit the tiny model, beside it."""
+    import json  # noqa: PLC0415
+
+    from generator.tiny_adapters import build_tiny_embeddings, build_tiny_loras  # noqa: PLC0415
+    from generator.tiny_controlnet import build_tiny_controlnets  # noqa: PLC0415
+
+    build_tiny_loras(directory / "loras", directory)
+    click.echo(f"tiny LoRAs written to {directory / 'loras'}; use them with "
+               f"IMAGINE_LORA_DIR={directory / 'loras'} and --lora tiny-style")
+    build_tiny_embeddings(directory / "embeddings", directory)
+    click.echo(f"tiny embedding written to {directory / 'embeddings'}; use it with "
+               f"IMAGINE_EMBEDDINGS_DIR={directory / 'embeddings'} and tiny-token in a prompt")
+    folders = build_tiny_controlnets(directory / "controlnets", directory)
+    kinds = json.dumps({kind: str(folder) for kind, folder in folders.items()})
+    click.echo(f"tiny ControlNets written to {directory / 'controlnets'}; use them with "
+               f"IMAGINE_CONTROLNETS='{kinds}'")
 
 
 @cli.command()
