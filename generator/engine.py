@@ -1,9 +1,11 @@
 """The generator's one entry point for the worker: requests in, PNG bytes out.
 
 An `Engine` lives as long as its worker process. It loads each model the first time it is
-asked for (or at `warm_up`), keeps it, and runs every request on it with the same pipeline
-objects and cached schedulers, so a call costs what the bare diffusers call costs plus the
-PNG encoding.
+asked for (or at `warm_up`) and keeps the most recently used ones (generator.model_cache),
+and runs every request on them with the same pipeline objects and cached schedulers, so a
+call costs what the bare diffusers call costs plus the PNG encoding. Every diffusion pass
+goes through generator.passes, which applies the request's ControlNet, embeddings, LoRAs
+and prompt weights.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,15 +21,17 @@ import torch
 from PIL import Image
 
 from generator import operations
-from generator.errors import GenerationCancelled, GenerationError, ModelError
+from generator.errors import GenerationCancelled, ModelError
 from generator.geometry import floor8
-from generator.loading import load_pipeline, resolve_device, resolve_dtype
+from generator.loading import resolve_device, resolve_dtype
+from generator.model_cache import LoadedModel, ModelCache, ModelLoad, StatusCallback, load_model
+from generator.passes import Adapters, controlled_pass, draw, step_callback
 from generator.png import encode_png, model_label, parameters_text
 from generator.request import SEED_MAX, ImageRequest
-from generator.samplers import SchedulerCache, sampler_label
-from settings.errors import ImagineError
+from generator.samplers import sampler_label
 
 if TYPE_CHECKING:
+    from generator.control import ControlNets
     from generator.upscaler import Upscaler
     from settings import Settings
 
@@ -48,17 +52,6 @@ class GeneratedImage:
     notes: tuple[str, ...] = ()
 
 
-@dataclass
-class _Model:
-    """One loaded model: its pipelines (sharing weights) and its schedulers."""
-
-    label: str
-    text2image: Any
-    schedulers: SchedulerCache
-    image2image: Any = field(default=None)
-    inpaint: Any = field(default=None)
-
-
 class Engine:
     """Loads models lazily, once per process, and turns ImageRequests into PNGs."""
 
@@ -71,8 +64,17 @@ class Engine:
         torch_threads: int | None = None,
         upscaler: Path | str | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        families: Mapping[str, str | None] | None = None,
+        lora_dir: Path | None = None,
+        embeddings_dir: Path | None = None,
+        controlnets: Mapping[str, str | Mapping[str, str]] | None = None,
+        annotators: Mapping[str, str] | None = None,
+        max_loaded_models: int = 2,
+        model_memory_gb: float | None = None,
     ) -> None:
         self.sources = dict(sources)
+        # The catalogue's families; a model without one is judged by its pipeline at load.
+        self.families = dict(families or {})
         # IMAGINE_UPSCALER: a super-resolution model file, loaded on first use or warm_up.
         self.upscaler_path = Path(upscaler) if upscaler else None
         self._upscaler: Upscaler | None = None
@@ -80,10 +82,12 @@ class Engine:
         self.max_pixels = max_pixels
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
-        self._dtype_setting = dtype
         if torch_threads:
             torch.set_num_threads(torch_threads)
-        self._models: dict[str, _Model] = {}
+        self.models = ModelCache(self._load, self.device, max_loaded=max_loaded_models,
+                                 memory_gb=model_memory_gb)
+        self.adapters = Adapters(lora_dir, embeddings_dir,
+                                 _control_nets(controlnets, annotators, self.device, self.dtype))
         # Pipelines and schedulers hold per-call state: one generation at a time.
         self._lock = threading.RLock()
 
@@ -96,6 +100,13 @@ class Engine:
             torch_threads=settings.torch_threads,
             upscaler=settings.upscaler,
             max_pixels=settings.max_pixels,
+            families={name: entry.family for name, entry in settings.catalogue.items()},
+            lora_dir=settings.lora_dir,
+            embeddings_dir=settings.embeddings_dir,
+            controlnets=settings.controlnets,
+            annotators=settings.annotators,
+            max_loaded_models=settings.max_loaded_models,
+            model_memory_gb=settings.model_memory_gb,
         )
 
     def pipeline(self, model_name: str = "default") -> Any:
@@ -107,6 +118,10 @@ class Engine:
         the first job."""
         self._model(model_name)
         self.upscaler()
+
+    def take_model_loads(self) -> list[ModelLoad]:
+        """The model loads since the last call, with their seconds, for /metrics."""
+        return self.models.take_loads()
 
     def upscaler(self) -> Upscaler | None:
         """The super-resolution model of IMAGINE_UPSCALER, loaded once; None when unset."""
@@ -129,6 +144,7 @@ class Engine:
         on_progress: ProgressCallback | None = None,
         should_cancel: Callable[[], bool] | None = None,
         load_image: Callable[[str], Image.Image] | None = None,
+        on_status: StatusCallback | None = None,
     ) -> list[GeneratedImage]:
         """Draw `request.num_images` images; image i uses seed `request.seed + i`.
 
@@ -136,34 +152,37 @@ class Engine:
         always None for now); `should_cancel()` is asked at the same points and, when true,
         stops the run with GenerationCancelled (an upscale also reports and checks per
         super-resolution tile). `load_image(name)` supplies the source image (and an
-        inpaint's mask) of every mode but txt2img; operations (generator.operations) keep
-        the request's seed and return their notes with the image.
+        inpaint's mask, and a ControlNet's control image) of every mode but txt2img;
+        operations (generator.operations) keep the request's seed and return their notes
+        with the image. `on_status("loading model NAME…")` is said before a model loads.
         """
         first_seed = request.seed
         if first_seed is None:
             raise ValueError("request.seed is None: pass request.seeded()")
         if should_cancel is not None and should_cancel():
             raise GenerationCancelled("cancelled before it started")
-        model = self._model(request.model)
         seeds = [(first_seed + i) % (SEED_MAX + 1) for i in range(request.num_images)]
-        if request.mode in operations.OPERATION_MODES:
-            return [self._operate(model, request.with_seed(seed), on_progress, should_cancel,
-                                  load_image) for seed in seeds]
         with self._lock:
+            model = self._model(request.model, on_status)
+            if request.mode in operations.OPERATION_MODES:
+                return [self._operate(model, request.with_seed(seed), on_progress,
+                                      should_cancel, load_image) for seed in seeds]
             pipe, request, inputs = self._prepare(model, request, load_image)
             self._use_sampler(model, pipe, request.sampler)
+            pipe, control = controlled_pass(pipe, model.family, request, self.adapters,
+                                            load_image)
             # CPU generators make the same seed give the same latents on every device.
             generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
-            if on_progress is not None or should_cancel is not None:
-                inputs["callback_on_step_end"] = _StepCallback(on_progress, should_cancel)
-            images = self._run(pipe, request, **_common(request),
-                               num_images_per_prompt=request.num_images, generator=generators,
-                               **inputs)
+            notes: list[str] = []
+            images = draw(pipe, request, self.adapters, notes, **inputs, **control,
+                          **step_callback(on_progress, should_cancel),
+                          num_images_per_prompt=request.num_images, generator=generators)
         label = sampler_label(request.sampler)
         results = []
         for image, seed in zip(images, seeds, strict=True):
             text = parameters_text(request, seed, model.label, sampler_label=label)
-            results.append(GeneratedImage(encode_png(image, text), seed, image.width, image.height, text))
+            results.append(GeneratedImage(encode_png(image, text), seed, image.width,
+                                          image.height, text, tuple(notes)))
         return results
 
     # --- loading -------------------------------------------------------------------------
@@ -175,42 +194,37 @@ class Engine:
             known = ", ".join(sorted(self.sources)) or "none"
             raise ModelError(f"unknown model {model_name!r}: this worker has {known}") from None
 
-    def _model(self, model_name: str) -> _Model:
-        model = self._models.get(model_name)
-        if model is not None:
-            return model
+    def _model(self, model_name: str, on_status: StatusCallback | None = None) -> LoadedModel:
+        self._source(model_name)  # an unknown name fails before anything is said or evicted
         with self._lock:
-            if model_name not in self._models:
-                source = self._source(model_name)
-                pipe = load_pipeline(source, self.device, self._dtype_setting)
-                self._models[model_name] = _Model(
-                    label=model_label(source),
-                    text2image=pipe,
-                    schedulers=SchedulerCache(pipe.scheduler.config),
-                )
-            return self._models[model_name]
+            return self.models.get(model_name, on_status)
 
-    def _image2image(self, model: _Model) -> Any:
-        if model.image2image is None:
+    def _load(self, model_name: str) -> LoadedModel:
+        return load_model(model_name, self._source(model_name),
+                          self.families.get(model_name), self.dtype)
+
+    def _image2image(self, model: LoadedModel) -> Any:
+        if "image2image" not in model.derived:
             from diffusers import AutoPipelineForImage2Image
 
-            model.image2image = _derived(AutoPipelineForImage2Image, model, "image-to-image")
-        return model.image2image
+            model.derived["image2image"] = _derived(AutoPipelineForImage2Image, model,
+                                                    "image-to-image")
+        return model.derived["image2image"]
 
-    def _inpainting(self, model: _Model) -> Any:
+    def _inpainting(self, model: LoadedModel) -> Any:
         # A 4-channel (non-inpainting) UNet works too: diffusers then blends the known
         # latents back at every step.
-        if model.inpaint is None:
+        if "inpaint" not in model.derived:
             from diffusers import AutoPipelineForInpainting
 
-            model.inpaint = _derived(AutoPipelineForInpainting, model, "inpainting")
-        return model.inpaint
+            model.derived["inpaint"] = _derived(AutoPipelineForInpainting, model, "inpainting")
+        return model.derived["inpaint"]
 
     # --- one generation ------------------------------------------------------------------
 
     def _prepare(
         self,
-        model: _Model,
+        model: LoadedModel,
         request: ImageRequest,
         load_image: Callable[[str], Image.Image] | None,
     ) -> tuple[Any, ImageRequest, dict[str, Any]]:
@@ -231,7 +245,7 @@ class Engine:
 
     def _operate(
         self,
-        model: _Model,
+        model: LoadedModel,
         request: ImageRequest,
         on_progress: ProgressCallback | None,
         should_cancel: Callable[[], bool] | None,
@@ -243,29 +257,31 @@ class Engine:
         if request.mask_image is not None:
             mask = _source(request.mask_image, load_image, request.mode).convert("L")
         uses_upscaler = request.mode in ("upscale", "upscale_creative")
-        with self._lock:
-            context = operations.Context(
-                draw=lambda kind, ran, inputs, progress: self._draw(
-                    model, kind, ran, inputs, progress, should_cancel),
-                upscaler=self.upscaler() if uses_upscaler else None,
-                max_pixels=self.max_pixels,
-                on_progress=on_progress,
-                should_cancel=should_cancel,
-            )
-            outcome = operations.run(context, request, source, mask)
+        notes: list[str] = []
+        context = operations.Context(
+            draw=lambda kind, ran, inputs, progress: self._draw(
+                model, kind, ran, inputs, notes, progress, should_cancel),
+            upscaler=self.upscaler() if uses_upscaler else None,
+            max_pixels=self.max_pixels,
+            on_progress=on_progress,
+            should_cancel=should_cancel,
+        )
+        outcome = operations.run(context, request, source, mask)
         seed = request.seed or 0
         text = parameters_text(outcome.request, seed, model.label,
                                sampler_label=sampler_label(request.sampler))
         image = outcome.image
+        notes = list(dict.fromkeys([*outcome.notes, *notes]))
         return GeneratedImage(encode_png(image, text), seed, image.width, image.height, text,
-                              outcome.notes)
+                              tuple(notes))
 
     def _draw(
         self,
-        model: _Model,
+        model: LoadedModel,
         kind: str,
         request: ImageRequest,
         inputs: dict[str, Any],
+        notes: list[str],
         on_progress: ProgressCallback | None,
         should_cancel: Callable[[], bool] | None,
     ) -> Image.Image:
@@ -275,72 +291,18 @@ class Engine:
         inputs = dict(inputs)
         if kind == "inpaint":
             inputs.update(width=request.width, height=request.height)
-        if on_progress is not None or should_cancel is not None:
-            inputs["callback_on_step_end"] = _StepCallback(on_progress, should_cancel)
         generator = torch.Generator("cpu").manual_seed(request.seed or 0)
-        return self._run(pipe, request, **_common(request), num_images_per_prompt=1,
-                         generator=[generator], **inputs)[0]
+        return draw(pipe, request, self.adapters, notes, **inputs,
+                    **step_callback(on_progress, should_cancel), num_images_per_prompt=1,
+                    generator=[generator])[0]
 
-    def _use_sampler(self, model: _Model, pipe: Any, sampler: str) -> None:
+    def _use_sampler(self, model: LoadedModel, pipe: Any, sampler: str) -> None:
         scheduler = model.schedulers.get(sampler)
         if pipe.scheduler is not scheduler:
             pipe.scheduler = scheduler
 
-    def _run(self, pipe: Any, request: ImageRequest, **kwargs: Any) -> list[Image.Image]:
-        try:
-            return pipe(**kwargs).images
-        except _CallbackError as exc:
-            raise exc.original from None
-        except ImagineError:
-            raise
-        except torch.cuda.OutOfMemoryError as exc:
-            raise _out_of_memory(request) from exc
-        except RuntimeError as exc:
-            if "out of memory" in str(exc).lower():
-                raise _out_of_memory(request) from exc
-            raise GenerationError(f"generation failed: {_short(exc)}") from exc
-        except Exception as exc:
-            raise GenerationError(f"generation failed: {_short(exc)}") from exc
 
-
-class _CallbackError(Exception):
-    """Carries an exception out of a caller's callback past the generic error wrapping."""
-
-    def __init__(self, original: BaseException) -> None:
-        super().__init__(str(original))
-        self.original = original
-
-
-class _StepCallback:
-    """diffusers' callback_on_step_end: report progress and honour cancellation.
-
-    Cancelling raises out of the denoising loop instead of setting `pipe._interrupt`:
-    with the flag, diffusers runs out the loop and still decodes the latents, which on a
-    large image costs seconds of GPU time for a result nobody wants.
-    """
-
-    def __init__(
-        self, on_progress: ProgressCallback | None, should_cancel: Callable[[], bool] | None
-    ) -> None:
-        self.on_progress = on_progress
-        self.should_cancel = should_cancel
-
-    def __call__(
-        self, pipe: Any, step: int, timestep: Any, callback_kwargs: dict[str, Any]
-    ) -> dict[str, Any]:
-        total = getattr(pipe, "num_timesteps", None) or step + 1
-        try:
-            if self.on_progress is not None:
-                self.on_progress(step + 1, total, None)
-            cancelled = self.should_cancel is not None and self.should_cancel()
-        except Exception as exc:
-            raise _CallbackError(exc) from exc
-        if cancelled:
-            raise GenerationCancelled(f"cancelled after step {step + 1} of {total}")
-        return callback_kwargs
-
-
-def _derived(auto_class: Any, model: _Model, what: str) -> Any:
+def _derived(auto_class: Any, model: LoadedModel, what: str) -> Any:
     """A pipeline of another kind that shares the loaded text-to-image pipeline's weights."""
     try:
         pipe = auto_class.from_pipe(model.text2image)
@@ -357,26 +319,12 @@ def _source(name: str | None, load_image: Callable[[str], Image.Image] | None,
     return load_image(name).convert("RGB")
 
 
-def _common(request: ImageRequest) -> dict[str, Any]:
-    """The pipeline arguments every kind of pass takes from the request."""
-    return dict(
-        prompt=request.prompt,
-        negative_prompt=request.negative_prompt or None,
-        num_inference_steps=request.num_inference_steps,
-        guidance_scale=request.guidance_scale,
-    )
+def _control_nets(controlnets: Mapping[str, str | Mapping[str, str]] | None,
+                  annotators: Mapping[str, str] | None, device: str,
+                  dtype: torch.dtype) -> ControlNets | None:
+    """IMAGINE_CONTROLNETS' models (each loaded on first use); None when none is set."""
+    if not controlnets:
+        return None
+    from generator.control import ControlNets  # noqa: PLC0415 - cv2 only when configured
 
-
-def _out_of_memory(request: ImageRequest) -> GenerationError:
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    return GenerationError(
-        f"out of GPU memory drawing {request.num_images} × {request.width}x{request.height}: "
-        "ask for a smaller size or fewer images (--n), or set IMAGINE_DTYPE=float16"
-    )
-
-
-def _short(exc: BaseException, limit: int = 300) -> str:
-    lines = str(exc).strip().splitlines()
-    first = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
-    return first if len(first) <= limit else first[: limit - 1] + "…"
+    return ControlNets(controlnets, annotators or {}, device, dtype)

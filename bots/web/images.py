@@ -216,7 +216,7 @@ def _placeholder(state: WebState, query: PromptQuery, job: Job | None, *,
         eta, detail = 1.0, "starting…"
     elif job.status is JobStatus.running:
         eta = state.queue.average_duration() * (1 - job.progress)
-        detail = f"drawing: step {job.step} of {job.total_steps or '?'}"
+        detail = job.phase or f"drawing: step {job.step} of {job.total_steps or '?'}"
     else:
         position = state.queue.position(job.id) or 1
         eta = state.queue.estimate_wait(position, job.request.model)

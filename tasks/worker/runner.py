@@ -27,6 +27,7 @@ from kombu.exceptions import OperationalError
 from generator.errors import GenerationCancelled
 from settings import Settings
 from settings.errors import ImagineError
+from tasks.core import metrics
 from tasks.core.delivery import AdapterRegistry, claim_progress_slot
 from tasks.core.jobs import Job, JobStatus
 from tasks.core.queue import JobQueue
@@ -89,6 +90,7 @@ class JobRunner:
                 on_progress=self._progress_reporter(job),
                 should_cancel=self._cancel_checker(job.id),
                 load_image=self._load_image,
+                on_status=self._status_reporter(job),
             )
         except GenerationCancelled:
             self._finish(job, JobStatus.cancelled, error="Cancelled while drawing.")
@@ -105,6 +107,8 @@ class JobRunner:
             self._finish(job, JobStatus.failed, error=error)
         else:
             self._store(job, images, time.perf_counter() - began)
+        finally:
+            self._record_model_loads()
 
     def _store(self, job: Job, images: list[Any], seconds: float) -> None:
         try:
@@ -147,8 +151,8 @@ class JobRunner:
                 return
             last[0] = now
             try:
-                updated = self.queue.jobs.update(
-                    job.id, lambda j: j.model_copy(update={"step": step, "total_steps": total}))
+                updated = self.queue.jobs.update(job.id, lambda j: j.model_copy(
+                    update={"step": step, "total_steps": total, "phase": None}))
                 self.queue.publish(updated)
                 if wants_progress and claim_progress_slot(self.queue.redis, job.id, interval):
                     self.dispatch(DELIVER_PROGRESS_TASK, job.id, {})
@@ -158,6 +162,33 @@ class JobRunner:
                 unrecorded.append(step)
 
         return report
+
+    def _status_reporter(self, job: Job) -> Callable[[str], None]:
+        """The engine's news before drawing (a model loading) as the job's phase, shown at once:
+        a load takes seconds to minutes, and without it the user sees a job stuck at step 0."""
+        wants_progress = self.adapters.has_adapter(job.requester.platform)
+
+        def report(phase: str) -> None:
+            try:
+                updated = self.queue.jobs.update(job.id, lambda j: j.model_copy(
+                    update={"phase": phase}))
+                self.queue.publish(updated)
+                # A progress update already waiting reads the record, phase included.
+                interval = self.settings.progress_interval
+                if wants_progress and claim_progress_slot(self.queue.redis, job.id, interval):
+                    self.dispatch(DELIVER_PROGRESS_TASK, job.id, {})
+            except UNREACHABLE as exc:
+                log.warning("job %s: phase %r not recorded (%s)", job.id, phase, exc)
+
+        return report
+
+    def _record_model_loads(self) -> None:
+        # Loads at warm-up are recorded with the first job's.
+        try:
+            for load in self.engine.take_model_loads():
+                metrics.record_model_load(self.queue.redis, load.model, load.origin, load.seconds)
+        except UNREACHABLE as exc:
+            log.warning("model load times not recorded (%s)", exc)
 
     def _cancel_checker(self, job_id: str) -> Callable[[], bool]:
         last = [0.0]
@@ -187,7 +218,8 @@ def _start(job: Job, worker: str) -> Job | None:
     if job.status not in (JobStatus.queued, JobStatus.running):
         return None
     return job.model_copy(update={"status": JobStatus.running, "started_at": time.time(),
-                                  "attempts": job.attempts + 1, "step": 0, "worker": worker})
+                                  "attempts": job.attempts + 1, "step": 0, "worker": worker,
+                                  "phase": None})
 
 
 def too_many_attempts() -> str:

@@ -1,0 +1,173 @@
+"""One diffusion pass, whatever asked for it: the ControlNet, embeddings, LoRAs and prompt
+weights a request brings are applied here, and nowhere else.
+
+txt2img, img2img and every pass of an image operation (generator.operations' `draw`) come
+through `draw`, so a LoRA or a weighted prompt means the same in an upscale's detail pass
+as in the first image. A request without any of them runs the bare pipeline call with the
+plain prompt, so its images stay byte-identical to what they were before these existed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from PIL import Image
+
+from generator.errors import GenerationCancelled, GenerationError
+from generator.request import ImageRequest
+from settings.errors import ImagineError
+
+if TYPE_CHECKING:
+    from generator.control import ControlNets
+
+ProgressCallback = Callable[[int, int, "Image.Image | None"], None]
+
+
+@dataclass(frozen=True)
+class Adapters:
+    """What a worker offers on top of its models: IMAGINE_LORA_DIR, IMAGINE_EMBEDDINGS_DIR
+    and the ControlNets of IMAGINE_CONTROLNETS (None: not configured)."""
+
+    lora_dir: Path | None = None
+    embeddings_dir: Path | None = None
+    controls: ControlNets | None = None
+
+
+def controlled_pass(
+    pipe: Any,
+    family: str,
+    request: ImageRequest,
+    adapters: Adapters,
+    load_image: Callable[[str], Image.Image] | None,
+) -> tuple[Any, dict[str, Any]]:
+    """The ControlNet variant of `pipe` and its call arguments when the request has a
+    control image; `pipe` itself and no arguments otherwise."""
+    if request.control is None or request.control_image is None:
+        return pipe, {}
+    from generator.control import control_inputs, controlled  # noqa: PLC0415 - cv2, diffusers
+
+    if adapters.controls is None:
+        raise GenerationError(
+            f"--cn {request.control} needs a ControlNet, and this worker has none: the operator "
+            "sets IMAGINE_CONTROLNETS")
+    if load_image is None:
+        raise ValueError("a control image needs load_image")
+    controlnet = adapters.controls.model(request.control, family)
+    control_map = adapters.controls.control_map(
+        request.control, load_image(request.control_image), request.width, request.height)
+    variant = controlled(pipe, controlnet)
+    return variant, control_inputs(variant, control_map, request.control_weight)
+
+
+def draw(
+    pipe: Any,
+    request: ImageRequest,
+    adapters: Adapters,
+    notes: list[str],
+    **inputs: Any,
+) -> list[Image.Image]:
+    """Run `pipe` for `request` with `inputs` (size, images, generators, callbacks), its
+    embeddings loaded and its LoRAs active for this call only; what the prompt encoder had
+    to tell the user (words dropped) is added to `notes`."""
+    try:
+        return _draw(pipe, request, adapters, notes, inputs)
+    except _CallbackError as exc:
+        raise exc.original from None
+    except ImagineError:
+        raise
+    except torch.cuda.OutOfMemoryError as exc:
+        raise out_of_memory(request) from exc
+    except RuntimeError as exc:
+        if "out of memory" in str(exc).lower():
+            raise out_of_memory(request) from exc
+        raise GenerationError(f"generation failed: {short(exc)}") from exc
+    except Exception as exc:
+        raise GenerationError(f"generation failed: {short(exc)}") from exc
+
+
+def _draw(pipe: Any, request: ImageRequest, adapters: Adapters, notes: list[str],
+          inputs: dict[str, Any]) -> list[Image.Image]:
+    from generator import prompt_weights  # noqa: PLC0415 - compel
+    from generator.library import embedding_files, lora_files  # noqa: PLC0415
+
+    if adapters.embeddings_dir is not None:
+        from generator import embeddings  # noqa: PLC0415
+
+        embeddings.ensure_loaded(pipe, embedding_files(adapters.embeddings_dir),
+                                 [request.prompt, request.negative_prompt])
+    block: AbstractContextManager[object] = nullcontext()
+    if request.loras:  # peft is imported by the first job that asks for a LoRA
+        from generator import loras  # noqa: PLC0415
+
+        block = loras.applied(pipe, lora_files(adapters.lora_dir), request.loras)
+    with block:
+        # Inside the block: a LoRA may change the text encoder the prompt is encoded with.
+        encoded = prompt_weights.encode(pipe, request.prompt, request.negative_prompt)
+        notes.extend(n for n in encoded.notes if n not in notes)
+        return pipe(**encoded.kwargs, num_inference_steps=request.num_inference_steps,
+                    guidance_scale=request.guidance_scale, **inputs).images
+
+
+def step_callback(on_progress: ProgressCallback | None,
+                  should_cancel: Callable[[], bool] | None) -> dict[str, Any]:
+    """The call argument that reports progress and honours cancellation; {} when neither."""
+    if on_progress is None and should_cancel is None:
+        return {}
+    return {"callback_on_step_end": _StepCallback(on_progress, should_cancel)}
+
+
+class _CallbackError(Exception):
+    """Carries an exception out of a caller's callback past the generic error wrapping."""
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(str(original))
+        self.original = original
+
+
+class _StepCallback:
+    """diffusers' callback_on_step_end: report progress and honour cancellation.
+
+    Cancelling raises out of the denoising loop instead of setting `pipe._interrupt`:
+    with the flag, diffusers runs out the loop and still decodes the latents, which on a
+    large image costs seconds of GPU time for a result nobody wants.
+    """
+
+    def __init__(
+        self, on_progress: ProgressCallback | None, should_cancel: Callable[[], bool] | None
+    ) -> None:
+        self.on_progress = on_progress
+        self.should_cancel = should_cancel
+
+    def __call__(
+        self, pipe: Any, step: int, timestep: Any, callback_kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
+        total = getattr(pipe, "num_timesteps", None) or step + 1
+        try:
+            if self.on_progress is not None:
+                self.on_progress(step + 1, total, None)
+            cancelled = self.should_cancel is not None and self.should_cancel()
+        except Exception as exc:
+            raise _CallbackError(exc) from exc
+        if cancelled:
+            raise GenerationCancelled(f"cancelled after step {step + 1} of {total}")
+        return callback_kwargs
+
+
+def out_of_memory(request: ImageRequest) -> GenerationError:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return GenerationError(
+        f"out of GPU memory drawing {request.num_images} × {request.width}x{request.height}: "
+        "ask for a smaller size or fewer images (--n), or set IMAGINE_DTYPE=float16"
+    )
+
+
+def short(exc: BaseException, limit: int = 300) -> str:
+    lines = str(exc).strip().splitlines()
+    first = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return first if len(first) <= limit else first[: limit - 1] + "…"
