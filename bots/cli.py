@@ -56,7 +56,10 @@ def cli() -> None:
               help="Start from this image (an image prompt; --strength 0-1 in the prompt).")
 @click.option("--mask", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="With --image: redraw only the parts this mask paints white (inpaint).")
-def generate(prompt: str, output: Path, image_path: Path | None, mask: Path | None) -> None:
+@click.option("--control", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The control image of --cn KIND in the prompt (ControlNet).")
+def generate(prompt: str, output: Path, image_path: Path | None, mask: Path | None,
+             control: Path | None) -> None:
     """Draw one prompt locally (no queue), e.g. "a red fox --ar 3:2 --seed 1"."""
     from tqdm import tqdm  # noqa: PLC0415
 
@@ -71,9 +74,12 @@ def generate(prompt: str, output: Path, image_path: Path | None, mask: Path | No
     settings = _settings()
     try:
         limits = Limits.from_settings(settings)
-        request = parse(prompt, limits, image=image_path is not None)
-        sources: dict[str, bytes] = {}
-        if image_path is not None:
+        sources = _Sources()
+        if control is not None:
+            request = _controlled(prompt, control, image_path, mask, settings, limits, sources)
+        else:
+            request = parse(prompt, limits, image=image_path is not None)
+        if image_path is not None and control is None:
             request = _from_local_image(request, image_path, mask, settings, limits, sources)
         if request.seed is None:
             request = request.with_seed(random_seed())
@@ -119,6 +125,39 @@ def _from_local_image(request: ImageRequest, image: Path, mask: Path | None,
     sources[Storage.name_for(painted)] = painted
     return request.inpainted(name, Storage.name_for(painted), request.seed, source.width,
                              source.height)
+
+
+class _Sources(dict[str, bytes]):
+    """The images a local job starts from, by storage name (the engine's load_image)."""
+
+    def put(self, data: bytes) -> str:
+        from tasks.core.storage import Storage  # noqa: PLC0415
+
+        name = Storage.name_for(data)
+        self[name] = data
+        return name
+
+
+def _controlled(prompt: str, control: Path, image: Path | None, mask: Path | None,
+                settings: Settings, limits: Limits, sources: _Sources) -> ImageRequest:
+    """The request of a prompt with --cn and its control image (and an image prompt)."""
+    from bots.errors import PromptError  # noqa: PLC0415
+    from bots.grammar import parse_with_control  # noqa: PLC0415
+    from bots.image_prompts import Prepared, controlled  # noqa: PLC0415
+
+    request, cn = parse_with_control(prompt, limits, image=image is not None)
+    if cn is None:
+        raise PromptError("--control needs --cn KIND in the prompt (e.g. --cn canny): say "
+                          "which ControlNet the image guides.")
+    if mask is not None:
+        raise PromptError("--control does not go with --mask: an inpaint takes no ControlNet.")
+    if image is not None:
+        request = _from_local_image(request, image, None, settings, limits, sources)
+    prepared = controlled(Prepared(request, ()), cn, control.read_bytes(), limits, settings,
+                          sources, keep_size=image is not None)
+    for note in prepared.notes:
+        click.echo(note, err=True)
+    return prepared.request
 
 
 def _opened(png: bytes) -> PILImage:

@@ -20,6 +20,7 @@ import io
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from PIL import Image, ImageOps
 
@@ -41,6 +42,12 @@ _DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+)?((?:;[\w.+-]+=[^;,]*)*)(;base6
                        re.I)
 # What an image URL may answer with: an image type, or none said in particular.
 _GENERIC_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
+
+
+class ImageSink(Protocol):
+    """Where a prepared image goes, named by its content: Storage, or the CLI's dict."""
+
+    def put(self, data: bytes) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -128,7 +135,7 @@ def _bytes(settings: Settings, image: str | bytes) -> bytes:
 
 
 def controlled(prepared: Prepared, control: Control, data: bytes, limits: Limits,
-               settings: Settings, storage: Storage, *, keep_size: bool) -> Prepared:
+               settings: Settings, storage: ImageSink, *, keep_size: bool) -> Prepared:
     """`prepared` guided by the control image in `data` (checked, stored) through `control`.
 
     With an image prompt (`keep_size`) the control image is cropped to the request's shape;

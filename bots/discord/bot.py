@@ -21,7 +21,7 @@ from discord import app_commands
 
 from bots.discord.buttons import JobButton, cancel_view, run_again_view, send_ephemeral
 from bots.discord.formatting import CANCEL, RUN_AGAIN, finished_text, queued_text
-from bots.discord.uploads import Uploads, first_image, needs_image_prompt
+from bots.discord.uploads import Uploads, first_image, needs_image_prompt, second_image
 from bots.errors import PromptError
 from bots.followups import TITLES, VARY_REGION, FollowUpLimits, find_button, press
 from bots.grammar import USAGE, parse
@@ -91,7 +91,8 @@ class ImagineBot(discord.Client):
             return
         # Not an image at all: still handed to the reader, which says what it takes.
         attachment = first_image(message.attachments) or next(iter(message.attachments), None)
-        await self.start_from_message(message, text, attachment)
+        await self.start_from_message(message, text, attachment,
+                                      second_image(message.attachments))
 
     # --- jobs from messages ----------------------------------------------------------------
     def _mentioned(self, message: discord.Message) -> bool:
@@ -110,17 +111,20 @@ class ImagineBot(discord.Client):
             text = text.replace(f"<@&{own_role.id}>", " ")
         return text.strip()
 
-    async def prepare(self, text: str, attachment: discord.Attachment | None
+    async def prepare(self, text: str, attachment: discord.Attachment | None,
+                      second: discord.Attachment | None = None,
+                      control: discord.Attachment | None = None
                       ) -> tuple[ImageRequest, list[str]]:
         """The request of a prompt and the notes its job carries; PromptError/ImagineError."""
-        if needs_image_prompt(text, attachment):
-            return await self.uploads.image_prompt(text, attachment)
+        if needs_image_prompt(text, attachment) or control is not None:
+            return await self.uploads.image_prompt(text, attachment, second, control)
         return parse(text, self.limits), []
 
     async def start_from_message(self, message: discord.Message, text: str,
-                                 attachment: discord.Attachment | None = None) -> None:
+                                 attachment: discord.Attachment | None = None,
+                                 second: discord.Attachment | None = None) -> None:
         try:
-            request, notes = await self.prepare(text, attachment)
+            request, notes = await self.prepare(text, attachment, second)
         except ImagineError as exc:
             await message.reply(error_message(exc), mention_author=False)
             return
@@ -137,11 +141,12 @@ class ImagineBot(discord.Client):
 
     # --- jobs from interactions ------------------------------------------------------------
     async def start_image_prompt(self, interaction: discord.Interaction, text: str,
-                                 attachment: discord.Attachment | None) -> None:
+                                 attachment: discord.Attachment | None,
+                                 control: discord.Attachment | None = None) -> None:
         """`/imagine` with an image: defer first (downloading may take a while), then read."""
         await interaction.response.defer(thinking=True)
         try:
-            request, notes = await self.prepare(text, attachment)
+            request, notes = await self.prepare(text, attachment, control=control)
         except ImagineError as exc:
             await replace_with_ephemeral(interaction, error_message(exc))
             return

@@ -15,8 +15,9 @@ from bots.discord.bot import EPHEMERAL_LIMIT, ImagineBot, usage_message
 from bots.discord.buttons import send_ephemeral
 from bots.discord.uploads import UploadError, check_size, first_image, needs_image_prompt
 from bots.errors import PromptError
-from bots.grammar import format_request, request_from_fields
+from bots.grammar import fields_with_control, format_request
 from bots.limits import Limits
+from bots.model_flags import Control, needs_control_image
 from generator.library import lora_files
 from generator.request import SEED_MAX
 
@@ -42,6 +43,14 @@ async def _too_large(interaction: discord.Interaction, attachment: discord.Attac
     return False
 
 
+async def _any_too_large(interaction: discord.Interaction,
+                         *attachments: discord.Attachment | None) -> bool:
+    for attachment in attachments:
+        if attachment is not None and await _too_large(interaction, attachment):
+            return True
+    return False
+
+
 def imagine_command(limits: Limits) -> app_commands.Command[Any, Any, None]:
     """`/imagine` with typed options whose bounds are this deployment's limits."""
 
@@ -52,7 +61,8 @@ def imagine_command(limits: Limits) -> app_commands.Command[Any, Any, None]:
         steps="More steps: slower, often finer", negative="What to leave out",
         count="How many images", model="Which model draws it",
         image="An image to start from (an image prompt)",
-        lora="LoRAs: name or name:0.8, several separated by commas")
+        lora="LoRAs: name or name:0.8, several separated by commas",
+        control="A control image for --cn KIND in the prompt (ControlNet)")
     @app_commands.choices(aspect_ratio=[app_commands.Choice(name=r, value=r)
                                         for r in ASPECT_RATIOS])
     async def imagine(
@@ -66,22 +76,24 @@ def imagine_command(limits: Limits) -> app_commands.Command[Any, Any, None]:
         model: str | None = None,
         image: discord.Attachment | None = None,
         lora: app_commands.Range[str, 1, 1000] | None = None,
+        control: discord.Attachment | None = None,
     ) -> None:
         """Draw an image from a prompt (and an image to start from)."""
         client = _bot(interaction)
         fields = {"prompt": prompt, "ar": aspect_ratio, "seed": seed, "steps": steps,
                   "no": negative, "n": count, "model": model, "lora": lora}
         try:
-            request = request_from_fields(fields, client.limits, image=image is not None)
+            request, cn = fields_with_control(fields, client.limits, image=image is not None)
+            _check_control(cn, control, needs_image_prompt(prompt, image))
         except PromptError as exc:
             await send_ephemeral(interaction, usage_message(exc))
             return
-        if not needs_image_prompt(prompt, image):
+        if cn is None and not needs_image_prompt(prompt, image):
             await client.start_from_interaction(interaction, request)
-        elif image is None or not await _too_large(interaction, image):
+        elif not await _any_too_large(interaction, image, control):
             # The options as prompt text, so the image-prompt reader sees one grammar.
-            await client.start_image_prompt(interaction, format_request(request, client.limits),
-                                            image)
+            await client.start_image_prompt(
+                interaction, format_request(request, client.limits, cn), image, control)
 
     imagine.autocomplete("model")(model_choices)
     imagine.autocomplete("lora")(lora_choices)
@@ -143,6 +155,16 @@ async def _recall_message(interaction: discord.Interaction, message: discord.Mes
 
 def recall_menu() -> app_commands.ContextMenu:
     return app_commands.ContextMenu(name=RECALL_MENU, callback=_recall_message)
+
+
+def _check_control(cn: Control | None, control: discord.Attachment | None,
+                   images: bool) -> None:
+    """PromptError when --cn and the control image do not go together."""
+    if control is not None and cn is None:
+        raise PromptError("The control image needs --cn KIND in the prompt (e.g. --cn canny): "
+                          "say which ControlNet it guides.")
+    if cn is not None and control is None and not images:
+        raise needs_control_image(cn)
 
 
 def all_commands(limits: Limits) -> list[app_commands.Command[Any, Any, None]

@@ -49,6 +49,12 @@ def needs_image_prompt(text: str, attachment: discord.Attachment | None) -> bool
     return attachment is not None or bool(split_image_urls(text)[0])
 
 
+def second_image(attachments: Sequence[discord.Attachment]) -> discord.Attachment | None:
+    """A message's second image: with --cn, its control image."""
+    images = [a for a in attachments if is_image(a)]
+    return images[1] if len(images) > 1 else None
+
+
 def _megabytes(size: int) -> str:
     if size < 1024 * 1024:
         return f"{-(-size // 1024)} KB"
@@ -87,15 +93,20 @@ class Uploads:
     storage: Storage
     redis: redis.Redis
 
-    async def image_prompt(self, text: str, attachment: discord.Attachment | None
+    async def image_prompt(self, text: str, attachment: discord.Attachment | None,
+                           second: discord.Attachment | None = None,
+                           control: discord.Attachment | None = None
                            ) -> tuple[ImageRequest, list[str]]:
         """The request of a prompt with an image (attached, or a URL first) and the notes
-        the user must be told; PromptError/ImagineError with a one-line reason."""
-        data = None
-        if attachment is not None:
-            data = await read_attachment(attachment, self.settings.max_upload_bytes)
-        prepared = await asyncio.to_thread(image_prompt, text, self.limits, self.settings,
-                                           self.storage, attachment=data)
+        the user must be told; PromptError/ImagineError with a one-line reason. `second`:
+        a message's second image (with --cn, its control image); `control`: /imagine's
+        control option."""
+        limit = self.settings.max_upload_bytes
+        data, more, control_data = [None if file is None else await read_attachment(file, limit)
+                                    for file in (attachment, second, control)]
+        prepared = await asyncio.to_thread(
+            image_prompt, text, self.limits, self.settings, self.storage, attachment=data,
+            attachments=() if more is None else (more,), control=control_data)
         return prepared.request, list(prepared.notes)
 
     async def recall(self, attachment: discord.Attachment) -> tuple[str, str]:

@@ -44,6 +44,13 @@ def shared_file(event: dict[str, Any]) -> SharedFile | None:
     return SharedFile.from_event(files[0]) if files and isinstance(files[0], dict) else None
 
 
+def second_file(event: dict[str, Any]) -> SharedFile | None:
+    """A message's second file: with --cn, its control image."""
+    files = event.get("files") or []
+    return SharedFile.from_event(files[1]) if len(files) > 1 and isinstance(
+        files[1], dict) else None
+
+
 def check(file: SharedFile, max_bytes: int) -> None:
     """PromptError for a file that is not an image or is larger than `max_bytes`."""
     if not file.mimetype.startswith("image/"):

@@ -66,6 +66,7 @@ class Held(BaseModel):
     team: str = ""
     text: str = ""
     file: SharedFile | None = None
+    second: SharedFile | None = None  # a second image: with --cn, the control image
     at: float = Field(default_factory=time.time)
 
     @property
@@ -92,10 +93,12 @@ class SlackIntake:
 
 
     # --- before the ack -------------------------------------------------------------------
-    def hold(self, origin: Origin, text: str, file: SharedFile | None) -> Held | Refusal:
+    def hold(self, origin: Origin, text: str, file: SharedFile | None,
+             second: SharedFile | None = None) -> Held | Refusal:
         """Keep the prompt in Redis, so that it outlives this process once Slack is acked."""
         held = Held(user=origin.user, channel=origin.channel, thread=origin.thread,
-                    response_url=origin.response_url, team=origin.team, text=text, file=file)
+                    response_url=origin.response_url, team=origin.team, text=text, file=file,
+                    second=second)
         try:
             self.redis.hset(SLACK_INTAKE_KEY, held.id, held.model_dump_json())
         except Exception as exc:  # Redis is away: say so while Slack still waits for the ack
@@ -123,13 +126,13 @@ class SlackIntake:
         try:
             data = None
             if held.file is not None:
-                data = download(self._complete(held.file), bot_token(self.settings),
-                                self.settings.max_upload_bytes, self.settings.slack_api_url)
+                data = self._download(held.file)
                 if not held.text:
                     self._recall(held, data)
                     return None
+            more = () if held.second is None else (self._download(held.second),)
             prepared = image_prompt(held.text, self.limits, self.settings, self.storage,
-                                    attachment=data)
+                                    attachment=data, attachments=more)
         except ImagineError as exc:
             return Refusal(say.escape(exc.message))
         except Exception:  # a bug must not leave the hold to be retried forever
@@ -137,6 +140,10 @@ class SlackIntake:
             return Refusal("That image could not be read; try another one.")
         return self.jobs.accept(prepared.request, held.origin, notes=tuple(prepared.notes),
                                 job_id=held.job_id)
+
+    def _download(self, file: SharedFile) -> bytes:
+        return download(self._complete(file), bot_token(self.settings),
+                        self.settings.max_upload_bytes, self.settings.slack_api_url)
 
     def _complete(self, file: SharedFile) -> SharedFile:
         """Some events carry only a file's id (`file_access: check_file_info`): files.info."""

@@ -23,7 +23,7 @@ from bots.followups import VARY_REGION
 from bots.grammar import USAGE, parse
 from bots.limits import Limits
 from bots.slack import text as say
-from bots.slack.files import shared_file
+from bots.slack.files import second_file, shared_file
 from bots.slack.intake import Held, SlackIntake, needs_download
 from bots.slack.jobs import Origin, Refusal, SlackJobs
 from tasks.core.queue import Submitted
@@ -41,7 +41,7 @@ ACCEPTED = "imagine_accepted"  # context key: what the middleware made of an eve
 
 def usage_text(error: str | None = None) -> str:
     lead = f"{say.escape(error)}\n" if error else ""
-    return f"{lead}{USAGE}"
+    return f"{lead}{USAGE}\n`/imagine models` lists the models, LoRAs and ControlNets here."
 
 
 def register(app: App, jobs: SlackJobs, intake: SlackIntake, limits: Limits) -> None:
@@ -140,7 +140,7 @@ def _accept_message(jobs: SlackJobs, intake: SlackIntake, limits: Limits,
                     thread=event.get("thread_ts") or event["ts"], team=event.get("team", ""))
     file = shared_file(event)
     if file is not None:  # an image prompt, or a recall without text
-        return origin, intake.hold(origin, text, file)
+        return origin, intake.hold(origin, text, file, second_file(event))
     if not text:
         return origin, Refusal(usage_text())
     return origin, _accept_prompt(jobs, intake, limits, origin, text)

@@ -27,8 +27,15 @@ from bots.followups import (
     NoImages,
     follow_up,
 )
-from bots.grammar import format_request, given_strength, request_from_fields
-from bots.image_prompts import Prepared, drawn_from, read_image_reference, split_image_urls
+from bots.grammar import fields_with_control, format_request, given_strength
+from bots.image_prompts import (
+    Prepared,
+    controlled,
+    drawn_from,
+    read_image_reference,
+    split_image_urls,
+)
+from bots.model_flags import Control, needs_control_image
 from bots.web.openapi import openapi_document
 from bots.web.state import WebState, client_address, client_network, web_state
 from bots.web.webhook_delivery import check_webhook_url
@@ -63,9 +70,12 @@ class JobBody(BaseModel):
     sampler: str | None = None
     strength: float | None = None
     iw: float | None = None
+    lora: str | list[str] | None = None  # "name:0.8,other" or a list of such
+    cn: str | None = None  # ControlNet kind[:weight]; needs control_image
     webhook: str | None = None
     image: str | None = None  # a data URL or an http(s) URL: an image prompt
     mask: str | None = None  # with image: the white parts are redrawn (inpaint)
+    control_image: str | None = None  # like image: the control image of `cn`
 
 
 class ActionBody(BaseModel):
@@ -127,17 +137,13 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     state = web_state()
     body = read_body(JobBody, '{"prompt": "a red fox --ar 16:9"}')
     urls, rest = split_image_urls(body.prompt)
-    if urls:  # Midjourney style, as in chat: the image's URL first in the prompt
-        if len(urls) > 1 or body.image is not None:
-            raise ApiError(400, "Give one image: as `image`, or one URL first in the prompt.")
-        body = body.model_copy(update={"image": urls[0], "prompt": rest})
-    fields = body.model_dump(exclude={"webhook", "image", "mask"}, exclude_none=True)
-    if body.mask is not None and body.image is None:
-        raise ApiError(400, "mask needs image: send the image to redraw parts of as `image`, "
-                            "and the mask (white = redraw) as `mask`.")
+    fields = body.model_dump(exclude={"webhook", "image", "mask", "control_image"},
+                             exclude_none=True)
     try:
-        image_request = request_from_fields(fields, state.limits,
-                                            image=body.image is not None)
+        control = fields_with_control({**fields, "prompt": rest}, state.limits, image=True)[1]
+        body = _placed(body.model_copy(update={"prompt": rest}), urls, control)
+        image_request = fields_with_control({**fields, "prompt": rest}, state.limits,
+                                            image=body.image is not None)[0]
     except PromptError as exc:
         raise ApiError(400, exc.message) from None
     requester = Requester(platform="api", user=client_network())
@@ -150,14 +156,57 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
             raise ApiError(400, exc.message) from None
         requester = Requester(platform="webhook", user=client_network(),
                               extra={"url": body.webhook})
-    if body.image is None:
+    if body.image is None and body.control_image is None:
         return _submit(state, Job(requester=requester, request=image_request, owner=_owner()))
     # Reading an image (a URL fetched, a large one decoded) is work done for the client: it
     # is admitted by the rate limit first, and counts as this submission.
     _admit(state)
-    prepared = _with_image(state, image_request, body.image, body.mask)
+    prepared = (_with_image(state, image_request, body.image, body.mask)
+                if body.image is not None else Prepared(image_request, ()))
+    if control is not None and body.control_image is not None:
+        prepared = _with_control(state, prepared, control, body)
     return _submit(state, Job(requester=requester, request=prepared.request, owner=_owner(),
                               notes=list(prepared.notes)), admitted=True)
+
+
+def _placed(body: JobBody, urls: list[str], control: Control | None) -> JobBody:
+    """The body with the image URLs that started its prompt as `image` (and, with `cn` and
+    no `control_image`, as chat does: one URL is the control image, of two the second);
+    PromptError when the images and `cn` do not go together."""
+    if control is not None and body.control_image is None and body.image is None and urls:
+        if len(urls) > 2:
+            raise PromptError(f"The prompt starts with {len(urls)} image URLs: with cn give "
+                              "one (the control image) or two (the image prompt, then it).")
+        first = urls[0] if len(urls) == 2 else None
+        return body.model_copy(update={"image": first, "control_image": urls[-1]})
+    if urls:  # Midjourney style, as in chat: the image's URL first in the prompt
+        if len(urls) > 1 or body.image is not None:
+            raise PromptError("Give one image: as `image`, or one URL first in the prompt.")
+        body = body.model_copy(update={"image": urls[0]})
+    if body.mask is not None and body.image is None:
+        raise PromptError("mask needs image: send the image to redraw parts of as `image`, "
+                          "and the mask (white = redraw) as `mask`.")
+    if control is not None and body.control_image is None:
+        raise needs_control_image(control)
+    if control is None and body.control_image is not None:
+        raise PromptError("control_image needs cn: say which ControlNet it guides, e.g. "
+                          '"cn": "canny" (or --cn canny in the prompt).')
+    if body.control_image is not None and body.mask is not None:
+        raise PromptError("control_image does not go with mask: an inpaint takes no "
+                          "ControlNet; send one or the other.")
+    return body
+
+
+def _with_control(state: WebState, prepared: Prepared, control: Control,
+                  body: JobBody) -> Prepared:
+    """`prepared` guided by the body's control_image; a 400 when it is unusable."""
+    assert body.control_image is not None
+    try:
+        data = read_image_reference(state.settings, body.control_image)
+        return controlled(prepared, control, data, state.limits, state.settings,
+                          state.storage, keep_size=body.image is not None)
+    except ImagineError as exc:
+        raise ApiError(400, exc.message) from None
 
 
 def _with_image(state: WebState, request: ImageRequest, image: str,
