@@ -210,3 +210,24 @@ def test_closest_ignores_case() -> None:
     assert closest("tiny-styl", names)[0] == "Tiny-Style"
     assert closest("WATERCOLOR", names) == ["watercolour"]
     assert closest("zzzz", names) == []
+
+
+def test_the_engine_draws_loras_and_embeddings_for_their_job_only(
+        tiny_model_dir: Path, tiny_lora_dir: Path, tiny_embeddings_dir: Path) -> None:
+    from generator.engine import Engine
+    from generator.request import ImageRequest
+
+    engine = Engine({"default": str(tiny_model_dir)}, device="cpu", torch_threads=1,
+                    lora_dir=tiny_lora_dir, embeddings_dir=tiny_embeddings_dir)
+    fast = dict(prompt="a red fox", seed=5, width=SIZE, height=SIZE, num_inference_steps=STEPS)
+
+    def png(**changes: Any) -> bytes:
+        return engine.generate(ImageRequest(**{**fast, **changes}))[0].png
+
+    plain = png()
+    styled = png(loras=(LoraUse(name="tiny-style", weight=0.8),))
+    token = png(prompt="a red fox, tiny-token")
+    with pytest.raises(LoraError, match="does not fit model"):
+        png(loras=(LoraUse(name="sdxl-style"),))
+    assert len({plain, styled, token}) == 3
+    assert png() == plain
