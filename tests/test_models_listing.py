@@ -130,6 +130,7 @@ def test_slack_imagine_models_answers_the_asker_alone_and_queues_nothing(
     assert "• `watercolor`" in text and "• `bad-hands`" in text
     assert "• `depth` (sd15): your image is taken as the ready map" in text
     assert sender.command("  Models ").json()["text"] == text
+    assert "`/imagine models` lists the models" in sender.command(" ").json()["text"]
     assert sender.command("models", secret="wrong-secret").status_code == 401
     assert not slack.of("chat.postMessage", ok=None)  # a listing, not a prompt
 
