@@ -12,7 +12,14 @@ from bots.flags import IW_MAX
 from bots.followups import ACTIONS
 from bots.limits import CFG_MAX, Limits
 from bots.web.openapi_models import MODELS_PATHS
-from generator.request import IMAGE_PROMPT_STRENGTH, SAMPLERS, SEED_MAX
+from generator.request import (
+    CONTROL_WEIGHT_MAX,
+    IMAGE_PROMPT_STRENGTH,
+    LORA_WEIGHT_MAX,
+    LORA_WEIGHT_MIN,
+    SAMPLERS,
+    SEED_MAX,
+)
 
 _RATIO = "^[0-9]+:[0-9]+$"
 _IMAGE_REFERENCE = ("A data URL (data:image/png;base64,…) or an http(s) URL (a public "
@@ -120,6 +127,15 @@ def _new_job(limits: Limits) -> dict[str, Any]:
                    "description": "With `image`, instead of strength: image weight, more is "
                                   "closer to the image (strength = "
                                   f"{IMAGE_PROMPT_STRENGTH:g}^iw)."},
+            "lora": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+                     "description": f"LoRAs of IMAGINE_LORA_DIR: `name` or `name:weight` ("
+                     f"{LORA_WEIGHT_MIN:g} to {LORA_WEIGHT_MAX:g}, default 1), comma-separated "
+                     "or a list; `<lora:name:weight>` in `prompt` works too."},
+            "cn": {"type": "string", "description": "ControlNet: `kind` or `kind:weight` (a "
+                   f"kind of {', '.join(limits.control_kinds) or 'none on this server'}; "
+                   f"weight 0 to {CONTROL_WEIGHT_MAX:g}, default 1). Needs `control_image`."},
+            "control_image": {"type": "string", "description": _IMAGE_REFERENCE + " What "
+                              "`cn` follows; sets the shape (or cropped to `image`'s)."},
             "webhook": {"type": "string", "pattern": "^https?://",
                         "description": "http(s) URL to POST the result to when done: "
                                        "a public address (the operator may allow others), "
