@@ -74,10 +74,15 @@ def _file_json(item: FileItem) -> dict[str, Any]:
         else {"name": item.name}
 
 
+def model_items(settings: Settings) -> tuple[ModelItem, ...]:
+    """The models alone (no folder is read), `default` first."""
+    return tuple(ModelItem(name, entry.family, entry.description, entry.defaults.given(),
+                           entry.triggers) for name, entry in settings.catalogue.items())
+
+
 def listing(settings: Settings) -> Listing:
     """Everything a user may name in a prompt on this deployment, `default` model first."""
-    models = tuple(ModelItem(name, entry.family, entry.description, entry.defaults.given(),
-                             entry.triggers) for name, entry in settings.catalogue.items())
+    models = model_items(settings)
     loras = tuple(FileItem(name, _sidecar_triggers(path))
                   for name, path in lora_files(settings.lora_dir).items())
     embeddings = tuple(FileItem(name) for name in embedding_files(settings.embeddings_dir))

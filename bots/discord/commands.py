@@ -10,7 +10,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from bots.catalogue import listing, listing_text
+from bots.catalogue import listing, listing_text, model_items
 from bots.discord.bot import EPHEMERAL_LIMIT, ImagineBot, usage_message
 from bots.discord.buttons import send_ephemeral
 from bots.discord.uploads import UploadError, check_size, first_image, needs_image_prompt
@@ -111,7 +111,7 @@ async def model_choices(interaction: discord.Interaction, current: str
     with its description and family."""
     wanted = current.casefold()
     choices = []
-    for item in listing(_bot(interaction).settings).models:
+    for item in model_items(_bot(interaction).settings):  # per keystroke: no folder read
         about = " · ".join(part for part in (item.description, item.family) if part)
         if wanted in item.name.casefold() or wanted in about.casefold():
             choices.append(_choice(f"{item.name} — {about}" if about else item.name,
