@@ -69,20 +69,30 @@ def _encoder_pairs(pipe: Any, name: str) -> list[tuple[Any, Any]]:
 
 
 def _has_token(tokenizer: Any, name: str) -> bool:
-    return name in tokenizer.added_tokens_encoder
+    return _token(tokenizer, name) in tokenizer.added_tokens_encoder
+
+
+def _token(tokenizer: Any, name: str) -> str:
+    # CLIP's tokenizer lowercases the prompt before it looks for added tokens: a token with
+    # capitals still matches, but diffusers' expansion of a multi-vector embedding
+    # (maybe_convert_prompt) compares the lowercased text with the token and misses it.
+    if tokenizer.tokenize("Ab") == tokenizer.tokenize("ab"):
+        return name.lower()
+    return name
 
 
 def _add(pipe: Any, name: str, path: Path, source: Any, encoder: Any, tokenizer: Any) -> None:
     if _has_token(tokenizer, name):
         return
-    if name in tokenizer.get_vocab():
+    token = _token(tokenizer, name)
+    if token in tokenizer.get_vocab():
         # diffusers refuses to redefine a token the tokenizer already has.
         raise GenerationError(
             f"Embedding {name} cannot be used: {name!r} is already a token of model "
             f"{model_label(pipe)}'s tokenizer; the operator renames the file (e.g. {name}-emb)")
     width = encoder.get_input_embeddings().weight.shape[-1]
     try:
-        pipe.load_textual_inversion(source, token=name, text_encoder=encoder, tokenizer=tokenizer)
+        pipe.load_textual_inversion(source, token=token, text_encoder=encoder, tokenizer=tokenizer)
     except (ValueError, RuntimeError, OSError, KeyError) as exc:
         if "incorrect shape" in str(exc):
             raise GenerationError(

@@ -102,3 +102,17 @@ def test_an_embedding_that_does_not_fit_is_a_clear_error(pipe: Any, tmp_path: Pa
     # An A1111 .pt embedding loads (three vectors).
     embeddings.ensure_loaded(pipe, files, ["pt-one"])
     assert "pt-one_2" in pipe.tokenizer.added_tokens_encoder
+
+
+def test_a_name_with_capitals_is_found_in_any_case(pipe: Any, tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    from generator import embeddings
+
+    save_file({"emb_params": torch.ones(2, 32)}, str(tmp_path / "EasyNeg.safetensors"))
+    embeddings.ensure_loaded(pipe, embedding_files(tmp_path), ["", "blurry, EasyNeg"])
+    ids = pipe.tokenizer(pipe.maybe_convert_prompt("a easyneg cat", pipe.tokenizer)).input_ids
+    added = pipe.tokenizer.added_tokens_encoder
+    assert added["easyneg"] in ids and added["easyneg_1"] in ids
+    assert added["easyneg"] in pipe.tokenizer("a EasyNeg cat").input_ids

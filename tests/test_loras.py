@@ -231,3 +231,19 @@ def test_the_engine_draws_loras_and_embeddings_for_their_job_only(
         png(loras=(LoraUse(name="sdxl-style"),))
     assert len({plain, styled, token}) == 3
     assert png() == plain
+
+
+def test_the_refusal_names_the_base_model_when_the_file_tells(pipe: Any, tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    from generator import loras
+
+    key = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k"
+    save_file({f"{key}.lora_down.weight": torch.ones(4, 2048), f"{key}.lora_up.weight": torch.ones(64, 4),
+               f"{key}.alpha": torch.tensor(4.0)}, str(tmp_path / "xl-kohya.safetensors"))
+    refusal = r"^LoRA xl-kohya does not fit model tiny \(it was made for SDXL\)$"
+    with pytest.raises(LoraError, match=refusal), \
+            loras.applied(pipe, lora_files(tmp_path), (LoraUse(name="xl-kohya"),)):
+        pass
+    assert "xl-kohya" not in loras.loaded(pipe)
