@@ -50,6 +50,9 @@ def test_each_job_is_sent_to_its_models_queue(routed: Settings) -> None:
     assert waiting_messages(queue.redis, "generate") == 2
     assert waiting_messages(queue.redis, "generate.other") == 2
     assert waiting_messages(queue.redis, "generate.turbo") == 0
+    # A name the catalogue does not know goes where a worker fails it with a clear error.
+    queue.submit(make_job(model="missing"))
+    assert waiting_messages(queue.redis, "generate") == 3
 
 
 def test_positions_count_only_jobs_the_serving_workers_could_take_first(

@@ -42,7 +42,6 @@ from tasks.names import (
     WEB_ACTIVE_KEY,
     WORKER_BEATS_KEY,
     WORKERS_KEY,
-    generate_queue,
     queue_model,
 )
 
@@ -145,8 +144,8 @@ class JobQueue:
 
     def _send(self, job: Job) -> None:
         """The job's Celery message, on its model's queue (routing)."""
-        self.celery.send_task(GENERATE_TASK, args=[job.id], task_id=job.id,
-                              queue=generate_queue(job.request.model))
+        queue = routing.job_queue_name(job.request.model, self.settings.catalogue)
+        self.celery.send_task(GENERATE_TASK, args=[job.id], task_id=job.id, queue=queue)
 
     def _pool(self, job: Job) -> tuple[str, int, int]:
         """The set that counts this job's unfinished siblings, its limit, the refusal code."""

@@ -21,7 +21,7 @@ import redis
 
 from settings import Settings
 from settings.errors import ConfigError
-from tasks.names import MODEL_QUEUE_KEY, generate_queue, queue_model
+from tasks.names import GENERATE_QUEUE, MODEL_QUEUE_KEY, generate_queue, queue_model
 
 
 def served_models(settings: Settings) -> tuple[str, ...]:
@@ -41,6 +41,13 @@ def served_models(settings: Settings) -> tuple[str, ...]:
             "(IMAGINE_MODEL is `default`, the others come from IMAGINE_MODELS)"
         )
     return tuple(wanted)
+
+
+def job_queue_name(model: str, catalogue: Iterable[str]) -> str:
+    """The Celery queue a job of `model` is sent to: its model's, or "generate" for a name
+    the catalogue does not know, so that a worker fails it with a readable error instead
+    of it waiting in a queue nobody consumes."""
+    return generate_queue(model) if model in catalogue else GENERATE_QUEUE
 
 
 def worker_queues(models: Iterable[str]) -> list[str]:
