@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bots.errors import PromptError
 from bots.limits import Limits
+from generator.library import closest, lora_files
 from generator.request import (
     CONTROL_KINDS,
     CONTROL_WEIGHT_MAX,
@@ -54,9 +55,6 @@ def available_loras(directory: Path | None) -> dict[str, Path]:
         cached = _listings.get(directory)
         if cached is not None and now - cached[0] < LISTING_SECONDS:
             return cached[1]
-    # Imported here: only a prompt that names a LoRA needs the folder listed.
-    from generator.library import lora_files
-
     files = lora_files(directory)
     with _listings_lock:
         _listings[directory] = (now, files)
@@ -103,8 +101,6 @@ def lora_name(name: str, limits: Limits) -> str:
     folded = [known for known in names if known.casefold() == name.casefold()]
     if len(folded) == 1:
         return folded[0]
-    from generator.library import closest
-
     near = closest(name, names)
     hint = f" Did you mean {', '.join(near)}?" if near else ""
     listed = sorted(names)
