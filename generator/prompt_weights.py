@@ -72,12 +72,16 @@ def _first_tokenizer(pipe: Any) -> Any:
     return getattr(pipe, "tokenizer", None) or getattr(pipe, "tokenizer_2", None)
 
 
-def _is_clip(tokenizer: Any, text_encoder: Any) -> bool:
-    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer, CLIPTokenizerFast
+def _is_clip_tokenizer(tokenizer: Any) -> bool:
+    # By name: transformers 4 has CLIPTokenizer and CLIPTokenizerFast, transformers 5 only the first.
+    return type(tokenizer).__name__ in ("CLIPTokenizer", "CLIPTokenizerFast")
 
-    return isinstance(tokenizer, (CLIPTokenizer, CLIPTokenizerFast)) and isinstance(
-        text_encoder, (CLIPTextModel, CLIPTextModelWithProjection)
-    )
+
+def _is_clip(tokenizer: Any, text_encoder: Any) -> bool:
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    encoders = (CLIPTextModel, CLIPTextModelWithProjection)
+    return _is_clip_tokenizer(tokenizer) and isinstance(text_encoder, encoders)
 
 
 def _is_sd(pipe: Any, parameters: Any) -> bool:
@@ -196,11 +200,9 @@ def _as_text(
 
 def _dropped_words(pipe: Any, text: str) -> str:
     """The end of `text` a pipeline reading it only through CLIP tokenizers cuts off ('' if none)."""
-    from transformers import CLIPTokenizer, CLIPTokenizerFast
-
     tokenizers = [getattr(pipe, name, None) for name in ("tokenizer", "tokenizer_2", "tokenizer_3")]
     present: Sequence[Any] = [t for t in tokenizers if t is not None]
-    if not present or not all(isinstance(t, (CLIPTokenizer, CLIPTokenizerFast)) for t in present):
+    if not present or not all(_is_clip_tokenizer(t) for t in present):
         return ""  # a T5 encoder beside CLIP reads far longer prompts
     ids = present[0](text, add_special_tokens=False, verbose=False).input_ids
     if len(ids) <= CLIP_WINDOW:

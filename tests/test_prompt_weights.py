@@ -4,6 +4,7 @@ real tiny pipelines (SD 1.x-style from `tiny_model_dir`, and a tiny SDXL built h
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -64,12 +65,22 @@ def test_a_weight_out_of_range_is_refused_in_one_line(prompt: str) -> None:
 
 # --- SD 1.x-style pipeline -------------------------------------------------------------------
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """Image bytes depend on torch's thread count; one thread is also fastest on a busy CPU.
+    The count is put back so later tests in this process see what they expect."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def sd_pipe(tiny_model_dir: Any) -> Any:
-    import torch
     from diffusers import StableDiffusionPipeline
 
-    torch.set_num_threads(2)  # image bytes depend on the thread count
     pipe = StableDiffusionPipeline.from_pretrained(tiny_model_dir)
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -196,7 +207,7 @@ def tiny_sdxl() -> Any:
     )
     scheduler = EulerDiscreteScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
                                        steps_offset=1, timestep_spacing="leading")
-    pipe = StableDiffusionXLPipeline(
+    pipe: Any = StableDiffusionXLPipeline(
         vae=vae, text_encoder=CLIPTextModel(config), text_encoder_2=CLIPTextModelWithProjection(config),
         tokenizer=clip_tokenizer(), tokenizer_2=clip_tokenizer(), unet=unet, scheduler=scheduler,
     )
@@ -206,9 +217,6 @@ def tiny_sdxl() -> Any:
 
 @pytest.fixture(scope="module")
 def sdxl_pipe() -> Any:
-    import torch
-
-    torch.set_num_threads(2)
     return tiny_sdxl()
 
 
