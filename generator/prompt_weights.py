@@ -5,8 +5,9 @@ exactly as before, so existing prompts keep drawing byte-identical images. Anyth
 read as AUTOMATIC1111 syntax (generator/a1111_syntax.py) and turned into embeddings by
 compel: every 75 tokens (or each BREAK) become one 77-token chunk with its own start and end
 markers, the chunks are concatenated, and the negative prompt is padded with empty chunks to
-the same length, which is how A1111 draws long prompts. A chunk is cut at the last word that
-fits, never inside a word.
+the same length, which is how A1111 draws long prompts. Like A1111, a full chunk is cut after
+a comma rather than inside a phrase: after the last , . ; or : that fits (A1111 looks back
+at most 20 tokens for it, compel through the whole chunk), else after the last whole word.
 
 Weights are compel's: above 1 a word's embedding is pushed away from the empty prompt's, below
 1 it is blended towards the prompt without that word (0 removes it). The direction matches
@@ -117,7 +118,7 @@ def _compel(pipe: Any, tokenizer: Any, text_encoder: Any, penultimate: bool) -> 
         textual_inversion_manager=inversions,
         truncate_long_prompts=False,
         returned_embeddings_type=returned,
-        split_long_text_mode=SplitLongTextMode.WORDS,
+        split_long_text_mode=SplitLongTextMode.PHRASES,
     )
 
 

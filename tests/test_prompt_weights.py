@@ -136,6 +136,16 @@ def test_a_long_prompt_is_two_chunks_and_its_tail_is_drawn(sd_pipe: Any) -> None
     assert draw(sd_pipe, **encoded.kwargs) != draw(sd_pipe, prompt=head)
 
 
+def test_a_full_chunk_is_cut_after_its_last_comma(sd_pipe: Any) -> None:
+    import torch
+
+    head = words(70) + ","
+    embeds = encode(sd_pipe, head + " " + words(10), "").kwargs["prompt_embeds"]
+    assert embeds.shape == (1, 154, 32)
+    own, _ = sd_pipe.encode_prompt(head, "cpu", 1, False)
+    assert torch.equal(embeds[:, :77], own)  # the 10 words after the comma all went on
+
+
 def test_break_starts_a_new_chunk(sd_pipe: Any) -> None:
     embeds = encode(sd_pipe, "a cat BREAK a dog", "").kwargs["prompt_embeds"]
     assert embeds.shape == (1, 154, 32)
