@@ -247,3 +247,22 @@ def test_the_refusal_names_the_base_model_when_the_file_tells(pipe: Any, tmp_pat
             loras.applied(pipe, lora_files(tmp_path), (LoraUse(name="xl-kohya"),)):
         pass
     assert "xl-kohya" not in loras.loaded(pipe)
+
+
+def test_a_controlnet_variant_shares_the_loaded_lora(pipe: Any, tiny_lora_dir: Path,
+                                                     tiny_controlnets: dict[str, Path]) -> None:
+    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
+
+    from generator import loras
+
+    files = lora_files(tiny_lora_dir)
+    with loras.applied(pipe, files, (LoraUse(name="tiny-style"),)):
+        pass
+    controlnet = ControlNetModel.from_pretrained(tiny_controlnets["canny"])
+    variant = StableDiffusionControlNetPipeline.from_pipe(pipe, controlnet=controlnet)
+    plain = _draw(variant, image=_source(), width=SIZE, height=SIZE)
+    styled = _draw_with(variant, files, [LoraUse(name="tiny-style")], image=_source(),
+                        width=SIZE, height=SIZE)
+    assert styled != plain
+    assert _draw(variant, image=_source(), width=SIZE, height=SIZE) == plain
+    assert loras.loaded(variant) == loras.loaded(pipe)
