@@ -266,3 +266,30 @@ def test_a_controlnet_variant_shares_the_loaded_lora(pipe: Any, tiny_lora_dir: P
     assert styled != plain
     assert _draw(variant, image=_source(), width=SIZE, height=SIZE) == plain
     assert loras.loaded(variant) == loras.loaded(pipe)
+
+
+def test_an_sdxl_lora_and_embedding_on_a_tiny_sdxl(tiny_lora_dir: Path, tmp_path: Path,
+                                                   torch_threads: None) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    from generator import embeddings
+    from generator.tiny_adapters import build_tiny_sdxl_pipeline
+
+    xl = build_tiny_sdxl_pipeline()
+    files = lora_files(tiny_lora_dir)
+    plain = _draw(xl)
+    styled = _draw_with(xl, files, [LoraUse(name="sdxl-style", weight=0.9)])
+    assert styled != plain and _draw(xl) == plain
+    with pytest.raises(LoraError, match="^LoRA tiny-style does not fit model "):
+        _draw_with(xl, files, [LoraUse(name="tiny-style")])
+    assert _draw(xl) == plain
+    save_file({"clip_l": torch.ones(2, 32), "clip_g": torch.ones(2, 32)},
+              str(tmp_path / "xl-token.safetensors"))
+    save_file({"emb_params": torch.ones(1, 32)}, str(tmp_path / "sd-token.safetensors"))
+    as_text = _draw(xl, "a red fox, xl-token")
+    embeddings.ensure_loaded(xl, embedding_files(tmp_path), ["a red fox, xl-token"])
+    assert "xl-token_1" in xl.tokenizer_2.added_tokens_encoder
+    assert _draw(xl, "a red fox, xl-token") != as_text and _draw(xl) == plain
+    with pytest.raises(GenerationError, match=r"^Embedding sd-token does not fit model .*: it has no clip_l"):
+        embeddings.ensure_loaded(xl, embedding_files(tmp_path), ["sd-token"])
