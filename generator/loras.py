@@ -46,6 +46,9 @@ def applied(pipe: Any, files: Mapping[str, Path], uses: Sequence[LoraUse]) -> It
     if not uses:
         yield
         return
+    if len(uses) > MAX_LOADED:
+        # Loading the last would drop the first from the cache before the job ran.
+        raise LoraError(f"A job may use at most {MAX_LOADED} LoRAs; this one names {len(uses)}")
     names = [_ensure(pipe, files, use.name) for use in uses]
     try:
         pipe.enable_lora()

@@ -179,10 +179,14 @@ def test_beyond_the_bound_the_least_recently_used_is_deleted(
     assert _draw(pipe) == fresh_images["txt2img"]
 
 
-def test_without_uses_nothing_happens(pipe: Any) -> None:
+def test_without_uses_nothing_happens_and_too_many_are_refused(pipe: Any) -> None:
     from generator import loras
 
     with loras.applied(pipe, {}, ()):
+        pass
+    many = tuple(LoraUse(name=f"l{i}") for i in range(loras.MAX_LOADED + 1))
+    with pytest.raises(LoraError, match=r"^A job may use at most 8 LoRAs; this one names 9$"), \
+            loras.applied(pipe, {}, many):
         pass
 
 
