@@ -53,6 +53,12 @@ def _load(pipe: Any, name: str, path: Path) -> None:
         raise GenerationError(
             f"Embedding {name} does not fit model {model_label(pipe)}: it has no {missing[0]} "
             "tensor (it was made for SD 1.x/2.x; SDXL needs clip_l and clip_g)")
+    widths = [encoder.get_input_embeddings().weight.shape[-1] for encoder, _ in pairs]
+    if any(state[key].shape[-1] != width for key, width in zip(SDXL_KEYS, widths, strict=True)):
+        # Checked for both first, so that a misfit leaves neither tokenizer changed.
+        raise GenerationError(
+            f"Embedding {name} does not fit model {model_label(pipe)}: its vectors are not "
+            f"{widths[0]} and {widths[1]} wide (it was made for another base model)")
     for key, (encoder, tokenizer) in zip(SDXL_KEYS, pairs, strict=True):
         _add(pipe, name, path, state[key], encoder, tokenizer)
 

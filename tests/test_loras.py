@@ -297,3 +297,8 @@ def test_an_sdxl_lora_and_embedding_on_a_tiny_sdxl(tiny_lora_dir: Path, tmp_path
     assert _draw(xl, "a red fox, xl-token") != as_text and _draw(xl) == plain
     with pytest.raises(GenerationError, match=r"^Embedding sd-token does not fit model .*: it has no clip_l"):
         embeddings.ensure_loaded(xl, embedding_files(tmp_path), ["sd-token"])
+    save_file({"clip_l": torch.ones(1, 32), "clip_g": torch.ones(1, 48)}, str(tmp_path / "odd.safetensors"))
+    with pytest.raises(GenerationError, match=r"^Embedding odd does not fit model .*: its vectors are not "
+                                              r"32 and 32 wide"):
+        embeddings.ensure_loaded(xl, embedding_files(tmp_path), ["odd"])
+    assert "odd" not in xl.tokenizer.added_tokens_encoder
