@@ -7,7 +7,8 @@ other one, which serves the same model."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from tests.fixtures_redis import Process, wait_for
 from tests.test_queue import make_job, make_queue, wait_status
 
 # Long enough on a shared CPU to be killed mid-drawing.
-SLOW = {"width": 512, "height": 512, "num_inference_steps": 16}
+SLOW: dict[str, object] = {"width": 512, "height": 512, "num_inference_steps": 16}
 
 
 @pytest.fixture
@@ -44,6 +45,11 @@ def heartbeat_of(client: redis.Redis, process: Process) -> dict[str, object] | N
     return None
 
 
+def loaded(client: redis.Redis, process: Process) -> list[str]:
+    models = (heartbeat_of(client, process) or {}).get("loaded")
+    return sorted(str(m) for m in models) if isinstance(models, list) else []
+
+
 def start_workers(start_process: Callable[..., Process], client: redis.Redis,
                   serves: dict[str, str]) -> dict[str, Process]:
     """`imagine worker` per name with IMAGINE_WORKER_MODELS, started together, once each
@@ -53,8 +59,8 @@ def start_workers(start_process: Callable[..., Process], client: redis.Redis,
                for name, models in serves.items()}
     for name, process in started.items():
         try:
-            wait_for(lambda p=process: heartbeat_of(client, p) or not p.alive(), 90,
-                     message=f"worker {name} to start")
+            wait_for(lambda p=process: heartbeat_of(client, p) or not p.alive(),  # type: ignore[misc]
+                     90, message=f"worker {name} to start")
         except AssertionError:
             raise AssertionError(f"worker {name}:\n{process.log()[-3000:]}") from None
         assert process.alive(), process.log()[-3000:]
@@ -66,8 +72,17 @@ def drawn_by(job: Job, process: Process) -> bool:
 
 
 def finished(queue: JobQueue, ids: list[str]) -> list[Job]:
-    return [wait_status(queue, job_id, JobStatus.done, JobStatus.failed, timeout=60)
+    return [wait_status(queue, job_id, JobStatus.done, JobStatus.failed, timeout=90)
             for job_id in ids]
+
+
+@contextmanager
+def logs_on_failure(workers: dict[str, Process]) -> Iterator[None]:
+    try:
+        yield
+    except AssertionError as exc:
+        logs = "\n".join(f"--- worker {name}:\n{p.log()[-2500:]}" for name, p in workers.items())
+        raise AssertionError(f"{exc}\n{logs}") from None
 
 
 def test_jobs_go_to_the_worker_serving_their_model_and_survive_a_killed_worker(
@@ -78,12 +93,15 @@ def test_jobs_go_to_the_worker_serving_their_model_and_survive_a_killed_worker(
     assert heartbeat_of(client, workers["a"])["models"] == ["default"]  # type: ignore[index]
     assert heartbeat_of(client, workers["b"])["models"] == ["default", "other"]  # type: ignore[index]
     # Each holds what it serves, loaded at start (the next beat after the warm-up says so).
-    wait_for(lambda: sorted(heartbeat_of(client, workers["b"]).get("loaded", []))  # type: ignore[union-attr]
-             == ["default", "other"], 30, message="worker b to report its loaded models")
-    wait_for(lambda: heartbeat_of(client, workers["a"]).get("loaded") == ["default"],  # type: ignore[union-attr]
-             30, message="worker a to report its loaded model")
-    queue = make_queue(settings)
+    with logs_on_failure(workers):
+        wait_for(lambda: loaded(client, workers["b"]) == ["default", "other"], 60,
+                 message="worker b to report its loaded models")
+        wait_for(lambda: loaded(client, workers["a"]) == ["default"], 60,
+                 message="worker a to report its loaded model")
+        routed_and_redelivered(make_queue(settings), workers)
 
+
+def routed_and_redelivered(queue: JobQueue, workers: dict[str, Process]) -> None:
     ids = [queue.submit(make_job(user=f"u{n}", model="other" if n % 2 else "default",
                                  seed=n)).job_id for n in range(6)]
     jobs = finished(queue, ids)
@@ -107,7 +125,6 @@ def test_jobs_go_to_the_worker_serving_their_model_and_survive_a_killed_worker(
     workers["b"].kill_group()
 
     done = {job.id: job for job in finished(queue, slow)}
-    logs = workers["a"].log()[-3000:]
-    assert all(job.status is JobStatus.done for job in done.values()), logs
-    assert drawn_by(done[on_b.id], workers["a"]), (done[on_b.id].worker, logs)
+    assert all(job.status is JobStatus.done for job in done.values())
+    assert drawn_by(done[on_b.id], workers["a"]), done[on_b.id].worker
     assert done[on_b.id].attempts == 2

@@ -22,7 +22,7 @@ MODELS = {"other": "/models/other", "turbo": "/models/turbo"}
 
 @pytest.fixture
 def routed(imagine_env: dict[str, str]) -> Settings:
-    return Settings(_env_file=None, models=MODELS, max_jobs_per_user=20)  # type: ignore[arg-type]
+    return Settings(_env_file=None, models=MODELS, max_jobs_per_user=20)  # type: ignore[call-arg,arg-type]
 
 
 def beat(queue: JobQueue, name: str, models: list[str]) -> Heartbeat:
@@ -132,7 +132,7 @@ def test_served_models_default_to_the_catalogue_and_refuse_unknown_names(
 def test_worker_models_are_read_as_a_comma_list(imagine_env: dict[str, str],
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IMAGINE_WORKER_MODELS", " turbo, default,,turbo ")
-    assert Settings(_env_file=None).worker_models == ("turbo", "default")
+    assert Settings(_env_file=None).worker_models == ("turbo", "default")  # type: ignore[call-arg]
 
 
 def test_a_gpu_index_must_exist() -> None:
