@@ -65,6 +65,7 @@ def test_positions_count_only_jobs_the_serving_workers_could_take_first(
 
     # No worker yet: each model's line on its own.
     assert positions() == [1, 1, 2, 2]
+    assert queue.next_position("other") == 3
     # Disjoint workers: still two lines.
     a, b = beat(queue, "a", ["default"]), beat(queue, "b", ["other"])
     assert positions() == [1, 1, 2, 2]
@@ -72,6 +73,7 @@ def test_positions_count_only_jobs_the_serving_workers_could_take_first(
     b.stop()
     beat(queue, "b2", ["default", "other"])
     assert positions() == [1, 2, 3, 4]
+    assert queue.next_position("other") == queue.next_position("default") == 5
     # A job that starts leaves every line it was counted in.
     queue.mark_started(ids["d1"])
     assert positions() == [None, 1, 2, 3]

@@ -198,6 +198,11 @@ class JobQueue:
         models = routing.competing_models(job.request.model, workers)
         return routing.count_ahead(self.redis, float(score), models)
 
+    def next_position(self, model: str = DEFAULT_MODEL) -> int:
+        """The position a job of `model` submitted now would get (shown before submitting)."""
+        models = routing.competing_models(model, self.alive_workers(GENERATE_QUEUE))
+        return routing.count_ahead(self.redis, "+inf", models) + 1
+
     def queued_count(self) -> int:
         return int(self.redis.zcard(QUEUE_KEY))
 

@@ -85,8 +85,9 @@ def model_key(model: str) -> str:
     return MODEL_QUEUE_KEY.format(model)
 
 
-def count_ahead(client: redis.Redis, score: float, models: Sequence[str]) -> int:
-    """Waiting jobs of `models` with a score up to `score` (the job itself included)."""
+def count_ahead(client: redis.Redis, score: float | str, models: Sequence[str]) -> int:
+    """Waiting jobs of `models` with a score up to `score` (the job itself included;
+    "+inf": all of them)."""
     with client.pipeline(transaction=False) as pipe:
         for model in models:
             pipe.zcount(model_key(model), "-inf", score)
