@@ -185,3 +185,13 @@ def test_the_runner_shows_the_load_as_the_job_phase_and_times_it(
     assert phases[0] == "loading model default…" and phases[-1] is None
     exposition = metrics.render(client).decode()
     assert 'imagine_model_load_seconds_count{model="default",origin="disk"} 1.0' in exposition
+
+
+def test_chat_status_lines_show_the_phase_until_the_first_step() -> None:
+    from bots.discord.formatting import progress_text
+
+    loading = Job(requester=Requester(platform="discord"), request=_request(),
+                  status=JobStatus.running, phase="loading model turbo…")
+    assert progress_text(loading, None).endswith("\nLoading model turbo…")
+    drawing = loading.model_copy(update={"phase": None, "step": 1, "total_steps": 2})
+    assert "step 1/2" in progress_text(drawing, None)

@@ -70,9 +70,7 @@ _JOB = {
         "progress": {"type": "number", "minimum": 0, "maximum": 1},
         "step": {"type": "integer"},
         "total_steps": {"type": "integer"},
-        "phase": {"type": ["string", "null"],
-                  "description": "What the worker does before the first step, such as "
-                                 "\"loading model turbo…\"; null otherwise."},
+        "phase": {"type": ["string", "null"], "description": "\"loading model NAME…\" before step 1"},
         "position": {"type": ["integer", "null"],
                      "description": "1 for the next job to start; null unless queued."},
         "eta_seconds": {"type": ["number", "null"]},
