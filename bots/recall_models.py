@@ -53,6 +53,8 @@ def _weight(raw: str, name: str, notes: list[str]) -> float:
     try:
         value = float(raw)
     except ValueError:
+        value = float("nan")
+    if value != value:
         notes.append(f"The weight {_shown(raw)} of LoRA {name} is not a number: 1 used.")
         return 1.0
     if not LORA_WEIGHT_MIN <= value <= LORA_WEIGHT_MAX:
@@ -60,7 +62,7 @@ def _weight(raw: str, name: str, notes: list[str]) -> float:
         notes.append(f"The weight {value:g} of LoRA {name} is outside {LORA_WEIGHT_MIN:g} to "
                      f"{LORA_WEIGHT_MAX:g}: {clamped:g} used.")
         return clamped
-    return value if value == value else 1.0
+    return value
 
 
 def recalled_control(entries: Mapping[str, str], mode: str, limits: Limits,
@@ -87,7 +89,7 @@ def recalled_control(entries: Mapping[str, str], mode: str, limits: Limits,
         weight = float(raw)
     except ValueError:
         weight = -1.0
-    if not 0.0 <= weight <= CONTROL_WEIGHT_MAX:
+    if not 0.0 <= weight <= CONTROL_WEIGHT_MAX:  # NaN too
         notes.append(f"Control weight {_shown(raw)} is not from 0 to {CONTROL_WEIGHT_MAX:g}: "
                      "1 used.")
         weight = 1.0

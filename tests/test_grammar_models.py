@@ -185,3 +185,11 @@ def test_recall_notes_what_this_server_lacks(limits: Limits) -> None:
         "The weight 5 of LoRA watercolor is outside -2 to 2: 2 used.",
         "This image was guided by a ControlNet, but this server has no 'pose' ControlNet "
         "(IMAGINE_CONTROLNETS): recalled without it.")
+
+
+def test_recall_of_a_weight_that_is_not_a_number(limits: Limits) -> None:
+    text = "a fox <lora:watercolor:nan>, <lora:pixel-art:x>\nSteps: 4, Seed: 1, Size: 64x64"
+    recalled = recall_png(png.encode_png(Image.new("RGB", (8, 8)), text), limits)
+    assert recalled.request.loras == (LoraUse(name="watercolor"), LoraUse(name="pixel-art"))
+    assert recalled.notes == ("The weight 'nan' of LoRA watercolor is not a number: 1 used.",
+                              "The weight 'x' of LoRA pixel-art is not a number: 1 used.")
