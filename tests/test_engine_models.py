@@ -163,9 +163,10 @@ def test_one_loaded_model_evicts_the_other_and_says_loading(
 
 
 def test_the_runner_shows_the_load_as_the_job_phase_and_times_it(
-        settings: Settings, tiny_model_dir: Path) -> None:
+        settings: Settings, tiny_model_dir: Path, tiny_lora_dir: Path, plain_png: bytes) -> None:
     client = redis_client(settings)
     queue = JobQueue(settings, client, create_celery(settings))
+    storage = Storage(settings.images_dir)
     phases: list[str | None] = []
 
     def dispatch(task: str, job_id: str, options: dict[str, object]) -> None:
@@ -174,15 +175,22 @@ def test_the_runner_shows_the_load_as_the_job_phase_and_times_it(
             phases.append(queue.jobs.get(job_id).phase)
             client.delete(PROGRESS_PENDING_KEY.format(job_id))  # delivered: the slot is free
 
-    runner = JobRunner(settings, queue, Storage(settings.images_dir),
-                       _engine({"default": tiny_model_dir}), dispatch,
+    runner = JobRunner(settings, queue, storage,
+                       _engine({"default": tiny_model_dir}, lora_dir=tiny_lora_dir), dispatch,
                        AdapterRegistry({"slack": lambda _: None}))  # type: ignore[arg-type, return-value]
-    job = queue.submit(Job(requester=Requester(platform="slack", user="u"),
-                           request=_request())).job
-    runner.run(job.id)
-    finished = queue.jobs.get(job.id)
-    assert finished.status is JobStatus.done and finished.phase is None
-    assert phases[0] == "loading model default…" and phases[-1] is None
+
+    def run(request: ImageRequest) -> Job:
+        job = queue.submit(Job(requester=Requester(platform="slack", user="u"),
+                               request=request)).job
+        runner.run(job.id)
+        return queue.jobs.get(job.id)
+
+    foreign = run(_request(loras=(LoraUse(name="sdxl-style"),)))
+    assert foreign.status is JobStatus.failed and "does not fit" in (foreign.error or "")
+    assert phases[0] == "loading model default…"
+    plain = run(_request())  # the worker keeps serving, and draws as if nothing happened
+    assert plain.status is JobStatus.done and plain.phase is None and phases[-1] is None
+    assert storage.read(plain.images[0]) == plain_png
     exposition = metrics.render(client).decode()
     assert 'imagine_model_load_seconds_count{model="default",origin="disk"} 1.0' in exposition
 
