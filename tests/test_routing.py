@@ -94,7 +94,7 @@ def test_the_eta_divides_by_the_workers_serving_the_model_and_never_pretends(
     assert queue.eta(3, "other") == pytest.approx(average * 3)
     # Workers run, none serves turbo: no number would be true.
     assert queue.eta(1, "turbo") is None
-    assert format_wait(None) == "wait unknown: no running worker serves this model"
+    assert format_wait(None) == "an unknown time (no running worker serves this model)"
     assert queue.estimate_wait(1, "turbo") == pytest.approx(average)  # Retry-After's number
     submitted = queue.submit(make_job(model="turbo"))
     assert submitted.position == 1 and submitted.eta_seconds is None

@@ -219,8 +219,10 @@ def _placeholder(state: WebState, query: PromptQuery, job: Job | None, *,
         detail = job.phase or f"drawing: step {job.step} of {job.total_steps or '?'}"
     else:
         position = state.queue.position(job.id) or 1
-        eta = state.queue.estimate_wait(position, job.request.model)
-        detail = f"position {position} in the queue, ready in {format_wait(eta)}"
+        wait = state.queue.eta(position, job.request.model)
+        # No running worker serves its model: say so, and look again in a job's time.
+        eta = wait if wait is not None else state.queue.average_duration()
+        detail = f"position {position} in the queue, ready in {format_wait(wait)}"
     retry = max(1, min(MAX_RETRY_AFTER, math.ceil(eta)))
     if wants_json():
         response = jsonify(status=job.status.value if job else "queued",

@@ -97,7 +97,7 @@ class Submitted:
 
 def format_wait(seconds: float | None) -> str:
     if seconds is None:
-        return "wait unknown: no running worker serves this model"
+        return "an unknown time (no running worker serves this model)"
     if seconds < 60:
         return f"~{max(1, round(seconds))} s"
     if seconds < 3600:
