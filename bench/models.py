@@ -74,8 +74,9 @@ def switch_cost(engine: Engine, request: ImageRequest, rounds: int, device: str,
     for _ in range(rounds):
         # Each model in turn: its first job follows the other model's, its second its own.
         for job in (first, other):
-            switched.append(timed(lambda job=job: engine.generate(job), sync))
-            cached.append(timed(lambda job=job: engine.generate(job), sync))
+            draw = _drawer(engine, job)
+            switched.append(timed(draw, sync))
+            cached.append(timed(draw, sync))
     loads = engine.take_model_loads()
     # Loading is this process's work (reading and unpacking weights); its CPU time is what
     # others' work on a shared machine does not inflate. A GPU move waits on the device, so
@@ -91,6 +92,10 @@ def switch_cost(engine: Engine, request: ImageRequest, rounds: int, device: str,
     return cost
 
 
+def _drawer(engine: Engine, request: ImageRequest) -> Callable[[], object]:
+    return lambda: engine.generate(request)
+
+
 def run(model: Path, other: Path, lora_dir: Path, lora: str, size: int, steps: int,
         rounds: int, device: str) -> None:
     request = ImageRequest(prompt=PROMPT, width=size, height=size, seed=SEED,
@@ -99,7 +104,7 @@ def run(model: Path, other: Path, lora_dir: Path, lora: str, size: int, steps: i
     print(f"{model.name} / {other.name}, {device}, {torch.get_num_threads()} torch threads, "
           f"{size}px, {steps} steps, {rounds} rounds")
     engine = Engine(sources, device=device, lora_dir=lora_dir, max_loaded_models=2)
-    lora = lora_ratio(engine, request, lora, rounds, device)
+    ratio = lora_ratio(engine, request, lora, rounds, device)
     # A switch costs the same whatever the job draws: the smallest job keeps its noise out.
     small = request.model_copy(update={"width": 64, "height": 64, "num_inference_steps": 2})
     cached = switch_cost(engine, small, rounds, device, "two models held")
@@ -107,7 +112,7 @@ def run(model: Path, other: Path, lora_dir: Path, lora: str, size: int, steps: i
     single = Engine(sources, device=device, max_loaded_models=1)
     switch = switch_cost(single, small, rounds, device, "one model held")
     print(f"(switch measurements took {time.perf_counter() - began:.1f} s)")
-    print(f"lora_ratio={lora:.3f} model_switch_s={switch:.3f} cached_switch_s={cached:.3f}")
+    print(f"lora_ratio={ratio:.3f} model_switch_s={switch:.3f} cached_switch_s={cached:.3f}")
 
 
 def main() -> None:

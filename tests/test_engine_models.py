@@ -177,7 +177,7 @@ def test_the_runner_shows_the_load_as_the_job_phase_and_times_it(
 
     runner = JobRunner(settings, queue, storage,
                        _engine({"default": tiny_model_dir}, lora_dir=tiny_lora_dir), dispatch,
-                       AdapterRegistry({"slack": lambda _: None}))  # type: ignore[arg-type, return-value]
+                       AdapterRegistry({"slack": lambda _: None}))  # type: ignore[dict-item, return-value]
 
     def run(request: ImageRequest) -> Job:
         job = queue.submit(Job(requester=Requester(platform="slack", user="u"),
