@@ -20,13 +20,15 @@ from settings import Settings
 from settings.errors import ImagineError
 from tasks.core import metrics
 from tasks.core.connection import redis_client
-from tasks.core.delivery import AdapterRegistry
+from tasks.core.delivery import AdapterRegistry, DeliveryContext
 from tasks.core.jobs import Job, JobStatus, Requester
 from tasks.core.queue import JobQueue
 from tasks.core.storage import Storage
 from tasks.names import DELIVER_PROGRESS_TASK, PROGRESS_PENDING_KEY
 from tasks.worker.celery_app import create_celery
 from tasks.worker.runner import JobRunner
+from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
+from tests.web_support import with_settings
 
 THREADS = 2
 WORDS = ("red", "blue", "green", "cat", "dog", "house", "tree", "sky", "boat", "moon")
@@ -203,3 +205,19 @@ def test_chat_status_lines_show_the_phase_until_the_first_step() -> None:
     assert progress_text(loading, None).endswith("\nLoading model turbo…")
     drawing = loading.model_copy(update={"phase": None, "step": 1, "total_steps": 2})
     assert "step 1/2" in progress_text(drawing, None)
+
+
+def test_slack_status_message_shows_the_phase(settings: Settings, slack: FakeSlack) -> None:
+    from bots.slack.delivery import SlackDelivery
+
+    slack_settings = with_settings(settings, slack_bot_token=BOT_TOKEN,
+                                   slack_api_url=slack.api_url)
+    posted = slack.handle("chat.postMessage", {"channel": "C1", "text": "queued"},
+                          BOT_TOKEN, b"")[1]
+    job = Job(requester=Requester(platform="slack", user="U1", channel="C1",
+                                  message=posted["ts"], thread=posted["ts"], extra={"team": "T1"}),
+              request=_request(), status=JobStatus.running, phase="loading model turbo…")
+    SlackDelivery(slack_settings).deliver_progress(
+        DeliveryContext(slack_settings, Storage(slack_settings.images_dir),
+                        redis_client(slack_settings), job, "progress"), None)
+    assert "loading model turbo…" in slack.of("chat.update")[0].params["text"]
