@@ -107,9 +107,10 @@ def test_weighted_and_long_prompts(engine: Engine, plain_png: bytes) -> None:
 
 
 def test_an_embedding_word_draws_its_learned_vector(engine: Engine, tiny_model_dir: Path) -> None:
-    request = _request("a tiny-token fox")
-    without = _png(_engine({"default": tiny_model_dir}), request)
-    assert _png(engine, request) != without
+    bare = _engine({"default": tiny_model_dir})
+    # In the prompt, and in --no (the common use: a negative embedding).
+    for request in (_request("a tiny-token fox"), _request(negative_prompt="tiny-token")):
+        assert _pixels(_png(engine, request)) != _pixels(_png(bare, request))
 
 
 def test_controlnet_lora_and_image_prompt_together(engine: Engine) -> None:
