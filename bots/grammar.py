@@ -24,7 +24,9 @@ from bots.model_flags import (
     lora_tags,
     needs_control_image,
 )
-from generator.request import IMAGE_PROMPT_STRENGTH, ImageRequest, LoraUse
+from generator.a1111_syntax import PromptSyntaxError
+from generator.a1111_syntax import check as check_weights
+from generator.request import IMAGE_PROMPT_STRENGTH, MAX_LORAS, ImageRequest, LoraUse
 
 # How much of a bad value an error message repeats: enough to recognise, never a wall.
 _SHOWN = 40
@@ -145,6 +147,8 @@ def _collect(given: Iterable[_Given], limits: Limits) -> dict[str, Any]:
             values[item.flag.name] = value
     if negatives:
         values["no"] = ", ".join(negatives)
+    if len(loras) > MAX_LORAS:
+        raise PromptError(f"{len(loras)} LoRAs given: a job may use at most {MAX_LORAS}.")
     if loras:
         values["lora"] = tuple(loras)
     return values
@@ -161,6 +165,10 @@ def _check_prompt(prompt: str, negative: str, limits: Limits) -> None:
                 f"The {what} is too long: {len(text)} characters, "
                 f"the limit is {limits.max_prompt_length}."
             )
+        try:  # a (word:9) fails here, before the job waits in line, not on the worker
+            check_weights(text)
+        except PromptSyntaxError as exc:
+            raise PromptError(str(exc)) from None
 
 
 def _dimensions(values: Mapping[str, Any], limits: Limits) -> tuple[int, int]:

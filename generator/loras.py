@@ -20,11 +20,11 @@ from typing import Any
 
 from generator.errors import LoraError
 from generator.library import first_line, model_label
-from generator.request import LoraUse
+from generator.request import MAX_LORAS, LoraUse
 
 # Loaded adapters kept per pipeline; beyond this the least recently used are deleted. A
 # LoRA costs a few to a few hundred MB of device memory; a handful covers a busy server.
-MAX_LOADED = 8
+MAX_LOADED = MAX_LORAS
 # Cross-attention width of a LoRA's key projection → the base model it was trained on.
 _MADE_FOR = {768: "SD 1.x", 1024: "SD 2.x", 2048: "SDXL", 4096: "SD3 or Flux"}
 # What peft and torch say when a LoRA's layers do not match the model's.

@@ -60,6 +60,8 @@ ORIGINAL_FIELDS: tuple[str, ...] = (
 
 # LoRA weights users may give (A1111's range): below 0 pushes away from the LoRA's concept.
 LORA_WEIGHT_MIN, LORA_WEIGHT_MAX = -2.0, 2.0
+# LoRAs one job may stack; beyond a handful images fall apart and a worker's adapters churn.
+MAX_LORAS = 8
 # ControlNet kinds: canny is computed from the control image, the others take it as the
 # ready map unless an annotator is configured (generator/control.py).
 CONTROL_KINDS: tuple[str, ...] = ("canny", "depth", "pose", "scribble", "lineart", "tile")
@@ -100,7 +102,7 @@ class ImageRequest(BaseModel):
     factor: float | None = Field(default=None, gt=1.0, le=4.0)  # zoom_out 1.5|2; upscale
     direction: Direction | None = None  # pan
     # LoRAs applied for this job only, in the order given (names unique).
-    loras: tuple[LoraUse, ...] = ()
+    loras: tuple[LoraUse, ...] = Field(default=(), max_length=MAX_LORAS)
     # ControlNet: its kind (CONTROL_KINDS), the control image (a storage name: the user's
     # image as given; canny edges are computed by the worker) and its conditioning scale.
     control: str | None = None
