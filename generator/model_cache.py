@@ -174,7 +174,9 @@ class ModelCache:
     def _move(model: LoadedModel, device: str) -> None:
         # The derived pipelines share these modules, so they move along; a ControlNet is
         # shared by every model of its family and stays where it is.
-        model.text2image.to(device)
+        # Half-precision weights wait in CPU memory without running there: diffusers' warning
+        # that they cannot run on the CPU does not apply.
+        model.text2image.to(device, silence_dtype_warnings=True)
 
 
 def _drop(model: LoadedModel) -> None:
