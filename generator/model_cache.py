@@ -14,6 +14,7 @@ device once room is made, so the device never holds more than the budget.
 from __future__ import annotations
 
 import gc
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -27,6 +28,8 @@ from generator.errors import ModelError
 from generator.loading import load_pipeline
 from generator.png import model_label
 from generator.samplers import SchedulerCache
+
+log = logging.getLogger(__name__)
 
 StatusCallback = Callable[[str], None]
 GIB = 1024**3
@@ -140,6 +143,10 @@ class ModelCache:
             return model
 
     def _make_room(self, nbytes: int) -> None:
+        if self.memory_budget is not None and nbytes > self.memory_budget:
+            # Refusing would leave the model unusable; the operator learns why memory is short.
+            log.warning("a model of %.1f GB is larger than IMAGINE_MODEL_MEMORY_GB=%.1f: it is "
+                        "loaded alone", nbytes / GIB, self.memory_budget / GIB)
         while self._on_device and not self._fits(self._on_device, nbytes, extra_models=1):
             _, evicted = self._on_device.popitem(last=False)
             if self.device == "cpu":
