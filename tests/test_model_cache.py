@@ -99,3 +99,12 @@ def test_pipeline_bytes_counts_every_weight(sources: dict[str, str]) -> None:
     half = load_model("folder", sources["folder"], None, torch.float16)
     assert half.text2image.unet.dtype == torch.float16
     assert half.nbytes == pytest.approx(model.nbytes / 2, rel=0.01)
+
+
+def test_a_model_over_the_budget_is_loaded_alone_and_logged(
+        sources: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
+    cache = ModelCache(_loader(sources, []), "cpu", memory_gb=1 / 1024**2)  # one kilobyte
+    with caplog.at_level("WARNING", logger="generator.model_cache"):
+        cache.get("folder")
+    assert cache.on_device == ("folder",)
+    assert "larger than IMAGINE_MODEL_MEMORY_GB" in caplog.text
