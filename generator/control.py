@@ -20,6 +20,7 @@ from PIL import Image, ImageOps
 
 from generator.annotators import Annotators
 from generator.errors import ModelError
+from generator.loading import dtype_argument
 from generator.request import CONTROL_KINDS
 from settings.catalogue import FAMILIES
 from settings.errors import ConfigError
@@ -233,7 +234,7 @@ def _load_controlnet(source: str, kind: str, family: str, device: str, dtype: to
         )
     try:
         name = str(path) if path.is_dir() else source
-        model = _model_class(family).from_pretrained(name, **_dtype_argument(dtype))
+        model = _model_class(family).from_pretrained(name, **dtype_argument(dtype))
         return model.to(device).eval()
     except OSError as exc:
         # Offline, unreachable, unknown repo and missing weights all arrive as OSError.
@@ -244,12 +245,6 @@ def _load_controlnet(source: str, kind: str, family: str, device: str, dtype: to
     except Exception as exc:
         raise ModelError(f"could not load {what}: {_short(exc)}") from exc
 
-
-def _dtype_argument(dtype: torch.dtype) -> dict[str, torch.dtype]:
-    # diffusers renamed `torch_dtype` to `dtype` in 0.36 (and warns on the old name).
-    from diffusers.utils import deprecation_utils
-
-    return {"dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype": dtype}
 
 
 def _check_fits(pipe: Any, controlnet: Any) -> None:

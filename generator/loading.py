@@ -150,7 +150,7 @@ def _load_hub(repo_id: str, torch_dtype: torch.dtype) -> Any:
         raise ModelError(f"could not load {repo_id!r} from the Hub: {_short(exc)}") from exc
 
 
-def _dtype_argument(torch_dtype: torch.dtype) -> dict[str, torch.dtype]:
+def dtype_argument(torch_dtype: torch.dtype) -> dict[str, torch.dtype]:
     # diffusers renamed `torch_dtype` to `dtype` (and warns on the old name) in 0.36+;
     # older releases know only `torch_dtype`.
     from diffusers.utils import deprecation_utils
@@ -163,13 +163,13 @@ def _from_pretrained(name: str, torch_dtype: torch.dtype) -> Any:
     from diffusers import AutoPipelineForText2Image, DiffusionPipeline
 
     try:
-        return AutoPipelineForText2Image.from_pretrained(name, **_dtype_argument(torch_dtype))
+        return AutoPipelineForText2Image.from_pretrained(name, **dtype_argument(torch_dtype))
     except ValueError as exc:
         # A pipeline class without a registered text-to-image task (a community or custom
         # pipeline): load it as it is.
         if "AutoPipeline" not in str(exc):
             raise
-        return DiffusionPipeline.from_pretrained(name, **_dtype_argument(torch_dtype))
+        return DiffusionPipeline.from_pretrained(name, **dtype_argument(torch_dtype))
 
 
 def find_single_file_config(path: Path) -> Path | None:
@@ -193,9 +193,9 @@ def _load_single_file(path: Path, torch_dtype: torch.dtype, config: str | None) 
                 str(path),
                 config=str(config_dir),
                 local_files_only=True,
-                **_dtype_argument(torch_dtype),
+                **dtype_argument(torch_dtype),
             )
-        return pipeline_class.from_single_file(str(path), **_dtype_argument(torch_dtype))
+        return pipeline_class.from_single_file(str(path), **dtype_argument(torch_dtype))
     except Exception as exc:
         if config_dir is None:
             raise ModelError(_missing_config_message(path, pipeline_class.__name__)) from exc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 # No test may reach a model hub; set before diffusers/huggingface_hub read it.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-__all__ = ["tiny_model_dir", "tiny_single_file"]
+__all__ = ["one_torch_thread", "tiny_model_dir", "tiny_single_file"]
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +31,15 @@ def tiny_single_file(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFact
 
     pipe = StableDiffusionPipeline.from_pretrained(tiny_model_dir)
     return save_single_file(pipe, tmp_path_factory.mktemp("single") / "tiny.safetensors")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Image bytes depend on torch's thread count (byte-equality tests fix it); one thread is
+    also fastest on a busy CPU. The count is put back for later tests in this process."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -18,14 +18,7 @@ TURBO = {"source": "stabilityai/sd-turbo", "family": "sd21", "description": "fas
          "defaults": {"steps": 2, "cfg": 0}, "triggers": []}
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import os
-
-    for key in list(os.environ):
-        if key.startswith(("IMAGINE_", "SLACK_", "DISCORD_")):
-            monkeypatch.delenv(key)
-    monkeypatch.chdir(tmp_path)  # no stray .env
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def limits_for(models: dict[str, object], **settings: object) -> Limits:

@@ -4,7 +4,6 @@ that does not fit is a clear error after which the pipeline draws as before."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +16,8 @@ SIZE = 64
 STEPS = 2
 
 
-@pytest.fixture(scope="module")
-def torch_threads() -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
-def pipe(tiny_model_dir: Path, torch_threads: None) -> Any:
+def pipe(tiny_model_dir: Path, one_torch_thread: None) -> Any:
     from diffusers import StableDiffusionPipeline
 
     return StableDiffusionPipeline.from_pretrained(tiny_model_dir)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,24 +22,14 @@ STEPS = 2
 
 
 @pytest.fixture(scope="module")
-def torch_threads() -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def pipe(tiny_model_dir: Path, torch_threads: None) -> Any:
+def pipe(tiny_model_dir: Path, one_torch_thread: None) -> Any:
     from diffusers import StableDiffusionPipeline
 
     return StableDiffusionPipeline.from_pretrained(tiny_model_dir)
 
 
 @pytest.fixture(scope="module")
-def fresh_images(tiny_model_dir: Path, torch_threads: None) -> dict[str, str]:
+def fresh_images(tiny_model_dir: Path, one_torch_thread: None) -> dict[str, str]:
     """Hashes drawn by pipelines that never saw a LoRA: txt2img and img2img."""
     from diffusers import AutoPipelineForImage2Image, StableDiffusionPipeline
 
@@ -273,7 +262,7 @@ def test_a_controlnet_variant_shares_the_loaded_lora(pipe: Any, tiny_lora_dir: P
 
 
 def test_an_sdxl_lora_and_embedding_on_a_tiny_sdxl(tiny_lora_dir: Path, tmp_path: Path,
-                                                   torch_threads: None) -> None:
+                                                   one_torch_thread: None) -> None:
     import torch
     from safetensors.torch import save_file
 

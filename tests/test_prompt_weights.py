@@ -4,7 +4,6 @@ real tiny pipelines (SD 1.x-style from `tiny_model_dir`, and a tiny SDXL built h
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -66,15 +65,8 @@ def test_a_weight_out_of_range_is_refused_in_one_line(prompt: str) -> None:
 # --- SD 1.x-style pipeline -------------------------------------------------------------------
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Image bytes depend on torch's thread count; one thread is also fastest on a busy CPU.
-    The count is put back so later tests in this process see what they expect."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def one_thread(one_torch_thread: None) -> None:
+    """Image bytes depend on torch's thread count: every test here runs on one."""
 
 
 @pytest.fixture(scope="module")

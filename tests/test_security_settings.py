@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
 from settings import load_settings
@@ -14,12 +11,7 @@ SECRETS = ("IMAGINE_API_TOKEN", "IMAGINE_URL_SECRET", "SLACK_SIGNING_SECRET",
            "IMAGINE_METRICS_TOKEN")
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for key in list(os.environ):
-        if key.startswith(("IMAGINE_", "SLACK_", "DISCORD_")):
-            monkeypatch.delenv(key)
-    monkeypatch.chdir(tmp_path)  # no stray .env
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 @pytest.mark.parametrize("name", SECRETS)

@@ -7,15 +7,7 @@ import pytest
 from settings import load_settings
 from settings.errors import ConfigError
 
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import os
-
-    for key in list(os.environ):
-        if key.startswith(("IMAGINE_", "SLACK_", "DISCORD_")):
-            monkeypatch.delenv(key)
-    monkeypatch.chdir(tmp_path)  # no stray .env
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def test_reads_prefixed_and_platform_variables(monkeypatch: pytest.MonkeyPatch) -> None:
