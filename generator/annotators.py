@@ -60,7 +60,8 @@ def _load(kind: str, source: str, device: str) -> Any:
     try:
         # float32 whatever the engine's dtype: annotators are small (tens of millions of
         # weights), so half precision would save little memory.
-        return pipeline(ANNOTATOR_TASKS[kind], model=str(path) if path.is_dir() else source, device=device)
+        task: Any = ANNOTATOR_TASKS[kind]  # a str; transformers' overloads want a literal
+        return pipeline(task, model=str(path) if path.is_dir() else source, device=device)
     except OSError as exc:
         raise ModelError(
             f"could not load the {kind} annotator {source!r} ({_first_line(exc)}): it is not in the "

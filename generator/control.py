@@ -136,6 +136,7 @@ def controlled(pipe: Any, controlnet: Any) -> Any:
 
     _check_fits(pipe, controlnet)
     name = type(pipe).__name__
+    auto: Any
     if "Inpaint" in name:
         auto, what = AutoPipelineForInpainting, "inpainting"
     elif "Img2Img" in name:

@@ -153,7 +153,7 @@ def _forget(pipe: Any, adapter: str) -> None:
 def _misfit(pipe: Any, name: str, path: Path) -> LoraError:
     made_for = _made_for(path)
     own = getattr(getattr(getattr(pipe, "unet", None), "config", None), "cross_attention_dim", None)
-    if made_for is not None and made_for == _MADE_FOR.get(own):
+    if made_for is not None and isinstance(own, int) and made_for == _MADE_FOR.get(own):
         # Same width as this model's: the layout differs, not the base model; no hint then.
         made_for = None
     origin = f"it was made for {made_for}" if made_for else "it was made for another base model, e.g. SDXL"

@@ -59,7 +59,6 @@ def build_tiny_depth_estimator(dir: Path, *, seed: int = 0) -> Path:
         neck_hidden_sizes=[8, 16, 16, 16],
         fusion_hidden_size=16,
         backbone_out_indices=[0, 1, 2, 3],
-        head_hidden_size=8,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
