@@ -13,6 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from bots.limits import Limits
 from bots.web import api, guards, images, models_api, ops, recall_api, region
 from bots.web.cache import PromptCache
+from bots.web.hits import HitPath
 from bots.web.ratelimit import RateLimiter
 from bots.web.state import EXTENSION, WebState, web_state
 from settings import Settings
@@ -33,7 +34,7 @@ def create_app(settings: Settings) -> Flask:
     HTTP endpoint when SLACK_SIGNING_SECRET is set."""
     app = Flask("imagine")
     queue = JobQueue(settings, redis_client(settings), create_celery(settings))
-    app.extensions[EXTENSION] = WebState(
+    state = app.extensions[EXTENSION] = WebState(
         settings=settings,
         queue=queue,
         storage=Storage(settings.images_dir),
@@ -45,6 +46,8 @@ def create_app(settings: Settings) -> Flask:
         # One proxy in front: its X-Forwarded-For entry is the client; earlier ones could
         # be forged by the client itself.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
+    # Outermost: a memoised prompt-URL hit needs neither the proxy fix nor Flask.
+    app.wsgi_app = HitPath(app.wsgi_app, state)  # type: ignore[method-assign]
     # Sizes first, before any view (or Slack's handler) reads the body.
     app.before_request(lambda: guards.check_request(web_state().settings))
     for blueprint in (images.bp, api.bp, recall_api.bp, models_api.bp, ops.bp, region.bp):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Any
 
@@ -46,4 +47,7 @@ def serve(settings: Settings) -> None:
     server = create_server(settings)
     log.info("serving on http://%s:%s with %s threads", settings.web_host, settings.web_port,
              settings.web_threads)
+    # Everything imported so far lives as long as the process: out of the collector's sight,
+    # a full collection no longer walks ~80,000 objects in the middle of a cache hit (p99).
+    gc.freeze()
     server.run()
