@@ -3,6 +3,8 @@ path (headers, 304, HEAD, Range), removed files drawn again, and bounded memory.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable
 
 import requests
@@ -12,19 +14,21 @@ from bots.limits import Limits
 from bots.web.cache import PromptCache
 from bots.web.hits import HotFiles, query_args
 from bots.web.query import cache_key
+from bots.web.server import create_server
 from settings import Settings
 from tasks.core.connection import redis_client
 from tasks.core.storage import Storage
 from tasks.names import URL_CACHE_KEY
+from tests.web_support import with_settings
 
 PNG = b"\x89PNG not really, but stored" * 40
 
 
-def cached_image(settings: Settings, prompt: str) -> tuple[str, str]:
+def cached_image(settings: Settings, prompt: str, data: bytes = PNG) -> tuple[str, str]:
     """An image already drawn for `prompt`: (its name, its URL-cache key)."""
     request = request_from_fields({"prompt": prompt}, Limits.from_settings(settings)).seeded()
     key = cache_key(request, settings.model_sources["default"])
-    image = Storage(settings.images_dir).put(PNG)
+    image = Storage(settings.images_dir).put(data)
     PromptCache(redis_client(settings), 60).remember(key, "job0", image)
     return image, key
 
@@ -94,3 +98,21 @@ def test_hot_files_are_bounded_in_bytes_and_drop_the_oldest() -> None:
     assert len(hot) == 3 and hot.get(f"{9:032x}") is not None and hot.get(f"{0:032x}") is None
     hot.put("big", bytes(2000))
     assert hot.get("big") is None
+
+
+def test_waitress_sends_a_large_hit_whole_and_again(settings: Settings) -> None:
+    """Under waitress the hit goes out through its file wrapper, in blocks."""
+    data = os.urandom(700_000)  # several blocks, and more than waitress buffers in memory
+    image, _key = cached_image(settings, "a green fox", data)
+    server = create_server(with_settings(settings, web_host="127.0.0.1", web_threads=4), port=0)
+    threading.Thread(target=server.run, name="waitress-hits", daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.effective_port}/?prompt=a+green+fox"
+        for _ in range(3):  # the first through Flask, the others from memory
+            answer = requests.get(url, timeout=30)
+            assert answer.status_code == 200 and answer.content == data
+            assert answer.headers["X-Imagine-Image"] == image
+        head = requests.head(url, timeout=30)
+        assert head.content == b"" and head.headers["Content-Length"] == str(len(data))
+    finally:
+        server.close()
