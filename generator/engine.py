@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from PIL import Image
 
-from generator import operations
+from generator import operations, speedups
 from generator.errors import GenerationCancelled, ModelError
 from generator.geometry import floor8
 from generator.loading import resolve_device, resolve_dtype
@@ -29,6 +29,7 @@ from generator.passes import Adapters, controlled_pass, draw, step_callback
 from generator.png import encode_png, model_label, parameters_text
 from generator.request import SEED_MAX, ImageRequest
 from generator.samplers import sampler_label
+from generator.speedups import SpeedOptions
 
 if TYPE_CHECKING:
     from generator.control import ControlNets
@@ -71,7 +72,10 @@ class Engine:
         annotators: Mapping[str, str] | None = None,
         max_loaded_models: int = 2,
         model_memory_gb: float | None = None,
+        speed: SpeedOptions | None = None,
     ) -> None:
+        # IMAGINE_COMPILE and the other speed options, applied to each model as it loads.
+        self.speed = speed or SpeedOptions()
         self.sources = dict(sources)
         # The catalogue's families; a model without one is judged by its pipeline at load.
         self.families = dict(families or {})
@@ -107,6 +111,7 @@ class Engine:
             annotators=settings.annotators,
             max_loaded_models=settings.max_loaded_models,
             model_memory_gb=settings.model_memory_gb,
+            speed=SpeedOptions.from_settings(settings),
         )
 
     def pipeline(self, model_name: str = "default") -> Any:
@@ -115,8 +120,9 @@ class Engine:
 
     def warm_up(self, model_name: str = "default") -> None:
         """Load `model_name` (and IMAGINE_UPSCALER) now, at worker start, rather than on
-        the first job."""
-        self._model(model_name)
+        the first job, and compile it then with a warm-up generation (IMAGINE_COMPILE)."""
+        with self._lock:
+            speedups.warm_up(self._model(model_name).text2image, self.speed)
         self.upscaler()
 
     def take_model_loads(self) -> list[ModelLoad]:
@@ -201,7 +207,7 @@ class Engine:
 
     def _load(self, model_name: str) -> LoadedModel:
         return load_model(model_name, self._source(model_name),
-                          self.families.get(model_name), self.dtype)
+                          self.families.get(model_name), self.dtype, self.speed)
 
     def _image2image(self, model: LoadedModel) -> Any:
         if "image2image" not in model.derived:

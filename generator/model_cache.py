@@ -28,6 +28,7 @@ from generator.errors import ModelError
 from generator.loading import load_pipeline
 from generator.png import model_label
 from generator.samplers import SchedulerCache
+from generator.speedups import SpeedOptions, apply
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +70,14 @@ def pipeline_bytes(pipe: Any) -> int:
     return total
 
 
-def load_model(name: str, source: str, family: str | None, dtype: torch.dtype) -> LoadedModel:
+def load_model(name: str, source: str, family: str | None, dtype: torch.dtype,
+               speed: SpeedOptions | None = None) -> LoadedModel:
     """`source` read into CPU memory in `dtype` (the device's), with its family: the
-    catalogue's `family`, else what the pipeline's class and configs say."""
+    catalogue's `family`, else what the pipeline's class and configs say; `speed`'s options
+    applied (they survive the move to the device)."""
     pipe = load_pipeline(source, "cpu", _DTYPE_NAMES[dtype])
+    if speed is not None and speed.any:
+        log.info("speed options applied to %s: %s", name, ", ".join(apply(pipe, speed)) or "none")
     if family is None:
         from generator.control import family_of  # noqa: PLC0415 - cv2 only when needed
 

@@ -94,6 +94,13 @@ class Settings(BaseSettings):
     model_memory_gb: float | None = Field(default=None, gt=0.0)
     # The models a generate worker serves (comma-separated names); unset: all of them.
     worker_models: Annotated[tuple[str, ...], NoDecode] = ()
+    # GPU speed options, all off by default (unmeasured on a GPU here; no gain on the CPU).
+    compile: bool = Field(default=False, description="torch.compile the UNet and VAE decoder, "
+                          "warmed up at worker start")
+    channels_last: bool = Field(default=False, description="UNet and VAE in channels_last")
+    fuse_qkv: bool = Field(default=False, description="fuse attention QKV projections")
+    vae_tiling: bool = Field(default=False, description="VAE tiling (above its tile size) "
+                             "and slicing")
     # A super-resolution model file (.pth/.safetensors: Real-ESRGAN, 4x-UltraSharp, SwinIR, …)
     # for the Upscale buttons; unset: Lanczos plus a light detail pass.
     upscaler: Path | None = None

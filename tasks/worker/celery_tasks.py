@@ -172,9 +172,12 @@ def _connect_worker_signals(app: ImagineCelery) -> None:
         # Set by `imagine worker` for generate workers: load the models it serves (as many
         # as it keeps) before the first job arrives, so its jobs find them loaded.
         if app.warm_model:
+            from generator.speedups import describe  # noqa: PLC0415 - torch only here
+
             engine = engine_for(app)
             for name in app.served_models[:app.settings.max_loaded_models] or ("default",):
                 engine.warm_up(name)
+            log.info("%s", describe(engine.speed, engine.device, engine.pipeline(name)))
             _report_loaded(app, redis_client(app.settings), app.node_name)
 
 
