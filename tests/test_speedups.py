@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 
 from generator import speedups
 from generator.speedups import SpeedOptions
+from tests.fixtures_redis import Process, wait_for
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -118,3 +120,12 @@ def test_the_engine_applies_the_options_at_load(tiny_model_dir: Path) -> None:
                     speed=SpeedOptions(vae_tiling=True))
     engine.warm_up()
     assert engine.pipeline().vae.use_tiling
+
+
+def test_a_generate_worker_states_the_options_at_start(
+    imagine_env: dict[str, str], start_worker: Callable[..., Process]
+) -> None:
+    worker = start_worker("generate", env={**imagine_env, "IMAGINE_CHANNELS_LAST": "1"})
+    wait_for(lambda: "speed options on" in worker.log(), 60, message="the start-up line")
+    assert ("speed options on cpu: compile=off channels_last=on fuse_qkv=off vae_tiling=off "
+            "attention=sdpa") in worker.log()
