@@ -14,7 +14,7 @@ from typing import Any
 
 from PIL import Image
 
-from generator.errors import ModelError
+from generator.errors import ModelError, first_line
 from settings.errors import ConfigError
 
 # kind → the transformers pipeline task whose model draws that kind's map.
@@ -64,18 +64,12 @@ def _load(kind: str, source: str, device: str) -> Any:
         return pipeline(task, model=str(path) if path.is_dir() else source, device=device)
     except OSError as exc:
         raise ModelError(
-            f"could not load the {kind} annotator {source!r} ({_first_line(exc)}): it is not in the "
+            f"could not load the {kind} annotator {source!r} ({first_line(exc)}): it is not in the "
             "local Hugging Face cache and the Hub is unreachable; download it and point "
             "IMAGINE_ANNOTATORS at the folder"
         ) from exc
     except Exception as exc:
         raise ModelError(
-            f"could not load the {kind} annotator {source!r}: {_first_line(exc)} (it must be a "
+            f"could not load the {kind} annotator {source!r}: {first_line(exc)} (it must be a "
             f"transformers {ANNOTATOR_TASKS[kind]} model)"
         ) from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    first = lines[0] if lines else type(exc).__name__
-    return first[:300]

@@ -19,7 +19,7 @@ import torch
 from PIL import Image, ImageOps
 
 from generator.annotators import Annotators
-from generator.errors import ModelError
+from generator.errors import ModelError, first_line
 from generator.loading import dtype_argument
 from generator.request import CONTROL_KINDS
 from settings.catalogue import FAMILIES
@@ -240,11 +240,11 @@ def _load_controlnet(source: str, kind: str, family: str, device: str, dtype: to
     except OSError as exc:
         # Offline, unreachable, unknown repo and missing weights all arrive as OSError.
         raise ModelError(
-            f"could not load {what} ({_short(exc).rstrip('.')}): it is not in the local Hugging Face "
+            f"could not load {what} ({first_line(exc).rstrip('.')}): it is not in the local Hugging Face "
             f"cache and the Hub is unreachable or has no such model; {_OFFLINE_HINT}"
         ) from exc
     except Exception as exc:
-        raise ModelError(f"could not load {what}: {_short(exc)}") from exc
+        raise ModelError(f"could not load {what}: {first_line(exc)}") from exc
 
 
 
@@ -271,9 +271,3 @@ def _same(value: Any) -> Any:
 def _label(controlnet: Any) -> str:
     name = getattr(controlnet.config, "_name_or_path", None) or ""
     return repr(Path(name).name or name) if name else type(controlnet).__name__
-
-
-def _short(exc: BaseException, limit: int = 300) -> str:
-    lines = str(exc).strip().splitlines()
-    first = lines[0] if lines else type(exc).__name__
-    return first if len(first) <= limit else first[: limit - 1] + "…"

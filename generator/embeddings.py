@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from generator.errors import GenerationError
-from generator.library import first_line, model_label
+from generator.errors import GenerationError, first_line
+from generator.library import model_label
 
 # SDXL embeddings hold one tensor per text encoder under these keys.
 SDXL_KEYS: tuple[str, str] = ("clip_l", "clip_g")

@@ -23,3 +23,11 @@ class GenerationCancelled(ImagineError):
 
 class ImageRejected(ImagineError):
     """An image a user handed in (image prompt, mask) cannot be used; the message says why."""
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's first line, cut to fit a one-line message (libraries' errors run on
+    for pages)."""
+    lines = str(exc).strip().splitlines()
+    first = lines[0] if lines else type(exc).__name__
+    return first if len(first) <= limit else first[: limit - 1] + "…"

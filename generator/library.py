@@ -43,11 +43,6 @@ def model_label(pipe: Any) -> str:
     return Path(source).stem if source else type(pipe).__name__
 
 
-def first_line(exc: BaseException) -> str:
-    """An exception's first line, short enough for a chat message."""
-    lines = str(exc).strip().splitlines()
-    return (lines[0] if lines else type(exc).__name__)[:200]
-
 
 def _files(directory: Path | None, suffixes: tuple[str, ...]) -> dict[str, Path]:
     if directory is None:

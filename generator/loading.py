@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from generator.errors import ModelError
+from generator.errors import ModelError, first_line
 from settings.errors import ConfigError
 
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
@@ -105,7 +105,7 @@ def load_pipeline(source: str, device: str, dtype: str, *, config: str | None = 
     try:
         pipe.to(device)
     except RuntimeError as exc:
-        raise ModelError(f"could not move {source!r} to {device}: {_short(exc)}") from exc
+        raise ModelError(f"could not move {source!r} to {device}: {first_line(exc)}") from exc
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -123,7 +123,7 @@ def _load_folder(path: Path, torch_dtype: torch.dtype) -> Any:
     except ModelError:
         raise
     except Exception as exc:
-        raise ModelError(f"could not load the diffusers folder {path}: {_short(exc)}") from exc
+        raise ModelError(f"could not load the diffusers folder {path}: {first_line(exc)}") from exc
 
 
 def _load_hub(repo_id: str, torch_dtype: torch.dtype) -> Any:
@@ -147,7 +147,7 @@ def _load_hub(repo_id: str, torch_dtype: torch.dtype) -> Any:
             f"is unreachable (no network, or HF_HUB_OFFLINE=1); {OFFLINE_HINT}"
         ) from exc
     except Exception as exc:
-        raise ModelError(f"could not load {repo_id!r} from the Hub: {_short(exc)}") from exc
+        raise ModelError(f"could not load {repo_id!r} from the Hub: {first_line(exc)}") from exc
 
 
 def dtype_argument(torch_dtype: torch.dtype) -> dict[str, torch.dtype]:
@@ -200,7 +200,7 @@ def _load_single_file(path: Path, torch_dtype: torch.dtype, config: str | None) 
         if config_dir is None:
             raise ModelError(_missing_config_message(path, pipeline_class.__name__)) from exc
         raise ModelError(
-            f"could not load {path.name} with the configs in {config_dir}: {_short(exc)} "
+            f"could not load {path.name} with the configs in {config_dir}: {first_line(exc)} "
             "(do the configs belong to the same base model as the checkpoint?)"
         ) from exc
 
@@ -242,10 +242,4 @@ def _is_sdxl(path: Path) -> bool:
         with safe_open(str(path), framework="pt") as checkpoint:
             return any(key.startswith("conditioner.embedders.1.") for key in checkpoint.keys())
     except Exception as exc:
-        raise ModelError(f"{path} is not a readable .safetensors file: {_short(exc)}") from exc
-
-
-def _short(exc: BaseException, limit: int = 300) -> str:
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else type(exc).__name__
-    return first if len(first) <= limit else first[: limit - 1] + "…"
+        raise ModelError(f"{path} is not a readable .safetensors file: {first_line(exc)}") from exc

@@ -18,8 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from generator.errors import LoraError
-from generator.library import first_line, model_label
+from generator.errors import LoraError, first_line
+from generator.library import model_label
 from generator.request import MAX_LORAS, LoraUse
 
 # Loaded adapters kept per pipeline; beyond this the least recently used are deleted. A

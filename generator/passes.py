@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from PIL import Image
 
-from generator.errors import GenerationCancelled, GenerationError
+from generator.errors import GenerationCancelled, GenerationError, first_line
 from generator.request import ImageRequest
 from settings.errors import ImagineError
 
@@ -167,7 +167,6 @@ def out_of_memory(request: ImageRequest) -> GenerationError:
     )
 
 
-def short(exc: BaseException, limit: int = 300) -> str:
-    lines = str(exc).strip().splitlines()
-    first = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
-    return first if len(first) <= limit else first[: limit - 1] + "…"
+def short(exc: BaseException) -> str:
+    """The exception's type and first line: what a failed run tells the user."""
+    return f"{type(exc).__name__}: {first_line(exc)}"
