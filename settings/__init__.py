@@ -119,6 +119,28 @@ class Settings(BaseSettings):
         "default job_timeout + 60",
     )
     progress_interval: float = Field(default=2.0, ge=0.0, le=60.0)
+    # Cross-job batching: a generate worker draws up to this many compatible jobs (same model,
+    # LoRAs, size, steps, sampler, cfg, operation) in one pipeline call, chosen among the
+    # next IMAGINE_BATCH_WINDOW waiting jobs only, so none overtakes more than that.
+    max_batch: int = Field(default=4, ge=1, le=64)
+    batch_window: int = Field(default=8, ge=1, le=256)
+    # Live previews: every this many seconds a running job's latents become a small JPEG
+    # (0: none). IMAGINE_PREVIEW_DECODER: a TAESD (AutoencoderTiny) folder or hub id for
+    # every family, or family=source pairs (sd15=/m/taesd,sdxl=/m/taesdxl); unset: the
+    # linear latent-to-RGB approximation.
+    preview_interval: float = Field(default=1.0, ge=0.0, le=60.0)
+    preview_decoder: str | None = None
+    # --- fair scheduling (#14): fields below this line are the scheduler's -------------
+
+    # --- storage beyond one machine (#17) -------------------------------------------------
+    # s3://bucket/prefix: images in an S3-compatible bucket (wins over IMAGINE_STORAGE_DIR);
+    # credentials and region through boto3's standard chain.
+    storage_url: str | None = None
+    s3_endpoint: str | None = None  # MinIO and other S3-compatible servers: path-style
+    s3_redirect: bool = False  # web: redirect to a presigned URL instead of streaming
+    # Days since an image was last served or referenced before `imagine gc` deletes it;
+    # unset: keep every image.
+    image_retention: float | None = Field(default=None, gt=0.0)
 
     # Web
     url_secret: SecretStr | None = None

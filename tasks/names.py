@@ -39,6 +39,10 @@ WORKERS_KEY = "imagine:workers:{}"  # worker hostname → heartbeat (JSON), with
 WORKER_BEATS_KEY = "imagine:worker-beats"  # sorted set: worker hostname → heartbeat expiry
 WORKER_LOADED_KEY = "imagine:worker-loaded:{}"  # worker hostname → models its child holds
 REAPER_LOCK_KEY = "imagine:reaper-lock"  # one reaper at a time, across every worker
+TICKET_KEY = "imagine:ticket:{}"  # Celery message (job id) → ids of the jobs drawn under it
+FAIR_CLOCK_KEY = "imagine:fair:clock"  # the fair scheduler's virtual time
+FAIR_USER_KEY = "imagine:fair:user:{}"  # user key → the fair tag of that user's last job
+PREVIEW_KEY = "imagine:preview:{}"  # job id → its latest preview (JPEG bytes), with a TTL
 
 # --- delivery ------------------------------------------------------------------------------
 DELIVERED_KEY = "imagine:delivered:{}:{}"  # job id, "kind:step" → set once that step succeeded
@@ -52,6 +56,9 @@ METRICS_CACHE_KEY = "imagine:metrics:cache"  # "hit" / "miss" → count
 METRICS_RETRIES_KEY = "imagine:metrics:delivery_retries"  # "platform|reason" → count
 METRICS_WEB_KEY = "imagine:metrics:web"  # "rate_limited" / "placeholder" / ... → count
 METRICS_MODEL_LOADS_KEY = "imagine:metrics:model_loads"  # "model|origin|le=<bound>", "…|sum", …
+
+# --- storage (#17) -----------------------------------------------------------------------------
+IMAGE_SERVED_KEY = "imagine:image-served"  # sorted set: image name → day it was last served
 
 # --- web ---------------------------------------------------------------------------------
 URL_CACHE_KEY = "imagine:url:{}"  # prompt URL cache key → its entry (JSON)

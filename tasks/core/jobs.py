@@ -71,6 +71,12 @@ class Job(BaseModel):
     owner: str | None = None  # who may cancel it through the REST API (token or address)
     # What the worker does before the first step, for the status line ("loading model turbo…").
     phase: str | None = None
+    # How many previews the worker stored (PREVIEW_KEY holds the latest); 0: none yet.
+    preview: int = 0
+    # The jobs drawn in the same pipeline call as this one, itself included.
+    batch_size: int = 1
+    # Its place in the fair order (tasks.core.scheduler), kept so a requeue keeps it.
+    queue_score: float | None = None
 
     @property
     def progress(self) -> float:
