@@ -12,6 +12,7 @@ pytest_plugins = [
     "tests.fixtures_lora",
     "tests.fixtures_upscaler",
     "tests.fixtures_redis",
+    "tests.fixtures_s3",
     "tests.fixtures_chat",
     "tests.web_support",
 ]

@@ -1,21 +1,35 @@
-"""Content-addressed image files: the name is the hash of the bytes.
+"""Content-addressed images: the name is the hash of the bytes.
 
-Writing the same PNG twice (a redelivered job) yields the same name and one file, which is
-what makes redelivery harmless.
+Writing the same PNG twice (a redelivered job) yields the same name and one copy, which is
+what makes redelivery harmless. Two stores share that addressing: a local folder (`Storage`,
+the default) and an S3-compatible bucket (`tasks.core.s3_storage.S3Storage`, when
+IMAGINE_STORAGE_URL is set); `open_storage(settings)` picks one.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from tasks.core.store_base import (
+    PRESIGNED_SECONDS,
+    ImageStore,
+    StorageError,
+    StorageRefused,
+    StorageUnavailable,
+    content_name,
+    valid_name,
+)
 from tasks.errors import ImageMissing
 
-NAME_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+if TYPE_CHECKING:
+    from settings import Settings
 
+__all__ = ["ImageStore", "Storage", "StorageError", "StorageRefused", "StorageUnavailable",
+           "open_storage"]
 
 class Storage:
     """PNG files in one folder, named by the first 128 bits of their SHA-256."""
@@ -25,11 +39,11 @@ class Storage:
 
     @staticmethod
     def name_for(data: bytes) -> str:
-        return hashlib.sha256(data).hexdigest()[:32]
+        return content_name(data)
 
     @staticmethod
     def is_valid_name(name: str) -> bool:
-        return bool(NAME_PATTERN.match(name))
+        return valid_name(name)
 
     def path(self, name: str) -> Path:
         if not self.is_valid_name(name):
@@ -60,6 +74,41 @@ class Storage:
         try:
             return self.path(name).read_bytes()
         except FileNotFoundError:
-            raise ImageMissing(
-                f"image {name} is no longer in storage ({self.directory}): it was deleted "
-                "after it was made") from None
+            raise self._missing(name) from None
+
+    def delete(self, name: str) -> None:
+        """Remove an image; one already gone is not an error."""
+        self.path(name).unlink(missing_ok=True)
+
+    def names(self) -> Iterator[str]:
+        """Every image name in the folder (temporary files of writes in progress skipped)."""
+        if not self.directory.is_dir():
+            return
+        for path in self.directory.glob("??/*.png"):
+            if self.is_valid_name(path.stem):
+                yield path.stem
+
+    def size(self, name: str) -> int:
+        try:
+            return self.path(name).stat().st_size
+        except FileNotFoundError:
+            raise self._missing(name) from None
+
+    def url_for(self, name: str, expires: int = PRESIGNED_SECONDS) -> str | None:
+        """None: a folder has no URL of its own; the web app serves its files."""
+        return None
+
+    def _missing(self, name: str) -> ImageMissing:
+        return ImageMissing(
+            f"image {name} is no longer in storage ({self.directory}): it was deleted "
+            "after it was made")
+
+
+def open_storage(settings: Settings) -> ImageStore:
+    """The store `settings` name: the bucket of IMAGINE_STORAGE_URL when set, else the
+    folder (IMAGINE_STORAGE_DIR, or DATA_DIR/images)."""
+    if settings.storage_url:
+        from tasks.core.s3_storage import S3Storage  # noqa: PLC0415 - boto3 only when used
+
+        return S3Storage.from_settings(settings)
+    return Storage(settings.images_dir)
