@@ -131,6 +131,9 @@ class Settings(BaseSettings):
     preview_interval: float = Field(default=1.0, ge=0.0, le=60.0)
     preview_decoder: str | None = None
     # --- fair scheduling (#14): fields below this line are the scheduler's -------------
+    # Strict priority tiers by platform (lower first; tasks/core/scheduler.py), merged over
+    # DEFAULT_PRIORITY: IMAGINE_PRIORITY=api=0,web=2 puts API and webhook jobs with chat.
+    priority: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
 
     # --- storage beyond one machine (#17) -------------------------------------------------
     # s3://bucket/prefix: images in an S3-compatible bucket (wins over IMAGINE_STORAGE_DIR);
@@ -219,6 +222,16 @@ class Settings(BaseSettings):
             return frozenset(part.strip() for part in value.split(",") if part.strip())
         return value
 
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _priority(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = dict(_tier_pair(part) for part in value.split(",") if part.strip())
+        if isinstance(value, dict):
+            for platform, tier in value.items():
+                _tier_pair(f"{platform}={tier}")
+        return value
+
     @field_validator("worker_models", mode="before")
     @classmethod
     def _worker_models(cls, value: Any) -> Any:
@@ -285,6 +298,11 @@ class Settings(BaseSettings):
         return self.max_web_jobs or max(1, self.max_queue // 2)
 
     @property
+    def tiers(self) -> dict[str, int]:
+        """Every platform's priority tier: DEFAULT_PRIORITY with IMAGINE_PRIORITY over it."""
+        return {**DEFAULT_PRIORITY, **self.priority}
+
+    @property
     def model_sources(self) -> dict[str, str]:
         """Allowed model names → hub id, folder or .safetensors file; `default` is IMAGINE_MODEL."""
         return {name: entry.source or self.model for name, entry in self.catalogue.items()}
@@ -295,6 +313,21 @@ class Settings(BaseSettings):
         default = self.models.get("default", ModelEntry())
         default = default.model_copy(update={"source": self.model})
         return {"default": default, **{k: v for k, v in self.models.items() if k != "default"}}
+
+
+# Chat first (someone is watching), then the API and webhooks, then prompt-URL misses.
+DEFAULT_PRIORITY = {"slack": 0, "discord": 0, "cli": 0, "api": 1, "webhook": 1, "web": 2}
+MAX_TIER = 7  # tiers are 3 bits of a job's fair score
+
+
+def _tier_pair(pair: str) -> tuple[str, int]:
+    platform, _, tier = (part.strip() for part in pair.partition("="))
+    if platform not in DEFAULT_PRIORITY or not re.fullmatch(r"[0-9]+", tier) \
+            or int(tier) > MAX_TIER:
+        raise ValueError(f"{pair.strip()!r}: give platform=tier pairs separated by commas, "
+                         f"platforms {', '.join(DEFAULT_PRIORITY)}, tiers 0 (first) to "
+                         f"{MAX_TIER}, e.g. api=0,web=2")
+    return platform, int(tier)
 
 
 def _check_allow_entry(entry: str) -> None:

@@ -33,6 +33,7 @@ RUNNING_KEY = "imagine:running"  # set of job ids being drawn
 ACTIVE_KEY = "imagine:active:{}"  # user key → set of that user's unfinished job ids
 WEB_ACTIVE_KEY = "imagine:web-active"  # set of unfinished prompt-URL job ids (one shared pool)
 DURATIONS_KEY = "imagine:durations"  # list of recent job durations, for wait estimates
+BATCH_SIZES_KEY = "imagine:batch-sizes"  # list: each duration's batch size, same order
 CANCEL_KEY = "imagine:cancel:{}"  # job id → set while a running job should stop
 EVENTS_CHANNEL = "imagine:events:{}"  # job id → pub/sub channel of its progress
 WORKERS_KEY = "imagine:workers:{}"  # worker hostname → heartbeat (JSON), with a TTL

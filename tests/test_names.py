@@ -26,6 +26,7 @@ def test_names_keep_the_values_already_in_use() -> None:
         "ACTIVE_KEY": "imagine:active:{}",
         "WEB_ACTIVE_KEY": "imagine:web-active",
         "DURATIONS_KEY": "imagine:durations",
+        "BATCH_SIZES_KEY": "imagine:batch-sizes",
         "CANCEL_KEY": "imagine:cancel:{}",
         "EVENTS_CHANNEL": "imagine:events:{}",
         "WORKERS_KEY": "imagine:workers:{}",

@@ -24,15 +24,18 @@ from celery import Celery
 
 from generator.request import SEED_MAX
 from settings import Settings
-from tasks.core import metrics, routing
-from tasks.core.jobs import Job, JobStatus, JobStore
+from tasks.core import metrics, routing, scheduler
+from tasks.core.jobs import Job, JobStatus, JobStore, Requester
 from tasks.errors import QueueFullError, UserLimitError
 from tasks.names import (
     ACTIVE_KEY,
+    BATCH_SIZES_KEY,
     CANCEL_KEY,
     DEFAULT_MODEL,
     DURATIONS_KEY,
     EVENTS_CHANNEL,
+    FAIR_CLOCK_KEY,
+    FAIR_USER_KEY,
     GENERATE_QUEUE,
     GENERATE_TASK,
     JOB_KEY,
@@ -48,18 +51,6 @@ from tasks.names import (
 DURATION_SAMPLES = 20
 DEFAULT_DURATION = 10.0  # seconds, until the queue has seen real jobs
 
-_ADMIT = """
-local queued = redis.call('ZCARD', KEYS[1])
-if queued >= tonumber(ARGV[2]) then return {-1, queued} end
-local mine = redis.call('SCARD', KEYS[2])
-if mine >= tonumber(ARGV[3]) then return {tonumber(ARGV[5]), mine} end
-local seq = redis.call('INCR', KEYS[3])
-redis.call('ZADD', KEYS[1], seq, ARGV[1])
-redis.call('ZADD', KEYS[4], seq, ARGV[1])
-redis.call('SADD', KEYS[2], ARGV[1])
-redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4]))
-return {redis.call('ZRANK', KEYS[1], ARGV[1]) + 1, 0}
-"""
 QUEUE_FULL, USER_FULL, WEB_FULL = -1, -2, -3
 # Requesters known only by an address: prompt URLs (a Markdown image, a proxy fetching it).
 SHARED_POOL_PLATFORMS = frozenset({"web"})
@@ -117,7 +108,9 @@ class JobQueue:
         self.redis = client
         self.celery = celery
         self.jobs = JobStore(client, settings.job_ttl)
-        self._admit = client.register_script(_ADMIT)
+        self._admit = client.register_script(scheduler.ADMIT)
+        self._rescore = client.register_script(scheduler.RESCORE)
+        self._claimer = scheduler.Claimer(settings, client)
 
     # --- the way in -------------------------------------------------------------------
     def submit(self, job: Job) -> Submitted:
@@ -126,13 +119,17 @@ class JobQueue:
             job = job.model_copy(update={"request": job.request.with_seed(random_seed())})
         self.jobs.save(job)
         pool, limit, refusal = self._pool(job)
-        position, count = self._admit(
-            keys=[QUEUE_KEY, pool, SEQ_KEY, routing.model_key(job.request.model)],
-            args=[job.id, self.settings.max_queue, limit, self.settings.job_ttl, refusal],
+        position, count, score = self._admit(
+            keys=[QUEUE_KEY, pool, SEQ_KEY, routing.model_key(job.request.model),
+                  FAIR_CLOCK_KEY, FAIR_USER_KEY.format(job.requester.user_key)],
+            args=[job.id, self.settings.max_queue, limit, self.settings.job_ttl, refusal,
+                  scheduler.tier(job.requester, self.settings)],
         )
         if position < 0:
             self.redis.delete(JOB_KEY.format(job.id))
             raise self._full_error(int(position), int(count))
+        # The record gets the score when the job leaves the line (claim, mark_started).
+        job = job.model_copy(update={"queue_score": float(score)})
         try:
             self._send(job)
         except Exception:
@@ -198,10 +195,16 @@ class JobQueue:
         models = routing.competing_models(job.request.model, workers)
         return routing.count_ahead(self.redis, float(score), models)
 
-    def next_position(self, model: str = DEFAULT_MODEL) -> int:
-        """The position a job of `model` submitted now would get (shown before submitting)."""
+    def next_position(self, model: str = DEFAULT_MODEL,
+                      requester: Requester | None = None) -> int:
+        """The position a job of `model` submitted now by `requester` would get (shown
+        before submitting): behind the jobs of its tier and fair turn, so a user with four
+        jobs waiting is told a later place than a newcomer. No requester: the end of line."""
         models = routing.competing_models(model, self.alive_workers(GENERATE_QUEUE))
-        return routing.count_ahead(self.redis, "+inf", models) + 1
+        bound: float | str = "+inf"
+        if requester is not None:
+            bound = scheduler.next_score(self.redis, requester, self.settings)
+        return routing.count_ahead(self.redis, bound, models) + 1
 
     def queued_count(self) -> int:
         return int(self.redis.zcard(QUEUE_KEY))
@@ -256,21 +259,36 @@ class JobQueue:
         serving = len(routing.serving(model, workers))
         if workers and not serving:
             return None
+        # A worker draws one batch at a time: jobs go by batches of the recent typical
+        # size, each taking the recent time of one batch (tasks.core.scheduler.batch_rate).
+        per_batch, seconds = scheduler.batch_rate(self.redis, DEFAULT_DURATION)
         running = self.running_count()
         if serving:
-            running = min(running, serving)  # a worker draws one job at a time
+            running = min(running, round(serving * per_batch))
         ahead = position - 1 + running
-        return self.average_duration() * (ahead / max(1, serving) + 1)
+        return seconds * (ahead / (max(1, serving) * per_batch) + 1)
 
     # --- what workers report ----------------------------------------------------------
+    def claim(self, model: str, drawer: str, ticket: str) -> list[Job]:
+        """Take the next batch of `model` (tasks.core.scheduler.Claimer): the first waiting
+        job in fair order and up to IMAGINE_MAX_BATCH-1 compatible ones among the next
+        IMAGINE_BATCH_WINDOW, now running under `drawer` and listed under `ticket`; [] when
+        none waits."""
+        return self._claimer.claim(model, drawer, ticket)
+
     def mark_started(self, job_id: str) -> None:
+        """The one-job path: the job leaves the line, its record keeps its fair score."""
         job = self.jobs.find(job_id)
+        score = self.redis.zscore(QUEUE_KEY, job_id)
         with self.redis.pipeline() as pipe:
             pipe.zrem(QUEUE_KEY, job_id)
             if job is not None:
                 pipe.zrem(routing.model_key(job.request.model), job_id)
             pipe.sadd(RUNNING_KEY, job_id)
             pipe.execute()
+        if job is not None and score is not None and job.queue_score is None:
+            self.jobs.update(job_id, lambda j: None if j.queue_score is not None
+                             else j.model_copy(update={"queue_score": float(score)}))
 
     def mark_finished(self, job: Job) -> None:
         with self.redis.pipeline() as pipe:
@@ -282,28 +300,37 @@ class JobQueue:
             if job.status is JobStatus.done and job.duration is not None:
                 pipe.lpush(DURATIONS_KEY, job.duration)
                 pipe.ltrim(DURATIONS_KEY, 0, DURATION_SAMPLES - 1)
+                pipe.lpush(BATCH_SIZES_KEY, job.batch_size)  # same index as its duration
+                pipe.ltrim(BATCH_SIZES_KEY, 0, DURATION_SAMPLES - 1)
             metrics.record_job_finished(pipe, job.requester.platform, job.status.value,
                                         job.duration if job.status is JobStatus.done else None)
             pipe.execute()
         self.publish(job)
 
-    def requeue(self, job_id: str) -> Job:
-        """A running job nobody draws any more goes back in line (at its end) with a fresh
-        Celery message; a job that is not running is left as it is."""
+    def requeue(self, job_id: str, worker: str | None = None) -> Job:
+        """A running job nobody draws any more goes back in line, in the place its fair
+        score gave it, with a fresh Celery message; a job not running is left as it is, and
+        so is one that `worker` (the holder judged dead) no longer draws: another took it."""
 
         def back(job: Job) -> Job | None:
-            if job.status is not JobStatus.running:
+            if job.status is not JobStatus.running or (worker is not None
+                                                        and job.worker != worker):
                 return None
             return job.model_copy(update={"status": JobStatus.queued, "step": 0,
                                           "worker": None})
 
         job = self.jobs.update(job_id, back)
         if job.status is JobStatus.queued:
-            seq = self.redis.incr(SEQ_KEY)
+            score = job.queue_score
+            if score is None:  # started before fair scores: its turn comes now
+                score = float(self._rescore(
+                    keys=[FAIR_CLOCK_KEY, FAIR_USER_KEY.format(job.requester.user_key),
+                          SEQ_KEY],
+                    args=[scheduler.tier(job.requester, self.settings), self.settings.job_ttl]))
             with self.redis.pipeline() as pipe:
                 pipe.srem(RUNNING_KEY, job.id)
-                pipe.zadd(QUEUE_KEY, {job.id: seq})
-                pipe.zadd(routing.model_key(job.request.model), {job.id: seq})
+                pipe.zadd(QUEUE_KEY, {job.id: score})
+                pipe.zadd(routing.model_key(job.request.model), {job.id: score})
                 pipe.execute()
             self._send(job)
             self.publish(job)
@@ -314,7 +341,8 @@ class JobQueue:
 
     def publish(self, job: Job) -> None:
         event = {"id": job.id, "status": job.status.value, "step": job.step,
-                 "total": job.total_steps, "images": job.images, "error": job.error}
+                 "total": job.total_steps, "images": job.images, "error": job.error,
+                 "preview": job.preview}
         self.redis.publish(EVENTS_CHANNEL.format(job.id), json.dumps(event))
 
     def watch(self, job_id: str, timeout: float) -> Iterator[dict[str, object]]:
