@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from bots.cli_images import IMAGE_COMMANDS
+from bots.cli_ops import OPS_COMMANDS
 from bots.cli_recall import recall
 from settings import Settings, load_settings
 from settings.errors import ImagineError
@@ -307,7 +308,7 @@ def discord_bot(sync: bool, loglevel: str) -> None:
         raise click.ClickException(exc.message) from None
 
 
-for _command in (*IMAGE_COMMANDS, recall):
+for _command in (*IMAGE_COMMANDS, recall, *OPS_COMMANDS):
     cli.add_command(_command)
 
 

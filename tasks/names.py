@@ -23,6 +23,7 @@ MODEL_QUEUE_PREFIX = GENERATE_QUEUE + "."
 GENERATE_TASK = "imagine.generate"
 DELIVER_TASK = "imagine.deliver"
 DELIVER_PROGRESS_TASK = "imagine.deliver_progress"
+GC_TASK = "imagine.gc"  # image retention (tasks.core.retention), run on a deliver worker
 
 # --- jobs and the queue ------------------------------------------------------------------
 JOB_KEY = "imagine:job:{}"  # job id → the Job record (JSON), with a TTL
@@ -57,9 +58,14 @@ METRICS_CACHE_KEY = "imagine:metrics:cache"  # "hit" / "miss" → count
 METRICS_RETRIES_KEY = "imagine:metrics:delivery_retries"  # "platform|reason" → count
 METRICS_WEB_KEY = "imagine:metrics:web"  # "rate_limited" / "placeholder" / ... → count
 METRICS_MODEL_LOADS_KEY = "imagine:metrics:model_loads"  # "model|origin|le=<bound>", "…|sum", …
+METRICS_MODEL_GENERATION_KEY = "imagine:metrics:model_generation"  # "model|le=<bound>", …
+METRICS_QUEUE_WAIT_KEY = "imagine:metrics:queue_wait"  # "le=<bound>", "sum", "count"
+METRICS_IMAGES_KEY = "imagine:metrics:images"  # platform → images made
+WORKER_GPU_KEY = "imagine:worker-gpu:{}"  # worker hostname → its GPUs' memory and use (JSON)
 
 # --- storage (#17) -----------------------------------------------------------------------------
 IMAGE_SERVED_KEY = "imagine:image-served"  # sorted set: image name → day it was last served
+GC_LOCK_KEY = "imagine:gc-lock"  # one image garbage collection at a time
 
 # --- web ---------------------------------------------------------------------------------
 URL_CACHE_KEY = "imagine:url:{}"  # prompt URL cache key → its entry (JSON)

@@ -115,6 +115,7 @@ class HitPath:
         if data is None:
             return None  # removed from storage: the Flask path draws it again
         self.state.cache_counts.add("hit")
+        self.state.served.note(name)
         headers = [("ETag", f'"{name}"'), ("Cache-Control", IMMUTABLE),
                    ("X-Imagine-Image", name)]
         matches = environ.get("HTTP_IF_NONE_MATCH")

@@ -51,6 +51,7 @@ def serve_image(state: WebState, name: str, *, cacheable: bool = True) -> Respon
     etag = f'"{name}"'
     cache_control = IMMUTABLE if cacheable else "no-store"
     headers = {"ETag": etag, "Cache-Control": cache_control, "X-Imagine-Image": name}
+    state.served.note(name)
     # The name is the content hash, so a matching If-None-Match needs no file access.
     if request.if_none_match.contains(name):
         return Response(status=304, headers=headers)

@@ -16,6 +16,7 @@ from bots.web.ratelimit import RateLimiter
 from settings import Settings
 from tasks.core import metrics
 from tasks.core.queue import JobQueue
+from tasks.core.retention import ServedDays
 from tasks.core.storage import Storage
 from tasks.names import METRICS_CACHE_KEY
 
@@ -71,11 +72,14 @@ class WebState:
     waiters: threading.BoundedSemaphore = field(init=False)
     cache_counts: metrics.BufferedCounts = field(init=False)
     memo: Memo = field(init=False, default_factory=Memo)
+    # Image retention's "last served" day, recorded once a day per image (not per hit).
+    served: ServedDays = field(init=False)
 
     def __post_init__(self) -> None:
         self.waiters = threading.BoundedSemaphore(
             max(1, self.settings.web_threads - RESERVED_THREADS))
         self.cache_counts = metrics.BufferedCounts(self.queue.redis, METRICS_CACHE_KEY)
+        self.served = ServedDays(self.queue.redis)
 
     @property
     def redis(self) -> redis.Redis:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 from settings import Settings
 from tasks.core.connection import embedded_redis_dir
+from tasks.core.retention import GC_INTERVAL
 from tasks.local.embedded_redis import EmbeddedRedis
 from tasks.local.gpus import generate_workers, visible_gpus
 from tasks.local.supervisor import Service, Supervisor
@@ -38,6 +39,9 @@ def services(settings: Settings, redis_url: str, loglevel: str,
                                        "--loglevel", loglevel), worker_env),
         Service("web", argv("web", "--loglevel", loglevel), env),
     ]
+    if settings.image_retention is not None:
+        # Image retention on a timer; deployments run `imagine beat` instead.
+        parts.append(Service("gc", argv("gc", "--every", f"{GC_INTERVAL:g}"), env))
     if settings.slack_bot_token and settings.slack_app_token:
         parts.append(Service("slack", argv("slack", "--loglevel", loglevel), env))
     if settings.discord_token:

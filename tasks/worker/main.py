@@ -14,6 +14,7 @@ from tasks.local.gpus import visible_gpus
 from tasks.names import GENERATE_QUEUE, QUEUES
 from tasks.worker.celery_app import create_celery
 from tasks.worker.celery_tasks import register
+from tasks.worker.gc_task import register_gc
 
 DEFAULT_DELIVER_THREADS = 16
 
@@ -73,6 +74,7 @@ def run_worker(settings: Settings, queue: str, *, adapters: AdapterRegistry,
         check_gpu(settings.device)
         app.warm_model = True
     register(app)
+    register_gc(app)
     hostname = app.node_name = worker_hostname(queue, settings.device)
     app.worker_main(worker_argv(queue, concurrency, loglevel, models=app.served_models,
                                 hostname=hostname))
