@@ -1,4 +1,4 @@
-"""The Celery tasks: thin wrappers (ids in, retries out) around JobRunner and Deliverer.
+"""The Celery tasks: thin wrappers (ids in, retries out) around BatchRunner and Deliverer.
 
 Heavy resources (the pipeline, Redis pools, adapters) are built once per worker process and
 cached on the Task base class, as Celery's guide recommends; never at import time. What they
@@ -29,9 +29,12 @@ from tasks.core.delivery import (
 )
 from tasks.core.jobs import Job
 from tasks.core.queue import JobQueue
-from tasks.core.storage import Storage
+from tasks.core.storage import ImageStore, open_storage
 from tasks.names import DELIVER_PROGRESS_TASK, DELIVER_TASK, GENERATE_TASK
+from tasks.worker import gpu_stats
+from tasks.worker.batch_runner import BatchRunner
 from tasks.worker.celery_app import ImagineCelery, retry_countdown
+from tasks.worker.finisher import Finisher
 from tasks.worker.heartbeat import Heartbeat, report_loaded
 from tasks.worker.reaper import Reaper
 from tasks.worker.runner import JobRunner
@@ -66,13 +69,17 @@ class ImagineTask(Task):
         return JobQueue(self.settings, redis_client(self.settings), self.app)
 
     @cached_property
-    def storage(self) -> Storage:
-        return Storage(self.settings.images_dir)
+    def storage(self) -> ImageStore:
+        return open_storage(self.settings)
 
     @cached_property
     def runner(self) -> JobRunner:
         return JobRunner(self.settings, self.job_queue, self.storage, engine_for(self.imagine_app),
                          self._dispatch, self.imagine_app.adapters)
+
+    @cached_property
+    def batches(self) -> BatchRunner:
+        return BatchRunner(self.runner, Finisher())
 
     @cached_property
     def deliverer(self) -> Deliverer:
@@ -105,9 +112,11 @@ def register(app: ImagineCelery) -> None:
 
     @app.task(base=ImagineTask, bind=True, name=GENERATE_TASK)
     def generate(self: ImagineTask, job_id: str) -> None:
-        """Draw one job's images and hand them to delivery."""
+        """Job `job_id`'s message, a ticket: draw batches of its model's waiting jobs, the
+        ones its previous holder left first (tasks.worker.batch_runner)."""
+        queue_name = (self.request.delivery_info or {}).get("routing_key")
         try:
-            self.runner.run(job_id, worker=self.request.hostname)
+            self.batches.run_ticket(job_id, worker=self.request.hostname, queue_name=queue_name)
         finally:
             _report_loaded(self.imagine_app, self.job_queue.redis, self.request.hostname)
 
@@ -179,6 +188,8 @@ def _connect_worker_signals(app: ImagineCelery) -> None:
                 engine.warm_up(name)
             log.info("%s", describe(engine.speed, engine.device, engine.pipeline(name)))
             _report_loaded(app, redis_client(app.settings), app.node_name)
+            # GPU memory and use for /metrics, from the process that holds the models.
+            gpu_stats.start_reporter(redis_client(app.settings), app.node_name)
 
 
 def _report_loaded(app: ImagineCelery, client: redis.Redis, hostname: str | None) -> None:

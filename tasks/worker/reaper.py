@@ -79,7 +79,7 @@ class Reaper:
         else:
             log.warning("reaper: job %s was running on %s, whose heartbeat stopped; requeued",
                         job.id, job.worker)
-            self.queue.requeue(job.id)
+            self.queue.requeue(job.id, worker=job.worker)
         return True
 
     def _abandoned(self, job: Job, now: float) -> bool:
@@ -96,13 +96,15 @@ class Reaper:
 
     def _fail(self, job: Job) -> None:
         def change(current: Job) -> Job | None:
-            if current.status.finished:
-                return None
+            if current.status.finished or current.worker != job.worker:
+                return None  # finished, or re-taken by a live worker since it was judged
             return current.model_copy(update={"status": JobStatus.failed,
                                               "finished_at": time.time(),
                                               "error": too_many_attempts()})
 
         failed = self.queue.jobs.update(job.id, change)
+        if not failed.status.finished:
+            return
         self.queue.mark_finished(failed)
         self._hand_off(failed)
 

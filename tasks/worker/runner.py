@@ -24,14 +24,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import redis
 from kombu.exceptions import OperationalError
 
+from generator.batching import BatchMember, BatchOutcome
 from generator.errors import GenerationCancelled
 from settings import Settings
 from settings.errors import ImagineError
 from tasks.core import metrics
 from tasks.core.delivery import AdapterRegistry, claim_progress_slot
 from tasks.core.jobs import Job, JobStatus
+from tasks.core.previews import PreviewStore, encode_preview
 from tasks.core.queue import JobQueue
-from tasks.core.storage import Storage
+from tasks.core.storage import ImageStore
 from tasks.names import DELIVER_PROGRESS_TASK, DELIVER_TASK
 
 if TYPE_CHECKING:
@@ -54,7 +56,7 @@ Dispatch = Callable[[str, str, dict[str, Any]], None]  # (task name, job id, opt
 
 
 class JobRunner:
-    def __init__(self, settings: Settings, queue: JobQueue, storage: Storage,
+    def __init__(self, settings: Settings, queue: JobQueue, storage: ImageStore,
                  engine: Engine, dispatch: Dispatch, adapters: AdapterRegistry) -> None:
         self.settings = settings
         self.queue = queue
@@ -63,6 +65,8 @@ class JobRunner:
         self.dispatch = dispatch
         # Only asked whether a platform wants deliveries; nothing is built from it here.
         self.adapters = adapters
+        # The latest preview of each running job, kept a little longer than a job may run.
+        self.previews = PreviewStore(queue.redis, settings.job_timeout + 60)
 
     def run(self, job_id: str, worker: str | None = None) -> None:
         """Draw the job; `worker` is the Celery node name, whose heartbeat vouches for it."""
@@ -72,43 +76,55 @@ class JobRunner:
             return
         if job.status.finished:
             # Redelivered after it finished but before the ack: only make sure it is delivered.
-            self._hand_off(job)
+            self.hand_off(job)
             return
-        drawer = f"{worker or socket.gethostname()}:{os.getpid()}"
+        drawer = drawer_name(worker)
         job = self.queue.jobs.update(job_id, lambda j: _start(j, drawer))
         if job.status is not JobStatus.running:
             return  # cancelled meanwhile
         self.queue.mark_started(job_id)
         self.queue.publish(job)
         if job.attempts > MAX_ATTEMPTS:
-            self._finish(job, JobStatus.failed, error=too_many_attempts())
+            self.finish(job, JobStatus.failed, error=too_many_attempts())
             return
         began = time.perf_counter()
+        member = self.member(job)
         try:
             images = self.engine.generate(
-                job.request,
-                on_progress=self._progress_reporter(job),
-                should_cancel=self._cancel_checker(job.id),
-                load_image=self._load_image,
-                on_status=self._status_reporter(job),
-            )
-        except GenerationCancelled:
-            self._finish(job, JobStatus.cancelled, error="Cancelled while drawing.")
-        except ImagineError as exc:
-            self._finish(job, JobStatus.failed, error=exc.message)
-        except Exception as exc:  # what the user sees must not be a stack trace
-            log.exception("job %s failed", job_id)
+                job.request, on_progress=member.on_progress, should_cancel=member.should_cancel,
+                load_image=self.load_image, on_status=member.on_status)
+        except Exception as exc:  # every failure becomes the job's outcome
+            self.settle(job, BatchOutcome(error=exc), 0.0)
+        else:
+            self.settle(job, BatchOutcome(images=images), time.perf_counter() - began)
+        finally:
+            self.record_model_loads()
+
+    def member(self, job: Job) -> BatchMember:
+        """The job as a member of a pipeline call: its request and its own callbacks."""
+        return BatchMember(job.request, on_progress=self._progress_reporter(job),
+                           should_cancel=self._cancel_checker(job.id),
+                           on_status=self._status_reporter(job))
+
+    def settle(self, job: Job, outcome: BatchOutcome, seconds: float) -> None:
+        """Store and record what drawing `job` gave, and hand it off; never raises for a
+        failure of the drawing itself (that is the job's outcome)."""
+        exc = outcome.error
+        if exc is None:
+            self._store(job, outcome.images or [], seconds)
+        elif isinstance(exc, GenerationCancelled):
+            self.finish(job, JobStatus.cancelled, error="Cancelled while drawing.")
+        elif isinstance(exc, ImagineError):
+            self.finish(job, JobStatus.failed, error=exc.message)
+        else:  # what the user sees must not be a stack trace
+            log.error("job %s failed", job.id, exc_info=exc)
             if type(exc).__name__ == "SoftTimeLimitExceeded":
                 error = (f"Drawing took longer than the limit of {self.settings.job_timeout} s; "
                          "try fewer steps or a smaller size.")
             else:
                 error = (f"Generation failed ({type(exc).__name__}); the operator can see "
                          "details in the worker log.")
-            self._finish(job, JobStatus.failed, error=error)
-        else:
-            self._store(job, images, time.perf_counter() - began)
-        finally:
-            self._record_model_loads()
+            self.finish(job, JobStatus.failed, error=error)
 
     def _store(self, job: Job, images: list[Any], seconds: float) -> None:
         try:
@@ -116,26 +132,26 @@ class JobRunner:
         except OSError as exc:  # disk full, read-only, a folder gone: say so, free the slot
             log.exception("job %s: storing its images failed", job.id)
             reason = exc.strerror or type(exc).__name__
-            self._finish(job, JobStatus.failed, error=(
+            self.finish(job, JobStatus.failed, error=(
                 f"The images were drawn but could not be saved ({reason}); the operator must "
                 "check the image storage. Try again later."))
             return
         # Notes made at submit (about the user's image) first, then the generator's.
         notes = list(dict.fromkeys([*job.notes, *(n for image in images for n in image.notes)]))
-        self._finish(job, JobStatus.done, images=names, seeds=[i.seed for i in images],
+        self.finish(job, JobStatus.done, images=names, seeds=[i.seed for i in images],
                      image_sizes=[(i.width, i.height) for i in images], notes=notes,
                      generation_seconds=seconds)
 
-    def _finish(self, job: Job, status: JobStatus, **fields: Any) -> None:
+    def finish(self, job: Job, status: JobStatus, **fields: Any) -> None:
         def change(current: Job) -> Job:
             return current.model_copy(update={"status": status, "finished_at": time.time(),
                                               **fields})
 
         finished = _outlasting_outages(lambda: self.queue.jobs.update(job.id, change))
         _outlasting_outages(lambda: self.queue.mark_finished(finished))
-        self._hand_off(finished)
+        self.hand_off(finished)
 
-    def _hand_off(self, job: Job) -> None:
+    def hand_off(self, job: Job) -> None:
         if self.adapters.has_adapter(job.requester.platform):
             _outlasting_outages(lambda: self.dispatch(DELIVER_TASK, job.id, {}))
 
@@ -147,12 +163,16 @@ class JobRunner:
 
         def report(step: int, total: int, preview: Image | None = None) -> None:
             now = time.monotonic()
-            if now - last[0] < interval and step < total:
+            # The engine paces previews itself (IMAGINE_PREVIEW_INTERVAL): none is dropped.
+            if preview is None and now - last[0] < interval and step < total:
                 return
             last[0] = now
             try:
-                updated = self.queue.jobs.update(job.id, lambda j: j.model_copy(
-                    update={"step": step, "total_steps": total, "phase": None}))
+                fields: dict[str, Any] = {"step": step, "total_steps": total, "phase": None}
+                if preview is not None:
+                    self.previews.put(job.id, encode_preview(preview))
+                updated = self.queue.jobs.update(job.id, lambda j: j.model_copy(update={
+                    **fields, "preview": j.preview + (preview is not None)}))
                 self.queue.publish(updated)
                 if wants_progress and claim_progress_slot(self.queue.redis, job.id, interval):
                     self.dispatch(DELIVER_PROGRESS_TASK, job.id, {})
@@ -182,7 +202,7 @@ class JobRunner:
 
         return report
 
-    def _record_model_loads(self) -> None:
+    def record_model_loads(self) -> None:
         # Loads at warm-up are recorded with the first job's.
         try:
             for load in self.engine.take_model_loads():
@@ -205,7 +225,7 @@ class JobRunner:
 
         return should_cancel
 
-    def _load_image(self, name: str) -> Image:
+    def load_image(self, name: str) -> Image:
         from PIL import Image  # noqa: PLC0415
 
         if not self.storage.exists(name):
@@ -220,6 +240,12 @@ def _start(job: Job, worker: str) -> Job | None:
     return job.model_copy(update={"status": JobStatus.running, "started_at": time.time(),
                                   "attempts": job.attempts + 1, "step": 0, "worker": worker,
                                   "phase": None})
+
+
+def drawer_name(worker: str | None) -> str:
+    """What a job records as its `worker`: the Celery node name (whose heartbeat vouches for
+    it) and this process's pid (which tells a dead child of a live node)."""
+    return f"{worker or socket.gethostname()}:{os.getpid()}"
 
 
 def too_many_attempts() -> str:
