@@ -32,7 +32,7 @@ from generator.request import ImageRequest
 from generator.source_images import prepare_source
 from settings import Settings
 from tasks.core import outbound
-from tasks.core.storage import Storage
+from tasks.core.storage import ImageStore
 from tasks.errors import OutboundTooLarge
 
 # A leading word that is an image: an http(s) URL or a data URL, bare or in Slack's <…|…>.
@@ -69,7 +69,7 @@ def split_image_urls(text: str) -> tuple[list[str], str]:
     return urls, rest.strip()
 
 
-def image_prompt(text: str, limits: Limits, settings: Settings, storage: Storage, *,
+def image_prompt(text: str, limits: Limits, settings: Settings, storage: ImageStore, *,
                  attachment: bytes | None = None, attachments: Sequence[bytes] = (),
                  control: bytes | None = None) -> Prepared:
     """The request for `text`: img2img from the attached image or the URL that starts it
@@ -173,7 +173,7 @@ def _fitted_png(data: bytes, size: tuple[int, int]) -> bytes:
 
 
 def drawn_from(request: ImageRequest, data: bytes, limits: Limits, settings: Settings,
-               storage: Storage) -> Prepared:
+               storage: ImageStore) -> Prepared:
     """A parsed request drawn from the image in `data` (checked, fitted, stored), at the
     --strength the request carries (given_strength), else IMAGE_PROMPT_STRENGTH."""
     # The image keeps its own shape; the prompt's size (default, --size or --ar) sets how

@@ -5,6 +5,7 @@ cancels. No worker process is needed: the test claims as a worker would."""
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
 
@@ -14,18 +15,22 @@ from tasks.core.queue import JobQueue
 from tasks.names import FAIR_CLOCK_KEY, RUNNING_KEY, TICKET_KEY
 from tests.test_queue import make_job, make_queue
 
-SMALL = {"width": 64, "height": 64}
-LARGE = {"width": 128, "height": 64}  # another size: never in the same pipeline call
+SMALL: dict[str, Any] = {"width": 64, "height": 64}
+LARGE: dict[str, Any] = {"width": 128, "height": 64}  # another size: never in the same pipeline call
 
 
-def claiming_queue(imagine_env: dict[str, str], **fields: object) -> JobQueue:
-    settings = Settings(_env_file=None, models={"other": "/models/other"},  # type: ignore[call-arg]
+def claiming_queue(imagine_env: dict[str, str], **fields: Any) -> JobQueue:
+    settings = Settings(_env_file=None, models={"other": "/models/other"},  # type: ignore[call-arg,dict-item]
                         max_jobs_per_user=50, max_queue=500, **fields)
     return make_queue(settings)
 
 
-def submit_all(queue: JobQueue, sizes: list[dict[str, int]], user: str = "alice") -> list[str]:
+def submit_all(queue: JobQueue, sizes: list[dict[str, Any]], user: str = "alice") -> list[str]:
     return [queue.submit(make_job(user=user, **size)).job_id for size in sizes]
+
+
+def members(queue: JobQueue, key: str) -> set[str]:
+    return {member.decode() for member in queue.redis.smembers(key)}  # type: ignore[union-attr]
 
 
 def test_claim_takes_compatible_jobs_within_the_window_up_to_max_batch(
@@ -41,8 +46,7 @@ def test_claim_takes_compatible_jobs_within_the_window_up_to_max_batch(
         assert stored.status is JobStatus.running and stored.batch_size == 3
         assert stored.worker == "gpu-a:1" and stored.attempts == 1 and stored.started_at
         assert stored.queue_score is not None and queue.position(job.id) is None
-    assert {m.decode() for m in queue.redis.smembers(TICKET_KEY.format("ticket-a"))} == {
-        ids[0], ids[2], ids[4]}
+    assert members(queue, TICKET_KEY.format("ticket-a")) == {ids[0], ids[2], ids[4]}
     assert queue.redis.ttl(TICKET_KEY.format("ticket-a")) > 0
     assert queue.running_count() == 3
     # L1 comes first now, and L3 is within its window: both go.
@@ -124,8 +128,7 @@ def test_concurrent_claimers_never_take_the_same_job(imagine_env: dict[str, str]
     assert set(every) == ids
     assert queue.redis.scard(RUNNING_KEY) == 80
     for index, own in enumerate(taken):
-        tickets = queue.redis.smembers(TICKET_KEY.format(f"ticket-{index}"))
-        assert {m.decode() for m in tickets} == set(own)
+        assert members(queue, TICKET_KEY.format(f"ticket-{index}")) == set(own)
     assert all(queue.jobs.get(job_id).attempts == 1 for job_id in ids)
 
 

@@ -132,7 +132,7 @@ class ImagineBot(discord.Client):
             platform="discord", user=str(message.author.id), channel=str(message.channel.id),
             thread=str(message.id),
             extra={"guild_id": str(message.guild.id) if message.guild else ""}))
-        text = queued_text(request.prompt, *await self._estimate(request.model))
+        text = queued_text(request.prompt, *await self._estimate(job))
         status = await message.reply(text, view=cancel_view(job.id), mention_author=False)
         job = with_status_message(job, str(status.id))
         error = await self._submit(job)
@@ -161,7 +161,7 @@ class ImagineBot(discord.Client):
             await interaction.response.defer(thinking=True)
         job = Job(request=request, requester=interaction_requester(interaction),
                   parent=parent.id if parent else None, action=action, notes=list(notes))
-        text = queued_text(request.prompt, *await self._estimate(request.model))
+        text = queued_text(request.prompt, *await self._estimate(job))
         try:
             status = await interaction.edit_original_response(content=text,
                                                               view=cancel_view(job.id))
@@ -173,13 +173,14 @@ class ImagineBot(discord.Client):
         if error is not None:
             await interaction.edit_original_response(content=error, view=None)
 
-    async def _estimate(self, model: str) -> tuple[int, str]:
-        """Place in line and wait for a job submitted now."""
+    async def _estimate(self, job: Job) -> tuple[int, str]:
+        """Place in line (its user's fair turn) and wait for `job` submitted now."""
+        model = job.request.model
         # Shown before submitting, so the status message exists (and its id is in the job)
         # before any worker can edit or remove it.
 
         def estimate() -> tuple[int, str]:
-            position = self.queue.next_position(model)
+            position = self.queue.next_position(model, job.requester)
             return position, format_wait(self.queue.eta(position, model))
 
         return await asyncio.to_thread(estimate)

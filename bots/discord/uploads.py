@@ -25,7 +25,7 @@ from bots.recall import recall_png
 from generator.request import ImageRequest
 from settings import Settings
 from tasks.core.recalls import RecallStore
-from tasks.core.storage import Storage
+from tasks.core.storage import ImageStore
 
 CONTENT_LIMIT = 2000
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
@@ -90,7 +90,7 @@ class Uploads:
 
     settings: Settings
     limits: Limits
-    storage: Storage
+    storage: ImageStore
     redis: redis.Redis
 
     async def image_prompt(self, text: str, attachment: discord.Attachment | None,

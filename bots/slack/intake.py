@@ -36,7 +36,7 @@ from settings.errors import ImagineError
 from tasks.core.jobs import JOB_ID_BYTES
 from tasks.core.queue import Submitted
 from tasks.core.recalls import RecallStore
-from tasks.core.storage import Storage
+from tasks.core.storage import open_storage
 from tasks.names import SLACK_INTAKE_KEY
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ class SlackIntake:
         self.jobs = jobs
         self.limits = limits
         self.redis = jobs.queue.redis
-        self.storage = Storage(settings.images_dir)
+        self.storage = open_storage(settings)
         self.recalls = RecallStore(self.redis, settings.job_ttl)
 
 

@@ -19,7 +19,7 @@ from bots.web.state import EXTENSION, WebState, web_state
 from settings import Settings
 from tasks.core.connection import redis_client
 from tasks.core.queue import JobQueue
-from tasks.core.storage import Storage
+from tasks.core.storage import StorageError, open_storage
 from tasks.worker.celery_app import create_celery
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def create_app(settings: Settings) -> Flask:
     state = app.extensions[EXTENSION] = WebState(
         settings=settings,
         queue=queue,
-        storage=Storage(settings.images_dir),
+        storage=open_storage(settings),
         limits=Limits.from_settings(settings),
         cache=PromptCache(queue.redis, pending_ttl=settings.job_ttl),
         limiter=RateLimiter(queue.redis, settings.rate_limit_per_minute),
@@ -55,6 +55,7 @@ def create_app(settings: Settings) -> Flask:
     app.register_error_handler(HTTPException, http_error)
     for error in UNREACHABLE:
         app.register_error_handler(error, unreachable)
+    app.register_error_handler(StorageError, storage_failed)
     if settings.slack_signing_secret and settings.slack_bot_token is None:
         # Slack alone cannot work; prompt URLs and the API still do.
         log.error("Slack is not served: SLACK_SIGNING_SECRET is set but SLACK_BOT_TOKEN is "
@@ -71,6 +72,16 @@ def unreachable(exc: Exception) -> Response:
     log.warning("%s %s: Redis is unreachable (%s)", request.method, request.path, exc)
     response = http_error(ServiceUnavailable(
         "The queue's database is unreachable (restarting?); try again in a few seconds."))
+    response.headers["Retry-After"] = str(OUTAGE_RETRY_AFTER)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def storage_failed(exc: StorageError) -> Response:
+    """The image bucket failed (down, or refusing us): 503 with what the operator must fix."""
+    log.warning("%s %s: %s", request.method, request.path, exc.message)
+    response = http_error(ServiceUnavailable(
+        "The image storage is not answering; try again in a few seconds."))
     response.headers["Retry-After"] = str(OUTAGE_RETRY_AFTER)
     response.headers["Cache-Control"] = "no-store"
     return response

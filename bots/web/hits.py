@@ -26,7 +26,9 @@ from werkzeug.http import parse_etags
 from bots.web.guards import query_limit
 from bots.web.images import IMMUTABLE
 from bots.web.query import memo_key
+from bots.web.s3_images import redirect_headers
 from bots.web.state import WebState
+from tasks.core.storage import Storage
 
 HOT_BYTES = 64 * 1024 * 1024  # ~200 generated 512 px PNGs
 FILE_BLOCK = 256 * 1024
@@ -121,15 +123,20 @@ class HitPath:
         matches = environ.get("HTTP_IF_NONE_MATCH")
         if matches and parse_etags(matches).contains(name):
             return "304 NOT MODIFIED", headers, []
+        if isinstance(data, str):  # a presigned URL: the client fetches it from the bucket
+            return "302 FOUND", redirect_headers(name, data), []
         headers += [("Content-Type", "image/png"), ("Content-Length", str(len(data))),
                     ("Accept-Ranges", "bytes")]
         return "200 OK", headers, [] if method == "HEAD" else [data]
 
-    def _read(self, name: str) -> bytes | None:
-        """The image's bytes, or None when its file is gone."""
+    def _read(self, name: str) -> bytes | str | None:
+        """The image's bytes (or, redirecting to a bucket, its URL), or None when it is gone."""
         storage = self.state.storage
         if not storage.is_valid_name(name):
             return None
+        if not isinstance(storage, Storage):
+            assert self.state.remote is not None
+            return self.state.remote.hit(name, self.hot)
         path = storage.path(name)
         try:
             size = os.stat(path).st_size

@@ -21,6 +21,7 @@ from bots.web.state import ONE_YEAR, WebState, client_network, wants_json, web_s
 from tasks.core import metrics
 from tasks.core.jobs import Job, JobStatus, Requester
 from tasks.core.queue import format_wait
+from tasks.core.storage import Storage
 from tasks.errors import JobNotFound, QueueFullError, UserLimitError
 
 bp = Blueprint("images", __name__)
@@ -55,6 +56,9 @@ def serve_image(state: WebState, name: str, *, cacheable: bool = True) -> Respon
     # The name is the content hash, so a matching If-None-Match needs no file access.
     if request.if_none_match.contains(name):
         return Response(status=304, headers=headers)
+    if not isinstance(state.storage, Storage):  # a bucket: streamed, or a redirect to it
+        assert state.remote is not None
+        return state.remote.response(name, headers, cacheable=cacheable)
     response = send_file(state.storage.path(name), mimetype="image/png", etag=False,
                          conditional=True, max_age=None, last_modified=None)
     response.headers.update(headers)

@@ -13,11 +13,12 @@ from flask import current_app, request
 from bots.limits import Limits
 from bots.web.cache import PromptCache
 from bots.web.ratelimit import RateLimiter
+from bots.web.s3_images import RemoteImages
 from settings import Settings
 from tasks.core import metrics
 from tasks.core.queue import JobQueue
 from tasks.core.retention import ServedDays
-from tasks.core.storage import Storage
+from tasks.core.storage import ImageStore
 from tasks.names import METRICS_CACHE_KEY
 
 EXTENSION = "imagine.web"
@@ -65,13 +66,14 @@ class Memo:
 class WebState:
     settings: Settings
     queue: JobQueue
-    storage: Storage
+    storage: ImageStore
     limits: Limits
     cache: PromptCache
     limiter: RateLimiter
     waiters: threading.BoundedSemaphore = field(init=False)
     cache_counts: metrics.BufferedCounts = field(init=False)
     memo: Memo = field(init=False, default_factory=Memo)
+    remote: RemoteImages | None = field(init=False, default=None)  # images in a bucket
     # Image retention's "last served" day, recorded once a day per image (not per hit).
     served: ServedDays = field(init=False)
 
@@ -79,6 +81,7 @@ class WebState:
         self.waiters = threading.BoundedSemaphore(
             max(1, self.settings.web_threads - RESERVED_THREADS))
         self.cache_counts = metrics.BufferedCounts(self.queue.redis, METRICS_CACHE_KEY)
+        self.remote = RemoteImages.of(self.storage, redirect=self.settings.s3_redirect)
         self.served = ServedDays(self.queue.redis)
 
     @property

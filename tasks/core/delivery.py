@@ -24,7 +24,7 @@ import redis
 
 from settings import Settings
 from tasks.core.jobs import Job
-from tasks.core.storage import Storage
+from tasks.core.storage import ImageStore
 from tasks.errors import ImageMissing
 from tasks.names import DELIVERED_KEY, DELIVERING_KEY, PROGRESS_PENDING_KEY
 
@@ -92,7 +92,7 @@ class DeliveryContext:
     """What an adapter gets besides the job: storage, settings, and `once` for idempotency."""
 
     settings: Settings
-    storage: Storage
+    storage: ImageStore
     redis: redis.Redis
     job: Job
     kind: str
@@ -148,7 +148,7 @@ class AdapterRegistry:
 class Deliverer:
     """Runs deliveries for the deliver worker; one per process, adapters cached."""
 
-    def __init__(self, settings: Settings, client: redis.Redis, storage: Storage,
+    def __init__(self, settings: Settings, client: redis.Redis, storage: ImageStore,
                  adapters: AdapterRegistry) -> None:
         self.settings = settings
         self.redis = client
