@@ -35,7 +35,7 @@ from settings.errors import ImagineError
 from tasks.core.jobs import Job, JobStatus, Requester
 from tasks.core.queue import JobQueue, format_wait
 from tasks.core.recalls import RecallStore
-from tasks.core.storage import Storage
+from tasks.core.storage import open_storage
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class ImagineBot(discord.Client):
         self.settings = settings
         self.queue = queue
         self.limits = limits
-        self.uploads = Uploads(settings, limits, Storage(settings.images_dir), queue.redis)
+        self.uploads = Uploads(settings, limits, open_storage(settings), queue.redis)
         self.region_links = RegionLinks(queue.redis, settings)
         self.tree = app_commands.CommandTree(self)
         self._commands = commands
