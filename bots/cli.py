@@ -14,6 +14,7 @@ import click
 from bots.cli_images import IMAGE_COMMANDS
 from bots.cli_ops import OPS_COMMANDS
 from bots.cli_recall import recall
+from bots.cli_storage import storage
 from settings import Settings, load_settings
 from settings.errors import ImagineError
 from tasks.names import GENERATE_QUEUE, QUEUES
@@ -308,7 +309,7 @@ def discord_bot(sync: bool, loglevel: str) -> None:
         raise click.ClickException(exc.message) from None
 
 
-for _command in (*IMAGE_COMMANDS, recall, *OPS_COMMANDS):
+for _command in (*IMAGE_COMMANDS, recall, *OPS_COMMANDS, storage):
     cli.add_command(_command)
 
 
