@@ -161,3 +161,38 @@ def test_claim_of_an_empty_line_returns_nothing(imagine_env: dict[str, str], mod
     queue = claiming_queue(imagine_env)
     assert queue.claim(model, "w:1", "t") == []
     assert not queue.redis.exists(TICKET_KEY.format("t"))
+
+
+def test_claims_and_submits_at_once_take_every_job_exactly_once(
+        imagine_env: dict[str, str]) -> None:
+    queue = claiming_queue(imagine_env, max_batch=4, batch_window=8)
+    submitted: list[str] = []
+    taken: list[list[str]] = [[] for _ in range(3)]
+    done = threading.Event()
+
+    def submitter(user: int) -> None:
+        own = make_queue(queue.settings)
+        for n in range(15):
+            submitted.append(own.submit(make_job(user=f"u{user}", **(SMALL, LARGE)[n % 2])).job_id)
+
+    def claimer(index: int) -> None:
+        own = make_queue(queue.settings)
+        while True:
+            finished = done.is_set()  # read before claiming: a last empty claim after it
+            batch = own.claim("default", f"w{index}:1", f"ticket-{index}")
+            taken[index].extend(job.id for job in batch)
+            if not batch and finished:
+                return
+
+    submitters = [threading.Thread(target=submitter, args=(u,)) for u in range(3)]
+    claimers = [threading.Thread(target=claimer, args=(i,)) for i in range(3)]
+    for thread in submitters + claimers:
+        thread.start()
+    for thread in submitters:
+        thread.join(60)
+    done.set()
+    for thread in claimers:
+        thread.join(60)
+    every = [job_id for own in taken for job_id in own]
+    assert sorted(every) == sorted(submitted) and len(submitted) == 45
+    assert queue.queued_count() == 0 and queue.running_count() == 45

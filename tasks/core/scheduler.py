@@ -75,10 +75,45 @@ RESCORE = FAIR_SCORE + """
 return fair_score(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[1]), tonumber(ARGV[2]))
 """
 
-# Inside a claim's transaction: the clock only moves forward, whoever claims at once.
-ADVANCE_CLOCK = """
-local clock = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tonumber(ARGV[1]) > clock then redis.call('SET', KEYS[1], ARGV[1]) end
+# A claim's commit, checked and applied in one step. The claimer read the line and the job
+# records, chose in Python (batch keys need the request); this applies its choice only if
+# every chosen job is still waiting with the record read, else returns 0 and the claimer
+# reads again. Entries found dead are dropped only if their record is still as read (a
+# job requeued meanwhile stays). New submits do not disturb a claim, as a WATCH would.
+# KEYS: model set, queue, running, ticket, clock, the dead jobs' records, the claimed
+# jobs' records. ARGV: ttl, tag, number of dead, their ids, their records as read ('' for
+# none), then per claimed job: id, record as read, record as running.
+CLAIM = """
+local ttl, nd = tonumber(ARGV[1]), tonumber(ARGV[3])
+local nc = #KEYS - 5 - nd
+local base = 3 + 2 * nd
+for i = 1, nc do
+  local id, old = ARGV[base + 3 * i - 2], ARGV[base + 3 * i - 1]
+  if not redis.call('ZSCORE', KEYS[1], id) or redis.call('GET', KEYS[5 + nd + i]) ~= old then
+    return 0
+  end
+end
+for i = 1, nd do
+  local id = ARGV[3 + i]
+  if (redis.call('GET', KEYS[5 + i]) or '') == ARGV[3 + nd + i] then
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('ZREM', KEYS[2], id)
+  end
+end
+for i = 1, nc do
+  local id = ARGV[base + 3 * i - 2]
+  redis.call('SET', KEYS[5 + nd + i], ARGV[base + 3 * i], 'EX', ttl)
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('ZREM', KEYS[2], id)
+  redis.call('SADD', KEYS[3], id)
+  redis.call('SADD', KEYS[4], id)
+end
+if nc > 0 then
+  redis.call('EXPIRE', KEYS[4], ttl)
+  local clock = tonumber(redis.call('GET', KEYS[5]) or '0')
+  if tonumber(ARGV[2]) > clock then redis.call('SET', KEYS[5], ARGV[2]) end
+end
+return 1
 """
 
 
@@ -120,84 +155,73 @@ def batch_rate(client: redis.Redis, default_duration: float) -> tuple[float, flo
 
 
 class Claimer:
-    """`claim` of JobQueue: one WATCH/MULTI transaction over the model's waiting set and
-    the records of the jobs looked at, so two claimers never take the same job and a job
-    cancelled meanwhile is never taken (either one retries on the other's write)."""
+    """`claim` of JobQueue: read the head of the model's line and its records, choose the
+    batch, commit with the CLAIM script, which refuses if any chosen job was taken,
+    cancelled or changed meanwhile; then read again. Two claimers never take the same job
+    and a job cancelled meanwhile is never taken."""
 
     def __init__(self, settings: Settings, client: redis.Redis) -> None:
         self.settings = settings
         self.redis = client
+        self._commit = client.register_script(CLAIM)
 
     def claim(self, model: str, drawer: str, ticket: str) -> list[Job]:
         key = routing.model_key(model)
-        with self.redis.pipeline() as pipe:
-            while True:
-                try:
-                    claimed, drained = self._attempt(pipe, key, drawer, ticket)
-                except redis.WatchError:
-                    continue
-                if claimed or drained:
-                    return claimed
+        while True:
+            outcome = self._attempt(key, drawer, ticket)
+            if outcome is not None:
+                return outcome
 
-    def _attempt(self, pipe: redis.client.Pipeline, key: str, drawer: str,
-                 ticket: str) -> tuple[list[Job], bool]:
-        """(the jobs claimed, whether the set is empty): nothing claimed and not drained
-        means only dead entries were read (and dropped); the caller reads again."""
-        pipe.watch(key)
-        entries: list[tuple[bytes, float]] = pipe.zrange(  # type: ignore[assignment]
+    def _attempt(self, key: str, drawer: str, ticket: str) -> list[Job] | None:
+        """The jobs claimed ([]: none waits), or None to read again: the line changed under
+        the choice, or only dead entries were read (and dropped)."""
+        entries: list[tuple[bytes, float]] = self.redis.zrange(  # type: ignore[assignment]
             key, 0, self.settings.batch_window, withscores=True)
         if not entries:
-            pipe.unwatch()
-            return [], True
+            return []
         ids = [_text(member) for member, _ in entries]
-        job_keys = [JOB_KEY.format(job_id) for job_id in ids]
-        pipe.watch(*job_keys)
-        waiting, dead = [], []
-        for job_id, (_, score), raw in zip(ids, entries, pipe.mget(job_keys), strict=True):
+        raws = [_text(raw) if raw else "" for raw in self.redis.mget(
+            [JOB_KEY.format(job_id) for job_id in ids])]
+        waiting: list[tuple[Job, str]] = []
+        dead: list[tuple[str, str]] = []
+        for job_id, (_, score), raw in zip(ids, entries, raws, strict=True):
             job = Job.model_validate_json(raw) if raw else None
             if job is None or job.status is not JobStatus.queued:
-                dead.append(job_id)  # expired, finished, or taken by the one-job path
+                dead.append((job_id, raw))  # expired, finished, or taken by the one-job path
             else:
-                waiting.append(job.model_copy(update={"queue_score": float(score)}))
+                waiting.append((job.model_copy(update={"queue_score": float(score)}), raw))
         batch = self._batch(waiting)
-        pipe.multi()
-        for job_id in dead + [job.id for job in batch]:
-            pipe.zrem(key, job_id)
-            pipe.zrem(QUEUE_KEY, job_id)
-        claimed = self._start(pipe, batch, drawer, ticket)
-        pipe.execute()
-        return claimed, False
+        claimed = self._running(batch, drawer)
+        tag = max((tag_of(job.queue_score or 0.0) for job in claimed), default=0)
+        keys = [key, QUEUE_KEY, RUNNING_KEY, TICKET_KEY.format(ticket), FAIR_CLOCK_KEY,
+                *(JOB_KEY.format(job_id) for job_id, _ in dead),
+                *(JOB_KEY.format(job.id) for job in claimed)]
+        args: list[str | int] = [self.settings.job_ttl, tag, len(dead),
+                                 *(job_id for job_id, _ in dead), *(raw for _, raw in dead)]
+        for job, (_, raw) in zip(claimed, batch, strict=True):
+            args += [job.id, raw, job.model_dump_json()]
+        if not self._commit(keys=keys, args=args) or not claimed:
+            return None
+        return claimed
 
-    def _batch(self, waiting: Sequence[Job]) -> list[Job]:
+    def _batch(self, waiting: Sequence[tuple[Job, str]]) -> list[tuple[Job, str]]:
         """The first waiting job, plus the jobs drawable with it among the window after it."""
         if not waiting:
             return []
         first, rest = waiting[0], waiting[1:]
-        shared = batch_key(first.request)
+        shared = batch_key(first[0].request)
         if shared is None:
             return [first]
-        mates = [job for job in rest if job.request.model == first.request.model
-                 and batch_key(job.request) == shared]
+        mates = [entry for entry in rest if batch_key(entry[0].request) == shared]
         return [first, *mates[:self.settings.max_batch - 1]]
 
-    def _start(self, pipe: redis.client.Pipeline, batch: Sequence[Job], drawer: str,
-               ticket: str) -> list[Job]:
-        if not batch:
-            return []
-        now, ttl = time.time(), self.settings.job_ttl
-        claimed = [job.model_copy(update={
+    def _running(self, batch: Sequence[tuple[Job, str]], drawer: str) -> list[Job]:
+        """The batch's jobs as claimed: running under `drawer`, a new attempt each."""
+        now = time.time()
+        return [job.model_copy(update={
             "status": JobStatus.running, "started_at": now, "attempts": job.attempts + 1,
             "step": 0, "worker": drawer, "phase": None, "batch_size": len(batch)})
-            for job in batch]
-        for job in claimed:
-            pipe.set(JOB_KEY.format(job.id), job.model_dump_json(), ex=ttl)
-        ids = [job.id for job in claimed]
-        pipe.sadd(RUNNING_KEY, *ids)
-        pipe.sadd(TICKET_KEY.format(ticket), *ids)
-        pipe.expire(TICKET_KEY.format(ticket), ttl)
-        tag = max(tag_of(job.queue_score or 0.0) for job in claimed)
-        pipe.eval(ADVANCE_CLOCK, 1, FAIR_CLOCK_KEY, tag)
-        return claimed
+            for job, _ in batch]
 
 
 def _text(value: bytes | str) -> str:
