@@ -12,27 +12,30 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from PIL import Image
 
-from generator import operations, speedups
+from generator import operations, progress, speedups
 from generator.errors import GenerationCancelled, ModelError
 from generator.geometry import floor8
 from generator.loading import resolve_device, resolve_dtype
 from generator.model_cache import LoadedModel, ModelCache, ModelLoad, StatusCallback, load_model
 from generator.passes import Adapters, controlled_pass, draw, step_callback
-from generator.png import encode_png, model_label, parameters_text
+from generator.png import model_label, parameters_text
+from generator.progress import Previews, preview_maker
 from generator.request import SEED_MAX, ImageRequest
+from generator.results import GeneratedImage
 from generator.samplers import sampler_label
 from generator.speedups import SpeedOptions
 
 if TYPE_CHECKING:
+    from generator.batching import BatchMember, BatchOutcome
     from generator.control import ControlNets
+    from generator.previews import PreviewMaker
     from generator.upscaler import Upscaler
     from settings import Settings
 
@@ -40,17 +43,6 @@ if TYPE_CHECKING:
 DEFAULT_MAX_PIXELS = 1024 * 1024
 
 ProgressCallback = Callable[[int, int, "Image.Image | None"], None]
-
-
-@dataclass(frozen=True)
-class GeneratedImage:
-    png: bytes
-    seed: int
-    width: int
-    height: int
-    parameters: str
-    # What the user should be told about this result: a capped size, a fallback used.
-    notes: tuple[str, ...] = ()
 
 
 class Engine:
@@ -73,6 +65,8 @@ class Engine:
         max_loaded_models: int = 2,
         model_memory_gb: float | None = None,
         speed: SpeedOptions | None = None,
+        preview_interval: float = 0.0,
+        preview_decoders: Mapping[str, str] | None = None,
     ) -> None:
         # IMAGINE_COMPILE and the other speed options, applied to each model as it loads.
         self.speed = speed or SpeedOptions()
@@ -94,6 +88,10 @@ class Engine:
                                  _control_nets(controlnets, annotators, self.device, self.dtype))
         # Pipelines and schedulers hold per-call state: one generation at a time.
         self._lock = threading.RLock()
+        # IMAGINE_PREVIEW_INTERVAL (0: off) and IMAGINE_PREVIEW_DECODER ("*": every family).
+        self.preview_interval = preview_interval
+        self.preview_decoders = dict(preview_decoders or {})
+        self._preview_makers: dict[str, PreviewMaker] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Engine:
@@ -112,6 +110,8 @@ class Engine:
             max_loaded_models=settings.max_loaded_models,
             model_memory_gb=settings.model_memory_gb,
             speed=SpeedOptions.from_settings(settings),
+            preview_interval=settings.preview_interval,
+            preview_decoders=progress.preview_decoders(settings.preview_decoder),
         )
 
     def pipeline(self, model_name: str = "default") -> Any:
@@ -140,6 +140,19 @@ class Engine:
                 self._upscaler = Upscaler(self.upscaler_path, self.device, self.dtype)
             return self._upscaler
 
+    def previews(self, model: LoadedModel) -> Previews | None:
+        """The preview decoding of one run on `model`; None when previews are off."""
+        if self.preview_interval <= 0:
+            return None
+        return Previews(lambda: self._preview_maker(model.family), self.preview_interval)
+
+    def _preview_maker(self, family: str) -> PreviewMaker:
+        with self._lock:
+            if family not in self._preview_makers:
+                self._preview_makers[family] = preview_maker(family, self.preview_decoders,
+                                                             self.device, self.dtype)
+            return self._preview_makers[family]
+
     def model_label(self, model_name: str = "default") -> str:
         return model_label(self._source(model_name))
 
@@ -154,12 +167,13 @@ class Engine:
     ) -> list[GeneratedImage]:
         """Draw `request.num_images` images; image i uses seed `request.seed + i`.
 
-        `on_progress(step, total, preview)` runs after each denoising step (preview is
-        always None for now); `should_cancel()` is asked at the same points and, when true,
-        stops the run with GenerationCancelled (an upscale also reports and checks per
-        super-resolution tile). `load_image(name)` supplies the source image (and an
-        inpaint's mask, and a ControlNet's control image) of every mode but txt2img;
-        operations (generator.operations) keep the request's seed and return their notes
+        `on_progress(step, total, preview)` runs after each denoising step (preview: a small
+        picture of the latents at most every preview_interval s, else None);
+        `should_cancel()` is asked at the same points and, when true, stops the run with
+        GenerationCancelled (an upscale also reports and checks per super-resolution tile).
+        `load_image(name)` supplies the source image (and an inpaint's mask, and a
+        ControlNet's control image) of every mode but txt2img; operations
+        (generator.operations) keep the request's seed and return their notes
         with the image. `on_status("loading model NAME…")` is said before a model loads.
         """
         first_seed = request.seed
@@ -181,15 +195,29 @@ class Engine:
             generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
             notes: list[str] = []
             images = draw(pipe, request, self.adapters, notes, **inputs, **control,
-                          **step_callback(on_progress, should_cancel),
+                          **step_callback(on_progress, should_cancel, self.previews(model)),
                           num_images_per_prompt=request.num_images, generator=generators)
         label = sampler_label(request.sampler)
         results = []
         for image, seed in zip(images, seeds, strict=True):
             text = parameters_text(request, seed, model.label, sampler_label=label)
-            results.append(GeneratedImage(encode_png(image, text), seed, image.width,
-                                          image.height, text, tuple(notes)))
+            results.append(GeneratedImage(None, seed, image.width, image.height, text,
+                                          tuple(notes), image=image))
         return results
+
+    def generate_batch(
+        self,
+        members: Sequence[BatchMember],
+        *,
+        load_image: Callable[[str], Image.Image] | None = None,
+    ) -> list[BatchOutcome]:
+        """Draw several jobs that share one batch_key in one pipeline call; one outcome per
+        member, in order (generator.batch_draw says how prompts, cancels and failures of one
+        member are kept from the others). One member runs exactly as `generate`."""
+        from generator.batch_draw import draw_batch  # noqa: PLC0415
+
+        with self._lock:
+            return draw_batch(self, members, load_image)
 
     # --- loading -------------------------------------------------------------------------
 
@@ -278,8 +306,8 @@ class Engine:
                                sampler_label=sampler_label(request.sampler))
         image = outcome.image
         notes = list(dict.fromkeys([*outcome.notes, *notes]))
-        return GeneratedImage(encode_png(image, text), seed, image.width, image.height, text,
-                              tuple(notes))
+        return GeneratedImage(None, seed, image.width, image.height, text, tuple(notes),
+                              image=image)
 
     def _draw(
         self,

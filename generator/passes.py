@@ -13,12 +13,13 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from PIL import Image
 
-from generator.errors import GenerationCancelled, GenerationError, first_line
+from generator.errors import GenerationError, first_line
+from generator.progress import CallbackError, Listener, Previews, StepReporter
 from generator.request import ImageRequest
 from settings.errors import ImagineError
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from generator.control import ControlNets
 
 ProgressCallback = Callable[[int, int, "Image.Image | None"], None]
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -74,38 +76,56 @@ def draw(
     """Run `pipe` for `request` with `inputs` (size, images, generators, callbacks), its
     embeddings loaded and its LoRAs active for this call only; what the prompt encoder had
     to tell the user (words dropped) is added to `notes`."""
+    return guarded(request, lambda: _draw(pipe, request, adapters, notes, inputs))
+
+
+def guarded(request: ImageRequest, run: Callable[[], _T], images: int | None = None) -> _T:
+    """`run()`, its failures turned into what the user is told: a caller's callback's own
+    exception unchanged, out of memory with what to ask for instead, anything else as a
+    GenerationError naming the cause. `images`: how many the call draws (a batch's rows)."""
     try:
-        return _draw(pipe, request, adapters, notes, inputs)
-    except _CallbackError as exc:
+        return run()
+    except CallbackError as exc:
         raise exc.original from None
     except ImagineError:
         raise
     except torch.cuda.OutOfMemoryError as exc:
-        raise out_of_memory(request) from exc
+        raise out_of_memory(request, images) from exc
     except RuntimeError as exc:
         if "out of memory" in str(exc).lower():
-            raise out_of_memory(request) from exc
+            raise out_of_memory(request, images) from exc
         raise GenerationError(f"generation failed: {short(exc)}") from exc
     except Exception as exc:
         raise GenerationError(f"generation failed: {short(exc)}") from exc
 
 
-def _draw(pipe: Any, request: ImageRequest, adapters: Adapters, notes: list[str],
-          inputs: dict[str, Any]) -> list[Image.Image]:
-    from generator import prompt_weights  # noqa: PLC0415 - compel
-    from generator.library import embedding_files, lora_files  # noqa: PLC0415
-
+def load_embeddings(pipe: Any, request: ImageRequest, adapters: Adapters) -> None:
+    """Load the embeddings of IMAGINE_EMBEDDINGS_DIR that the request's prompts name."""
     if adapters.embeddings_dir is not None:
         from generator import embeddings  # noqa: PLC0415
+        from generator.library import embedding_files  # noqa: PLC0415
 
         embeddings.ensure_loaded(pipe, embedding_files(adapters.embeddings_dir),
                                  [request.prompt, request.negative_prompt])
-    block: AbstractContextManager[object] = nullcontext()
-    if request.loras:  # peft is imported by the first job that asks for a LoRA
-        from generator import loras  # noqa: PLC0415
 
-        block = loras.applied(pipe, lora_files(adapters.lora_dir), request.loras)
-    with block:
+
+def lora_block(pipe: Any, request: ImageRequest,
+               adapters: Adapters) -> AbstractContextManager[object]:
+    """The block inside which the request's LoRAs are active (nothing happens without any)."""
+    if not request.loras:  # peft is imported by the first job that asks for a LoRA
+        return nullcontext()
+    from generator import loras  # noqa: PLC0415
+    from generator.library import lora_files  # noqa: PLC0415
+
+    return loras.applied(pipe, lora_files(adapters.lora_dir), request.loras)
+
+
+def _draw(pipe: Any, request: ImageRequest, adapters: Adapters, notes: list[str],
+          inputs: dict[str, Any]) -> list[Image.Image]:
+    from generator import prompt_weights  # noqa: PLC0415 - compel
+
+    load_embeddings(pipe, request, adapters)
+    with lora_block(pipe, request, adapters):
         # Inside the block: a LoRA may change the text encoder the prompt is encoded with.
         encoded = prompt_weights.encode(pipe, request.prompt, request.negative_prompt)
         notes.extend(n for n in encoded.notes if n not in notes)
@@ -114,55 +134,22 @@ def _draw(pipe: Any, request: ImageRequest, adapters: Adapters, notes: list[str]
 
 
 def step_callback(on_progress: ProgressCallback | None,
-                  should_cancel: Callable[[], bool] | None) -> dict[str, Any]:
-    """The call argument that reports progress and honours cancellation; {} when neither."""
+                  should_cancel: Callable[[], bool] | None,
+                  previews: Previews | None = None) -> dict[str, Any]:
+    """The call argument that reports progress (with `previews` when given) and honours
+    cancellation for one job; {} when neither is asked for."""
     if on_progress is None and should_cancel is None:
         return {}
-    return {"callback_on_step_end": _StepCallback(on_progress, should_cancel)}
+    reporter = StepReporter([Listener(on_progress, should_cancel)], previews, alone=True)
+    return {"callback_on_step_end": reporter}
 
 
-class _CallbackError(Exception):
-    """Carries an exception out of a caller's callback past the generic error wrapping."""
-
-    def __init__(self, original: BaseException) -> None:
-        super().__init__(str(original))
-        self.original = original
-
-
-class _StepCallback:
-    """diffusers' callback_on_step_end: report progress and honour cancellation.
-
-    Cancelling raises out of the denoising loop instead of setting `pipe._interrupt`:
-    with the flag, diffusers runs out the loop and still decodes the latents, which on a
-    large image costs seconds of GPU time for a result nobody wants.
-    """
-
-    def __init__(
-        self, on_progress: ProgressCallback | None, should_cancel: Callable[[], bool] | None
-    ) -> None:
-        self.on_progress = on_progress
-        self.should_cancel = should_cancel
-
-    def __call__(
-        self, pipe: Any, step: int, timestep: Any, callback_kwargs: dict[str, Any]
-    ) -> dict[str, Any]:
-        total = getattr(pipe, "num_timesteps", None) or step + 1
-        try:
-            if self.on_progress is not None:
-                self.on_progress(step + 1, total, None)
-            cancelled = self.should_cancel is not None and self.should_cancel()
-        except Exception as exc:
-            raise _CallbackError(exc) from exc
-        if cancelled:
-            raise GenerationCancelled(f"cancelled after step {step + 1} of {total}")
-        return callback_kwargs
-
-
-def out_of_memory(request: ImageRequest) -> GenerationError:
+def out_of_memory(request: ImageRequest, images: int | None = None) -> GenerationError:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+    count = request.num_images if images is None else images
     return GenerationError(
-        f"out of GPU memory drawing {request.num_images} × {request.width}x{request.height}: "
+        f"out of GPU memory drawing {count} × {request.width}x{request.height}: "
         "ask for a smaller size or fewer images (--n), or set IMAGINE_DTYPE=float16"
     )
 
