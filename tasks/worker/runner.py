@@ -1,8 +1,10 @@
-"""Running one job on a generate worker: status, progress, cancel, storage, hand-off.
+"""One job on a generate worker: its callbacks, its outcome, storage, hand-off.
 
-The Celery task only calls `JobRunner.run(job_id, worker)`; everything a redelivery must get
-right lives here: a job that already finished is not drawn again, a job that keeps killing
-its worker is failed after a few attempts instead of looping forever.
+The batch runner (tasks.worker.batch_runner) draws claimed batches with each member's
+callbacks from `member(job)` and records each outcome with `settle`, on the finishing
+thread. `JobRunner.run(job_id, worker)` draws one job alone (the CLI, benches, tests): a job
+that already finished is not drawn again, a job that keeps killing its worker is failed
+after a few attempts instead of looping forever.
 
 A job never stays "running" because of a failure after the pipeline ran: images that cannot
 be stored fail the job with a message, and recording the outcome outlasts a Redis restart
