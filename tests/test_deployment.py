@@ -29,8 +29,9 @@ else:
 ROOT = Path(__file__).resolve().parent.parent
 TORCH_PIN = re.compile(r"\btorch==(\d+\.\d+\.\d+)")
 TORCHVISION_PIN = re.compile(r"torchvision==(\d+\.\d+\.\d+)")
-# A tag that names one release: digits with dots (a patch version), optionally a variant.
-PINNED_TAG = re.compile(r"\d+\.\d+\.\d+(-[a-z0-9.]+)?")
+# A tag that names one release: digits with dots (a patch version), optionally a variant;
+# or MinIO's dated release names (RELEASE.2025-04-22T22-12-26Z).
+PINNED_TAG = re.compile(r"\d+\.\d+\.\d+(-[a-z0-9.]+)?|RELEASE\.\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ")
 
 
 def read(name: str) -> str:

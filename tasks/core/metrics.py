@@ -22,6 +22,7 @@ from prometheus_client.core import (
     Metric,
 )
 
+from tasks.core.ops_metrics import GENERATION_BUCKETS, OpsCollector
 from tasks.names import (
     METRICS_CACHE_KEY,
     METRICS_GENERATION_KEY,
@@ -32,9 +33,6 @@ from tasks.names import (
     QUEUE_KEY,
     RUNNING_KEY,
 )
-
-# Seconds per job on anything from a tiny CPU model to a large model on a slow GPU.
-GENERATION_BUCKETS: tuple[float, ...] = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
 
 # Seconds to bring a model onto the device: from CPU memory (a fraction of a second) up to a
 # large checkpoint read from a slow disk.
@@ -209,4 +207,5 @@ def render(client: redis.Redis) -> bytes:
     """The Prometheus text exposition of everything above."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RedisCollector(client))  # type: ignore[arg-type]
+    registry.register(OpsCollector(client))  # type: ignore[arg-type]
     return generate_latest(registry)

@@ -24,7 +24,7 @@ from celery import Celery
 
 from generator.request import SEED_MAX
 from settings import Settings
-from tasks.core import metrics, routing, scheduler
+from tasks.core import metrics, ops_metrics, routing, scheduler
 from tasks.core.jobs import Job, JobStatus, JobStore, Requester
 from tasks.errors import QueueFullError, UserLimitError
 from tasks.names import (
@@ -304,6 +304,7 @@ class JobQueue:
                 pipe.ltrim(BATCH_SIZES_KEY, 0, DURATION_SAMPLES - 1)
             metrics.record_job_finished(pipe, job.requester.platform, job.status.value,
                                         job.duration if job.status is JobStatus.done else None)
+            ops_metrics.record_job(pipe, job)
             pipe.execute()
         self.publish(job)
 
