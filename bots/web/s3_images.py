@@ -17,13 +17,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from flask import Response
 
-from tasks.core.s3_storage import S3Storage
-from tasks.core.storage import ImageStore, StorageError
+from tasks.core.storage import ImageStore, Storage, StorageError
 from tasks.errors import ImageMissing
+
+if TYPE_CHECKING:  # boto3 is imported only where a bucket is configured
+    from tasks.core.s3_storage import S3Storage
 
 CHECK_SECONDS = 30.0
 PRESIGNED_SECONDS = 3600
@@ -55,7 +57,12 @@ class RemoteImages:
     @classmethod
     def of(cls, store: ImageStore, *, redirect: bool) -> RemoteImages | None:
         """The bucket's helper, or None for a local folder (served as files)."""
-        return cls(store, redirect=redirect) if isinstance(store, S3Storage) else None
+        if isinstance(store, Storage):
+            return None
+        from tasks.core.s3_storage import S3Storage  # noqa: PLC0415
+
+        assert isinstance(store, S3Storage), f"no web serving for {type(store).__name__}"
+        return cls(store, redirect=redirect)
 
     def present(self, name: str) -> bool:
         """Whether the object exists, asked of the bucket at most every CHECK_SECONDS."""
