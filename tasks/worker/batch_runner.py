@@ -21,7 +21,6 @@ import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
 
 from generator.batching import BatchOutcome, batch_key
 from tasks.core.jobs import Job, JobStatus
@@ -30,9 +29,6 @@ from tasks.names import RUNNING_KEY, TICKET_KEY, queue_model
 from tasks.worker.celery_app import visibility_timeout
 from tasks.worker.finisher import Finisher
 from tasks.worker.runner import MAX_ATTEMPTS, JobRunner, drawer_name, too_many_attempts
-
-if TYPE_CHECKING:
-    from generator.engine import GeneratedImage
 
 log = logging.getLogger(__name__)
 
@@ -109,19 +105,9 @@ class BatchRunner:
         self.finisher.submit(finish)
 
     def _generate(self, jobs: Sequence[Job]) -> list[BatchOutcome]:
+        # One member is drawn exactly as Engine.generate draws it (operations, ControlNet).
         members = [self.runner.member(job) for job in jobs]
-        if len(members) == 1:
-            # One job: the engine's own path, which also draws operations and ControlNet.
-            one = members[0]
-            try:
-                images: list[GeneratedImage] = self.runner.engine.generate(
-                    one.request, on_progress=one.on_progress, should_cancel=one.should_cancel,
-                    load_image=self.runner.load_image, on_status=one.on_status)
-            except Exception as exc:
-                return [BatchOutcome(error=exc)]
-            return [BatchOutcome(images=images)]
-        outcomes = self.runner.engine.generate_batch(members, load_image=self.runner.load_image)
-        return list(outcomes)
+        return list(self.runner.engine.generate_batch(members, load_image=self.runner.load_image))
 
     # --- a message delivered again ------------------------------------------------------
 
