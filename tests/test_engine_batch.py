@@ -95,6 +95,20 @@ def test_weighted_prompts_of_other_lengths_are_drawn_alone_and_exact(engine) -> 
     assert images_of(outcomes[0])[0].png == engine.generate(jobs[0])[0].png
 
 
+def test_weighted_prompts_of_one_length_share_the_call(engine) -> None:  # noqa: ANN001
+    jobs = [job("(a cat:1.3)", 2), job("a [dog] (on a hill)", 3, negative_prompt="(blurry:1.2)")]
+    reports: list[int] = []
+    members = [BatchMember(r, on_progress=lambda s, t, p: reports.append(s)) for r in jobs]
+    outcomes = engine.generate_batch(members)
+    # One shared call: the two members hear each step one after the other.
+    assert reports == [1, 1, 2, 2, 3, 3, 4, 4]
+    for request, outcome in zip(jobs, outcomes, strict=True):
+        [alone] = engine.generate(request)
+        [got] = images_of(outcome)
+        assert got.parameters == alone.parameters
+        assert_close(got.png, alone.png)
+
+
 def test_cancelled_member_stops_alone_and_the_others_keep_their_images(engine) -> None:  # noqa: ANN001
     steps: dict[int, list[int]] = {0: [], 1: [], 2: []}
 
