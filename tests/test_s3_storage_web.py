@@ -57,6 +57,10 @@ def test_images_are_streamed_with_the_folders_headers(
     again = requests.get(f"{base}/images/{name}.png", headers={"If-None-Match": f'"{name}"'},
                          timeout=30)
     assert again.status_code == 304 and again.content == b""
+    part = requests.get(f"{base}/images/{name}.png", headers={"Range": "bytes=0-3"}, timeout=30)
+    assert part.status_code == 206 and part.content == PNG[:4]
+    head = requests.head(f"{base}/images/{name}.png", timeout=30)
+    assert head.status_code == 200 and head.headers["Content-Length"] == str(len(PNG))
     missing = requests.get(f"{base}/images/{'0' * 32}.png", timeout=30)
     assert missing.status_code == 404
 

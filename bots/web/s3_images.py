@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from flask import Response
+from flask import Response, request
 
 from tasks.core.storage import ImageStore, Storage, StorageError
 from tasks.errors import ImageMissing
@@ -109,6 +109,11 @@ class RemoteImages:
             cache = f"public, max-age={REDIRECT_MAX_AGE}" if cacheable else "no-store"
             return Response(status=302, headers={**headers, "Location": self.url(name),
                                                  "Cache-Control": cache})
+        if request.range is not None:  # a part: the whole (small) image, cut by Werkzeug
+            data = self.store.read(name)
+            whole = Response(data, mimetype="image/png", headers=headers)
+            whole.make_conditional(request, accept_ranges=True, complete_length=len(data))
+            return whole
         size, chunks = self.store.stream(name)
         return Response(_closing(chunks), mimetype="image/png",
                         headers={**headers, "Content-Length": str(size)})
