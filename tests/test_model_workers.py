@@ -112,7 +112,9 @@ def routed_and_redelivered(queue: JobQueue, workers: dict[str, Process]) -> None
 
     # Both workers draw a slow default job; B's host is lost mid-job; A, which serves the
     # default model too, finishes B's job once the broker hands its message out again.
-    slow = [queue.submit(make_job(user=f"slow{n}", seed=100 + n, **SLOW)).job_id
+    # Different step counts: two batches of one, not one batch of two (tasks.worker.batch_runner).
+    slow = [queue.submit(make_job(user=f"slow{n}", seed=100 + n,
+                                  **{**SLOW, "num_inference_steps": 16 + n})).job_id
             for n in range(2)]
 
     def both_running() -> list[Job] | None:

@@ -61,20 +61,25 @@ class BatchRunner:
             if model is None:
                 log.warning("message %s: no job record and no queue; nothing to claim", ticket)
                 return
+            longest = 0.0
             while True:
                 batch = self.queue.claim(model, drawer, ticket)
                 if not batch:
                     break
+                started = time.monotonic()
                 self._draw(batch)
-                if time.monotonic() - began > self.claim_budget():
+                longest = max(longest, time.monotonic() - started)
+                if not self._time_for_another(time.monotonic() - began, longest):
                     break  # the next message of this queue goes on where this one stops
         finally:
             self.finisher.drain()
 
-    def claim_budget(self) -> float:
-        """Seconds a message may keep claiming batches, so it is acknowledged before the
-        soft time limit stops it and before the broker hands it to another worker."""
-        return min(self.settings.job_timeout, visibility_timeout(self.settings)) * CLAIM_SHARE
+    def _time_for_another(self, elapsed: float, longest: float) -> bool:
+        """Whether a message that has held the GPU `elapsed` s may claim another batch: it
+        must be acknowledged before the soft time limit stops it (a batch started late would
+        fail for time it did not take) and before the broker hands it to another worker."""
+        limit = min(self.settings.job_timeout, visibility_timeout(self.settings))
+        return elapsed <= limit * CLAIM_SHARE and elapsed + 2 * longest <= limit
 
     # --- drawing ------------------------------------------------------------------------
 
