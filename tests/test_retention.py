@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from bots.cli import cli
 from bots.web.cache import PromptCache
 from generator.request import ImageRequest
-from settings import Settings
+from settings import Settings, load_settings
 from tasks.core.connection import redis_client
 from tasks.core.jobs import Job, JobStore, Requester
 from tasks.core.retention import (
@@ -26,9 +26,10 @@ from tasks.core.retention import (
     collect_locked,
     day_of,
 )
-from tasks.core.storage import Storage
+from tasks.core.storage import Storage, open_storage
 from tasks.local.up import services
 from tasks.names import GC_LOCK_KEY, IMAGE_SERVED_KEY, JOB_KEY, URL_CACHE_KEY
+from tasks.worker.celery_app import create_celery
 from tasks.worker.gc_task import beat_schedule
 from tests.fixtures_redis import Process, wait_for
 
@@ -203,3 +204,29 @@ def test_a_deleted_prompt_url_is_drawn_again_the_same(
     assert again.status_code == 200, again.text[:200]
     assert again.headers["X-Imagine-Image"] == name and again.content == first.content
     assert store.exists(name)
+
+
+def test_gc_collects_a_bucket_the_same(settings: Settings, s3_env: dict[str, str]) -> None:
+    """The same rules on S3 (moto): only the expired, unreferenced object goes."""
+    store = open_storage(load_settings())
+    client = redis_client(settings)
+    old, kept = store.put(b"old png in a bucket"), store.put(b"recent png in a bucket")
+    client.zadd(IMAGE_SERVED_KEY, {old: TODAY - 30, kept: TODAY - 1})
+    report = collect(client, store, 7, now=NOW)
+    assert report.expired == [old] and sorted(store.names()) == [kept]
+    assert not store.exists(old) and store.exists(kept)
+
+
+def test_a_deliver_worker_runs_the_scheduled_gc(
+        settings: Settings, start_worker: Callable[..., Process]) -> None:
+    """What beat sends (imagine.gc on the deliver queue), a real deliver worker runs."""
+    start_worker("deliver", env={"IMAGINE_IMAGE_RETENTION": "7"})
+    names = stored(settings, "stale", "fresh")
+    today = day_of(time.time())
+    redis_client(settings).zadd(IMAGE_SERVED_KEY, {names["stale"]: today - 8,
+                                                   names["fresh"]: today})
+    entry = beat_schedule()["imagine-gc"]
+    create_celery(settings).send_task(entry["task"], **entry["options"])
+    store = Storage(settings.images_dir)
+    wait_for(lambda: not store.exists(names["stale"]), 30, message="the gc task to run")
+    assert store.exists(names["fresh"])
