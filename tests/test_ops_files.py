@@ -92,6 +92,7 @@ def test_every_dashboard_and_alert_query_names_an_exported_metric(
     assert not gpu_names & set(cpu_host)
     assert missing(queries + alerts, set(cpu_host)) == gpu_names
     assert gpu_stats.gpu_snapshot() == []  # this host has no GPU: its workers publish none
+    assert gpu_stats.start_reporter(redis_client(settings), GPU_WORKER) is None
 
     # A GPU worker's reporter publishes; then every query has its metric.
     gpu_stats.publish(redis_client(settings), GPU_WORKER, [gpu_stats.GpuStats(
