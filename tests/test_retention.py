@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 import requests
@@ -230,3 +230,18 @@ def test_a_deliver_worker_runs_the_scheduled_gc(
     store = Storage(settings.images_dir)
     wait_for(lambda: not store.exists(names["stale"]), 30, message="the gc task to run")
     assert store.exists(names["fresh"])
+
+
+def test_an_image_a_job_names_while_gc_lists_the_store_stays(settings: Settings) -> None:
+    """Listing a large bucket takes long; a variation submitted meanwhile keeps its source."""
+    names = stored(settings, "source", "other")
+    served(settings, {names["source"]: 30, names["other"]: 30})
+
+    class ListedSlowly(Storage):  # the real folder; a user submits while it is listed
+        def names(self) -> Iterator[str]:
+            yield from super().names()
+            live_job(settings, mode="img2img", source_image=names["source"], strength=0.5)
+
+    report = collect(redis_client(settings), ListedSlowly(settings.images_dir), 7, now=NOW)
+    assert report.expired == [names["other"]]
+    assert Storage(settings.images_dir).exists(names["source"])

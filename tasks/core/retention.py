@@ -226,8 +226,10 @@ def collect(client: redis.Redis, store: ImageStore, retention_days: float, *,
         return report
     expire = client.register_script(_EXPIRE)
     cutoff = today - retention_days
+    # Listing a large bucket takes a while: a job submitted meanwhile may name an image.
+    live = live_images(client)
     deleted = [name for name in report.expired
-               if expire(keys=[IMAGE_SERVED_KEY], args=[name, cutoff])]
+               if name not in live and expire(keys=[IMAGE_SERVED_KEY], args=[name, cutoff])]
     for name in deleted:
         store.delete(name)
     report.expired = deleted
