@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 BPE_VOCABULARY = Path(__file__).parent / "data" / "bpe_simple_vocab_16e6.txt.gz"
 SINGLE_FILE_NAME = "tiny.safetensors"
+# A tiny TAESD beside the pipeline (IMAGINE_PREVIEW_DECODER=DIR/taesd); diffusers ignores
+# folders that model_index.json does not name, so the pipeline loads as before.
+TAESD_FOLDER = "taesd"
 CLIP_MAX_LENGTH = 77
 # CLIP's SimpleTokenizer keeps exactly this many merges of the vocabulary file.
 _CLIP_MERGES = 49152 - 256 - 2
@@ -88,6 +91,7 @@ def build_tiny_model(dir: Path, *, seed: int = 0, single_file: bool = False) -> 
     dir.mkdir(parents=True, exist_ok=True)
     pipe = build_tiny_pipeline(seed=seed)
     pipe.save_pretrained(dir, safe_serialization=True)
+    build_tiny_taesd(dir / TAESD_FOLDER, seed=seed)
     _add_slow_tokenizer_files(dir / "tokenizer")
     if single_file:
         return save_single_file(pipe, dir / SINGLE_FILE_NAME)
@@ -114,6 +118,21 @@ def build_tiny_pipeline(*, seed: int = 0) -> Any:
         feature_extractor=None,
         requires_safety_checker=False,
     )
+
+
+def build_tiny_taesd(folder: Path, *, seed: int = 0) -> Path:
+    """A TAESD (AutoencoderTiny) with random weights for the tiny model's 4 latent channels,
+    saved with save_pretrained: real TAESD's 8× upsampling, far fewer features."""
+    import torch
+    from diffusers import AutoencoderTiny
+
+    with _seeded(torch, seed):
+        taesd: Any = AutoencoderTiny(
+            latent_channels=_VAE["latent_channels"],
+            encoder_block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
+            num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1))
+    taesd.save_pretrained(folder, safe_serialization=True)
+    return Path(folder)
 
 
 @contextmanager
