@@ -9,6 +9,7 @@ hand-offs it dispatches recorded instead of sent (no deliver worker needed to co
 from __future__ import annotations
 
 import io
+import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -25,7 +26,7 @@ from tasks.core.jobs import Job, JobStatus
 from tasks.core.previews import PreviewStore
 from tasks.core.queue import JobQueue
 from tasks.core.storage import Storage
-from tasks.names import DELIVER_TASK, RUNNING_KEY
+from tasks.names import DELIVER_TASK, RUNNING_KEY, WORKER_BEATS_KEY
 from tasks.worker.batch_runner import BatchRunner
 from tasks.worker.celery_app import create_celery
 from tasks.worker.finisher import Finisher
@@ -191,14 +192,14 @@ def test_jobs_of_a_live_holder_are_not_taken_and_attempts_are_bounded(
         worker: Worker, settings: Settings) -> None:
     queue = worker.queue
     live_id = queue.submit(make_job(user="a")).job_id
-    claim_all(queue, f"me@host:{_own_pid()}", live_id)  # this process: alive, and... itself
+    claim_all(queue, f"me@host:{os.getpid()}", live_id)  # recorded as this very process
     # A job that already took down MAX_ATTEMPTS workers is failed, not drawn a fourth time.
     tired_id = queue.submit(make_job(user="b")).job_id
     claim_all(queue, "gone@host:4000000", tired_id)
     queue.jobs.update(tired_id, lambda j: j.model_copy(update={"attempts": 3}))
     other_holder = queue.submit(make_job(user="c")).job_id
     claim_all(queue, "other@host:1", other_holder)  # pid 1 lives; another node that beats
-    queue.redis.zadd("imagine:worker-beats", {"other@host": time.time() + 60})
+    queue.redis.zadd(WORKER_BEATS_KEY, {"other@host": time.time() + 60})
 
     worker.batches.run_ticket(tired_id, worker="me@host")
     tired = queue.jobs.get(tired_id)
@@ -223,9 +224,3 @@ def test_the_reaper_leaves_a_job_another_worker_took_meanwhile(
     queue.jobs.update(job_id, lambda j: j.model_copy(update={"worker": "dead@host:4000000"}))
     assert reaper.run_once() == [job_id]  # the dead holder's job does go back
     assert queue.jobs.get(job_id).status is JobStatus.queued
-
-
-def _own_pid() -> int:
-    import os
-
-    return os.getpid()
