@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -72,13 +73,13 @@ def _nvml_reading(nvml: Any, torch: Any, index: int) -> dict[str, Any]:
             "utilization": float(rates.gpu) / 100.0}
 
 
-def gpu_snapshot() -> list[GpuStats]:
-    """Every GPU this process can use; empty on a CPU host or before torch was imported
-    (importing it here would cost a bot seconds and start nothing useful)."""
+def gpu_snapshot(nvml: Any = None) -> list[GpuStats]:
+    """Every GPU this process can use, with NVML's view when `nvml` (from `_nvml`) is given;
+    empty unless this process already uses CUDA: importing torch, or starting CUDA in a
+    worker drawing on the CPU, would cost seconds and GPU memory for nothing."""
     torch = sys.modules.get("torch")
-    if torch is None or not torch.cuda.is_available():
+    if torch is None or not torch.cuda.is_initialized():
         return []
-    nvml = _nvml()
     stats = []
     for index in range(torch.cuda.device_count()):
         reading = _nvml_reading(nvml, torch, index) if nvml is not None else {}
@@ -104,14 +105,15 @@ def start_reporter(client: redis.Redis, hostname: str, interval: float = INTERVA
         return None
 
     def run() -> None:
+        nvml = _nvml()  # initialised once per process
         while True:
             try:
-                publish(client, hostname, gpu_snapshot())
+                publish(client, hostname, gpu_snapshot(nvml))
             except redis.RedisError:
                 pass  # Redis restarting: the next snapshot will tell
             except Exception:  # a metrics bug must never take the worker down
                 log.exception("GPU statistics not published")
-            threading.Event().wait(interval)
+            time.sleep(interval)
 
     thread = threading.Thread(target=run, name=f"imagine-gpu-{os.getpid()}", daemon=True)
     thread.start()
