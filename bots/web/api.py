@@ -37,6 +37,7 @@ from bots.image_prompts import (
 )
 from bots.model_flags import Control, needs_control_image
 from bots.web.openapi import openapi_document
+from bots.web.preview_links import preview_url
 from bots.web.state import WebState, client_address, client_network, web_state
 from bots.web.webhook_delivery import check_webhook_url
 from generator.request import ImageRequest
@@ -362,6 +363,7 @@ def job_view(state: WebState, job: Job, position: int | None = None,
         "step": job.step,
         "total_steps": job.total_steps,
         "phase": job.phase,
+        "preview_url": preview_url(state, job),
         "position": position,
         "eta_seconds": None if eta is None else round(eta, 1),
         "prompt": format_request(job.request, state.limits),

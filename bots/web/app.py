@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException, ServiceUnavailable
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bots.limits import Limits
-from bots.web import api, guards, images, models_api, ops, recall_api, region
+from bots.web import api, guards, images, models_api, ops, previews_api, recall_api, region
 from bots.web.cache import PromptCache
 from bots.web.hits import HitPath
 from bots.web.ratelimit import RateLimiter
@@ -50,7 +50,8 @@ def create_app(settings: Settings) -> Flask:
     app.wsgi_app = HitPath(app.wsgi_app, state)  # type: ignore[method-assign]
     # Sizes first, before any view (or Slack's handler) reads the body.
     app.before_request(lambda: guards.check_request(web_state().settings))
-    for blueprint in (images.bp, api.bp, recall_api.bp, models_api.bp, ops.bp, region.bp):
+    for blueprint in (images.bp, api.bp, recall_api.bp, models_api.bp, ops.bp, region.bp,
+                      previews_api.bp):
         app.register_blueprint(blueprint)
     app.register_error_handler(HTTPException, http_error)
     for error in UNREACHABLE:

@@ -14,7 +14,8 @@ import time
 from flask import Blueprint, Response, abort, jsonify, request, send_file
 
 from bots.errors import PromptError
-from bots.web.placeholder import error_png, placeholder_png
+from bots.web.placeholder import error_png, placeholder_png, preview_placeholder_png
+from bots.web.preview_links import latest_preview
 from bots.web.query import PromptQuery, cache_key, memo_key, read_query
 from bots.web.signing import verify
 from bots.web.state import ONE_YEAR, WebState, client_network, wants_json, web_state
@@ -235,8 +236,11 @@ def _placeholder(state: WebState, query: PromptQuery, job: Job | None, *,
         response.status_code = 202
     else:
         request_ = query.request
-        response = Response(placeholder_png(request_.prompt, request_.width, request_.height,
-                                            detail), mimetype="image/png")
+        preview = latest_preview(state, job)
+        png = (placeholder_png(request_.prompt, request_.width, request_.height, detail)
+               if preview is None else
+               preview_placeholder_png(request_.width, request_.height, detail, preview))
+        response = Response(png, mimetype="image/png")
     response.headers["Cache-Control"] = "no-store"
     response.headers["Retry-After"] = str(retry)
     if job_id is not None:

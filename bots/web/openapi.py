@@ -12,6 +12,7 @@ from bots.flags import IW_MAX
 from bots.followups import ACTIONS
 from bots.limits import CFG_MAX, Limits
 from bots.web.openapi_models import MODELS_PATHS
+from bots.web.openapi_previews import PREVIEW_PATHS, with_preview_url
 from generator.request import (
     CONTROL_WEIGHT_MAX,
     IMAGE_PROMPT_STRENGTH,
@@ -187,11 +188,11 @@ def openapi_document(limits: Limits) -> dict[str, Any]:
                  "description": "Prompt URLs for Markdown and a job API for scripts."},
         "servers": [{"url": "/"}],
         "components": {
-            "schemas": {"Error": _ERROR, "Job": _JOB, "NewJob": _new_job(limits)},
+            "schemas": {"Error": _ERROR, "Job": with_preview_url(_JOB), "NewJob": _new_job(limits)},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "paths": {**_prompt_paths(limits), **_IMAGE_PATHS, **_JOB_PATHS, **_ACTION_PATHS,
-                  **_RECALL_PATHS, **MODELS_PATHS, **_OPS_PATHS},
+                  **_RECALL_PATHS, **MODELS_PATHS, **_OPS_PATHS, **PREVIEW_PATHS},
     }
 
 

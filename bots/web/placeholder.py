@@ -15,6 +15,8 @@ MIN_SIDE = 160
 MARGIN = 10
 LINE_GAP = 4
 MAX_LINES = 12
+# A line of the default bitmap font plus its gap: a preview goes below the text lines.
+_LINE_HEIGHT = 11 + LINE_GAP
 
 BACKGROUND = (36, 38, 46)
 TITLE = (235, 235, 240)
@@ -52,6 +54,22 @@ def placeholder_png(prompt: str, width: int, height: int, detail: str = "") -> b
     """The "rendering…" card with the prompt, shaped like the image it stands for."""
     body = prompt if not detail else f"{prompt}\n\n{detail}"
     return _card(_shape(width, height), "rendering…", body, TITLE)
+
+
+def preview_placeholder_png(width: int, height: int, detail: str, preview: bytes) -> bytes:
+    """The "rendering…" card with the job's latest live preview (a JPEG) under the title,
+    in place of the prompt text: the picture says more than the prompt while it forms."""
+    size = _shape(width, height)
+    picture = Image.open(io.BytesIO(preview)).convert("RGB")
+    columns = max(10, (size[0] - 2 * MARGIN) // 6)
+    top = MARGIN + (1 + len(textwrap.wrap(detail, columns))) * _LINE_HEIGHT
+    box = (size[0] - 2 * MARGIN, size[1] - top - MARGIN)
+    picture.thumbnail((max(1, box[0]), max(1, box[1])), Image.Resampling.BILINEAR)
+    card = Image.open(io.BytesIO(_card(size, "rendering…", detail, TITLE))).convert("RGB")
+    card.paste(picture, ((size[0] - picture.width) // 2, top))
+    out = io.BytesIO()
+    card.save(out, "PNG")
+    return out.getvalue()
 
 
 def error_png(message: str, title: str = "cannot draw this") -> bytes:
