@@ -107,6 +107,8 @@ def test_preview_jpeg_is_small_and_kept_with_a_ttl(settings: Settings) -> None:
     jpeg = encode_preview(image)
     assert jpeg.startswith(b"\xff\xd8") and len(jpeg) < 40_000
     assert Image.open(io.BytesIO(jpeg)).size == (256, 192)
+    big = encode_preview(Image.new("RGBA", (1024, 512), (10, 200, 30, 255)))
+    assert Image.open(io.BytesIO(big)).size == (256, 128)
     client = redis_client(settings)
     store = PreviewStore(client, 90)
     store.put("job-a", jpeg)

@@ -18,11 +18,18 @@ if TYPE_CHECKING:
     from PIL.Image import Image
 
 JPEG_QUALITY = 70
+# Longest side kept (generator.previews makes 256 already; a bigger picture is shrunk here
+# so Redis and chat uploads stay a few KB whatever made it).
+MAX_SIDE = 256
 
 
 def encode_preview(image: Image) -> bytes:
+    """A small JPEG of `image`: at most MAX_SIDE px a side, quality JPEG_QUALITY."""
+    picture = image.convert("RGB")
+    if max(picture.size) > MAX_SIDE:
+        picture.thumbnail((MAX_SIDE, MAX_SIDE))
     buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    picture.save(buffer, format="JPEG", quality=JPEG_QUALITY)
     return buffer.getvalue()
 
 
