@@ -115,3 +115,11 @@ def test_preview_jpeg_is_small_and_kept_with_a_ttl(settings: Settings) -> None:
     assert store.get("job-a") == jpeg and 0 < client.ttl(PREVIEW_KEY.format("job-a")) <= 90
     store.drop("job-a")
     assert store.get("job-a") is None
+
+
+def test_preview_cost_bench_measures_both_decoders(tiny_model_dir: Path) -> None:
+    from bench.preview_cost import preview_cost
+
+    cost = preview_cost(tiny_model_dir, size=64, steps=4, rounds=2)
+    assert cost.linear_ms > 0 and cost.taesd_ms > 0 and cost.step_ms > 0
+    assert cost.line().startswith("preview_linear_ms=") and " step_ms=" in cost.line()
