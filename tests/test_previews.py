@@ -7,6 +7,7 @@ import io
 import logging
 from pathlib import Path
 
+import numpy
 import pytest
 import torch
 from PIL import Image
@@ -96,7 +97,7 @@ def test_linear_previews_per_family() -> None:
     xl = PreviewMaker("sdxl").decode(latents)[0]
     assert sd.size == xl.size == (128, 256)
     assert sd.getpixel((64, 128)) != xl.getpixel((64, 128))  # different factors
-    assert min(sd.getpixel((64, 128))) > 170  # bright
+    assert numpy.asarray(sd).min() > 170  # bright everywhere
     # Another latent format (16 channels): normalised first channels, still a picture.
     other = PreviewMaker("flux").decode(torch.randn(2, 16, 8, 8))
     assert [image.size for image in other] == [(256, 256)] * 2
