@@ -36,6 +36,7 @@ def test_names_keep_the_values_already_in_use() -> None:
         "TICKET_KEY": "imagine:ticket:{}",
         "FAIR_CLOCK_KEY": "imagine:fair:clock",
         "FAIR_USER_KEY": "imagine:fair:user:{}",
+        "PREVIEW_KEY": "imagine:preview:{}",
         "DELIVERED_KEY": "imagine:delivered:{}:{}",
         "DELIVERING_KEY": "imagine:delivering:{}:{}",
         "PROGRESS_PENDING_KEY": "imagine:progress-pending:{}",
