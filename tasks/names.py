@@ -84,6 +84,9 @@ SLACK_PROGRESS_PAUSE_KEY = "imagine:slack:progress-pause:{}"  # team → rate li
 
 # --- Discord -------------------------------------------------------------------------------
 DISCORD_WAIT_KEY = "imagine:discord:wait:{}"  # rate-limit bucket → wait shared by processes
+DISCORD_STATUS_LOCK_KEY = "imagine:discord:status-lock:{}"  # job id → lock on its status message
+DISCORD_STATUS_FINAL_KEY = "imagine:discord:status-final:{}"  # job id → result under way: no edits
+DISCORD_PREVIEW_SHOWN_KEY = "imagine:discord:preview-shown:{}"  # job id → preview count shown
 
 
 def generate_queue(model: str) -> str:

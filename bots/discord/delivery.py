@@ -27,6 +27,7 @@ from bots.discord.formatting import (
     result_content,
     token_valid,
 )
+from bots.discord.previews import StatusPreviews
 from bots.discord.rest import DiscordApiError, DiscordRest, SharedWaits, UploadFile
 from bots.limits import Limits
 from bots.presentation import shorten
@@ -47,14 +48,16 @@ class DiscordDelivery:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         token = settings.discord_token.get_secret_value() if settings.discord_token else None
-        self.rest = DiscordRest(settings.discord_api_url, token,
-                                waits=SharedWaits(redis_client(settings)))
+        client = redis_client(settings)
+        self.rest = DiscordRest(settings.discord_api_url, token, waits=SharedWaits(client))
         self.limits = Limits.from_settings(settings)
+        self.previews = StatusPreviews(client, settings.job_ttl, settings.job_timeout + 60)
 
     # --- the adapter protocol ----------------------------------------------------------
     def deliver_result(self, ctx: DeliveryContext) -> None:
         """Post the images (then drop the status message), or show why there are none."""
         job = ctx.job
+        self.previews.finish(job.id)  # no progress edit (nor preview) after this point
         if job.status is JobStatus.done and job.images:
             ctx.once("post", lambda: self._post_images(ctx))
             ctx.once("status", lambda: self._quietly(lambda: self._delete_status(job.requester)))
@@ -62,11 +65,27 @@ class DiscordDelivery:
             ctx.once("status", lambda: self._show_final(job))
 
     def deliver_progress(self, ctx: DeliveryContext, position: int | None) -> None:
-        """Edit the status message with the queue position or the drawing progress."""
+        """Edit the status message with the queue position or the drawing progress, and
+        the latest live preview when the message does not show it yet (bots.discord.previews)."""
         job = ctx.job
-        body = {"content": progress_text(job, position), "allowed_mentions": no_pings(
-            job.requester), "components": cancel_components(job.id)}
-        self._quietly(lambda: self._edit_status(job.requester, body))
+        body: dict[str, Any] = {"content": progress_text(job, position), "allowed_mentions":
+                                no_pings(job.requester), "components": cancel_components(job.id)}
+        upload = self.previews.pending(job)
+        files = [upload.file] if upload else []
+        if upload:
+            body = upload.attach(body)
+        elif self.previews.stale(job):
+            body["attachments"] = []
+        with self.previews.progress_edit(job.id) as allowed:
+            if not allowed:
+                return
+            try:
+                edited = self._edit_status(job.requester, body, files)
+            except DiscordApiError as exc:
+                log.info("status message not updated: %s", exc)
+                return
+            if edited and (upload or "attachments" in body):
+                self.previews.mark_shown(job.id, upload.version if upload else 0)
 
     # --- results -------------------------------------------------------------------------
     def _post_images(self, ctx: DeliveryContext) -> None:
@@ -128,20 +147,23 @@ class DiscordDelivery:
 
     # --- the status message ------------------------------------------------------------
     def _show_final(self, job: Job) -> None:
+        # No attachments: a live preview the message showed goes with the progress.
         body = {"content": finished_text(job), "allowed_mentions": no_pings(job.requester),
-                "components": []}
+                "components": [], "attachments": []}
         if self._edit_status(job.requester, body):
             return
         # No status message left to edit: say it in the channel instead.
         self._reply_in_channel(job, {k: v for k, v in body.items() if k != "components"}, [])
 
-    def _edit_status(self, requester: Requester, body: dict[str, Any]) -> bool:
-        """Edit the status message; False when there is none we can reach."""
+    def _edit_status(self, requester: Requester, body: dict[str, Any],
+                     files: list[UploadFile] | None = None) -> bool:
+        """Edit the status message (multipart when `files`); False when there is none we
+        can reach."""
         if token_valid(requester):
             app, token = requester.extra["application_id"], requester.extra["interaction_token"]
             try:
                 self.rest.request("PATCH", f"/webhooks/{app}/{token}/messages/@original", body,
-                                  auth=False)
+                                  files, auth=False)
                 return True
             except DiscordApiError as exc:
                 if not exc.gone or not requester.message:
@@ -149,7 +171,7 @@ class DiscordDelivery:
         if not requester.message:
             return False
         self.rest.request("PATCH", f"/channels/{requester.channel}/messages/{requester.message}",
-                          body)
+                          body, files)
         return True
 
     def _delete_status(self, requester: Requester) -> None:

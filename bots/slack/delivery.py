@@ -19,6 +19,7 @@ from bots.grammar import format_request
 from bots.limits import Limits
 from bots.slack import text as say
 from bots.slack.client import ChannelUnreachable, delivery_errors, web_client
+from bots.slack.previews import preview_block
 from bots.slack.status import StatusBusy, StatusGuard
 from bots.slack.status_message import ensure_status_message
 from settings import Settings
@@ -69,6 +70,10 @@ class SlackDelivery:
         else:
             line = job.phase or say.drawing_line(job.step, job.total_steps)
         text = say.status_text(self._head(job), line)
+        blocks = say.cancel_blocks(text, job.id)
+        image = preview_block(self.settings.public_url, job)
+        if image is not None:  # under the progress text, above the Cancel button
+            blocks.insert(1, image)
         try:
             with delivery_errors():
                 if not job.requester.message:  # posted now with this progress, or skipped
@@ -79,7 +84,7 @@ class SlackDelivery:
                     return
                 guard.edit(job.id, lambda: self.client.chat_update(
                     channel=job.requester.channel, ts=job.requester.message, text=text,
-                    blocks=say.cancel_blocks(text, job.id)))
+                    blocks=blocks))
         except RateLimited as exc:
             self._rest_progress(ctx, exc)
             raise

@@ -429,20 +429,7 @@ class FakeDiscord:
     def _new_message(self, channel_id: str, body: dict[str, Any], call: Call,
                      webhook_id: str | None = None) -> dict[str, Any]:
         message_id = snowflake()
-        attachments = []
-        for index, part in enumerate(call.files):
-            meta: dict[str, Any] = next((a for a in body.get("attachments", []) if str(a.get("id")) ==
-                         str(index)), {})
-            attachments.append({
-                "id": snowflake(), "filename": meta.get("filename", part["filename"]),
-                "size": len(part["data"]), "content_type": part["type"],
-                "description": meta.get("description"),
-                "url": f"{self.base_url}/attachments/{message_id}/{part['filename']}",
-                "proxy_url": f"{self.base_url}/attachments/{message_id}/{part['filename']}",
-                "flags": 0})
-            with self._lock:  # the CDN serves what was posted, as Discord's does
-                self._cdn[f"/attachments/{message_id}/{part['filename']}"] = (
-                    part["data"], part["type"] or "application/octet-stream")
+        attachments = self._uploaded(message_id, body, call)
         reference = body.get("message_reference")
         message = {
             "id": message_id, "channel_id": channel_id, "author": self.bot_user,
@@ -458,6 +445,25 @@ class FakeDiscord:
         with self._lock:
             self.messages[message_id] = message
         return message
+
+    def _uploaded(self, message_id: str, body: dict[str, Any], call: Call
+                  ) -> list[dict[str, Any]]:
+        """Attachment objects of the request's files (`attachments[].id` = file index)."""
+        attachments = []
+        for index, part in enumerate(call.files):
+            meta: dict[str, Any] = next((a for a in body.get("attachments", []) if str(a.get("id")) ==
+                         str(index)), {})
+            attachments.append({
+                "id": snowflake(), "filename": meta.get("filename", part["filename"]),
+                "size": len(part["data"]), "content_type": part["type"],
+                "description": meta.get("description"),
+                "url": f"{self.base_url}/attachments/{message_id}/{part['filename']}",
+                "proxy_url": f"{self.base_url}/attachments/{message_id}/{part['filename']}",
+                "flags": 0})
+            with self._lock:  # the CDN serves what was posted, as Discord's does
+                self._cdn[f"/attachments/{message_id}/{part['filename']}"] = (
+                    part["data"], part["type"] or "application/octet-stream")
+        return attachments
 
     def _create_message(self, call: Call, channel_id: str) -> tuple[int, Any]:
         body = call.json or {}
@@ -481,6 +487,14 @@ class FakeDiscord:
         for key in ("content", "components", "embeds", "flags"):
             if call.json and key in call.json:
                 message[key] = call.json[key]
+        if call.json and "attachments" in call.json:
+            # Discord's edit: the listed attachments stay (by their snowflake id), the others
+            # go, and uploaded files join (listed by their index in the form): [] clears.
+            listed = {str(a.get("id")) for a in call.json["attachments"]}
+            kept = [a for a in message["attachments"] if a["id"] in listed]
+            message["attachments"] = kept + self._uploaded(message_id, call.json, call)
+        elif call.files:  # files without the list are added to what the message has
+            message["attachments"] = message["attachments"] + self._uploaded(message_id, {}, call)
         message["edited_timestamp"] = "2024-01-01T00:00:01+00:00"
         return 200, message
 
