@@ -65,6 +65,9 @@ def test_names_keep_the_values_already_in_use() -> None:
         "SLACK_PROGRESS_PACE_KEY": "imagine:slack:progress-pace:{}",
         "SLACK_PROGRESS_PAUSE_KEY": "imagine:slack:progress-pause:{}",
         "DISCORD_WAIT_KEY": "imagine:discord:wait:{}",
+        "DISCORD_STATUS_LOCK_KEY": "imagine:discord:status-lock:{}",
+        "DISCORD_STATUS_FINAL_KEY": "imagine:discord:status-final:{}",
+        "DISCORD_PREVIEW_SHOWN_KEY": "imagine:discord:preview-shown:{}",
     }
     assert names.QUEUES == (names.GENERATE_QUEUE, names.DELIVER_QUEUE)
 
