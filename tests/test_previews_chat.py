@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,9 +29,11 @@ from tasks.core.jobs import Job, JobStatus, Requester
 from tasks.core.previews import PreviewStore, encode_preview
 from tasks.core.storage import Storage
 from tasks.names import SLACK_PROGRESS_PACE_KEY, SLACK_STATUS_THROTTLE_KEY
+from tests.discord_support import running_discord_stack
 from tests.fakes.discord_server import BOT_TOKEN, Call, FakeDiscord
 from tests.fakes.slack_api import BOT_TOKEN as SLACK_TOKEN
 from tests.fakes.slack_api import FakeSlack
+from tests.fixtures_redis import wait_for
 from tests.web_support import with_settings
 
 STATUS_EDIT = r"^/channels/\d+/messages/\d+$|^/webhooks/\d+/[^/]+/messages/@original$"
@@ -251,3 +254,41 @@ def test_slack_progress_links_the_preview_only_when_slack_can_fetch_it(
     late = job.model_copy(update={"preview": 3})
     SlackDelivery(slack_settings).deliver_progress(_context(slack_settings, late), None)
     assert slack.message("C1", job.requester.message) == final
+
+
+# --- end to end: a real bot, real workers drawing with previews -----------------------------
+
+def test_discord_end_to_end_previews_on_the_status_message(
+        redis_server: Any, tiny_model_dir: Path, tmp_path: Path) -> None:
+    """`imagine discord` (discord.py) defers a /imagine; the generate worker stores previews
+    while drawing; the deliver worker uploads them to the original response; the result is a
+    followup, the status message is deleted and no edit follows."""
+    redis_server.client().flushall()
+    with running_discord_stack(
+            redis_server, tmp_path, tiny_model_dir, FakeDiscord().start(),
+            IMAGINE_PREVIEW_INTERVAL="0.1", IMAGINE_DEFAULT_SIZE="128",
+            IMAGINE_MAX_STEPS="200", IMAGINE_DISCORD_READY_TIMEOUT="0.2") as stack:
+        fake = stack.fake
+        interaction = fake.dispatch("INTERACTION_CREATE", fake.command_payload(
+            prompt="a lighthouse at dusk", steps=120, seed=3))
+        original = rf"^/webhooks/\d+/{interaction['token']}/messages/@original$"
+        try:
+            wait_for(lambda: fake.find("DELETE", original, status=204), 180.0,
+                     message="the status message removed after the result")
+        except AssertionError:
+            raise AssertionError(stack.logs()) from None
+        followups = [c for c in fake.posts_with_files()
+                     if c.path.startswith(f"/webhooks/{fake.application_id}/")]
+        assert len(followups) == 1
+        assert followups[0].files[0]["data"].startswith(b"\x89PNG")
+        edits = fake.find("PATCH", original, status=200)
+        with_preview = [c for c in edits if c.files]
+        assert with_preview, [c.json.get("content") for c in edits]
+        for call in with_preview:
+            assert [(f["filename"], f["type"]) for f in call.files] == [
+                ("preview.jpg", "image/jpeg")]
+            assert call.files[0]["data"][:3] == b"\xff\xd8\xff"
+            assert "/120" in call.json["content"]  # the text progress stays with it
+        deleted_at = fake.find("DELETE", original, status=204)[0].at
+        time.sleep(1.0)  # a late progress task would have landed by now
+        assert all(c.at < deleted_at for c in fake.find("PATCH", original))
