@@ -11,6 +11,7 @@ preview.jpg, only when IMAGINE_PUBLIC_URL is an https address Slack can reach.
 from __future__ import annotations
 
 import io
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -292,3 +293,23 @@ def test_discord_end_to_end_previews_on_the_status_message(
         deleted_at = fake.find("DELETE", original, status=204)[0].at
         time.sleep(1.0)  # a late progress task would have landed by now
         assert all(c.at < deleted_at for c in fake.find("PATCH", original))
+
+
+def test_slack_progress_stays_when_slack_cannot_fetch_the_preview(
+        slack: FakeSlack, settings: Settings) -> None:
+    """Slack refuses an edit whose image it cannot download (invalid_blocks): the progress
+    goes out again without the image instead of not at all."""
+    slack_settings = with_settings(settings, slack_bot_token=SLACK_TOKEN,
+                                   slack_api_url=slack.api_url,
+                                   public_url="https://imagine.example.com")
+    job = slack_job(slack)
+    slack.fail("chat.update", "invalid_blocks")
+    deliverer(slack_settings, "slack", SlackDelivery).deliver_progress(job, None)
+    tried, shown = slack.of("chat.update", ok=None)[-2:]
+    assert tried.answer.get("error") == "invalid_blocks"
+    sent = tried.params["blocks"]  # JSON in a form post, a list in a JSON one
+    sent = json.loads(sent) if isinstance(sent, str) else sent
+    assert any(b["type"] == "image" for b in sent)
+    assert [b["type"] for b in slack_blocks(slack, job)] == ["section", "actions"]
+    assert "step 3/20" in slack_blocks(slack, job)[0]["text"]["text"]
+    assert shown.params["ts"] == job.requester.message

@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from slack_sdk.errors import SlackClientError
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.webhook import WebhookClient
 
 from bots.grammar import format_request
 from bots.limits import Limits
 from bots.slack import text as say
-from bots.slack.client import ChannelUnreachable, delivery_errors, web_client
+from bots.slack.client import ChannelUnreachable, delivery_errors, error_code, web_client
 from bots.slack.previews import preview_block
 from bots.slack.status import StatusBusy, StatusGuard
 from bots.slack.status_message import ensure_status_message
@@ -82,12 +82,24 @@ class SlackDelivery:
                     except StatusBusy:
                         pass
                     return
-                guard.edit(job.id, lambda: self.client.chat_update(
-                    channel=job.requester.channel, ts=job.requester.message, text=text,
-                    blocks=blocks))
+                guard.edit(job.id, lambda: self._progress_update(job, text, blocks))
         except RateLimited as exc:
             self._rest_progress(ctx, exc)
             raise
+
+    def _progress_update(self, job: Job, text: str, blocks: list[dict[str, Any]]) -> None:
+        requester = job.requester
+        try:
+            self.client.chat_update(channel=requester.channel, ts=requester.message, text=text,
+                                    blocks=blocks)
+        except SlackApiError as exc:
+            # Slack could not fetch the preview (our web server was down, the preview
+            # expired): the whole edit is refused, so show the progress without it.
+            if error_code(exc) != "invalid_blocks" or not any(
+                    b.get("type") == "image" for b in blocks):
+                raise
+            self.client.chat_update(channel=requester.channel, ts=requester.message, text=text,
+                                    blocks=[b for b in blocks if b.get("type") != "image"])
 
     def _rest_progress(self, ctx: DeliveryContext, exc: RateLimited) -> None:
         """Slack rate-limited us: further progress edits in this workspace would be refused
