@@ -313,3 +313,21 @@ def test_slack_progress_stays_when_slack_cannot_fetch_the_preview(
     assert [b["type"] for b in slack_blocks(slack, job)] == ["section", "actions"]
     assert "step 3/20" in slack_blocks(slack, job)[0]["text"]["text"]
     assert shown.params["ts"] == job.requester.message
+
+
+def test_discord_job_back_in_the_queue_loses_its_preview(discord: FakeDiscord,
+                                                         discord_settings: Settings) -> None:
+    """A job whose worker died goes back to the queue: its old preview is taken down."""
+    delivery = deliverer(discord_settings, "discord", DiscordDelivery)
+    job = store_preview(discord_settings, discord_job(discord, interaction=False), "red")
+    delivery.deliver_progress(job, None)
+    assert status_message(discord, job)["attachments"]
+    delivery.deliver_progress(job.model_copy(update={"status": JobStatus.queued}), 2)
+    assert status_message(discord, job)["attachments"] == []
+    edits = discord.find("PATCH", STATUS_EDIT, status=200)
+    assert edits[-1].json["attachments"] == [] and not edits[-1].files
+    # Drawn again: the next preview is shown even though its count is not higher than before.
+    again = job.model_copy(update={"status": JobStatus.running})
+    delivery.deliver_progress(again, None)
+    assert [a["filename"] for a in status_message(discord, job)["attachments"]] == [
+        "preview.jpg"]

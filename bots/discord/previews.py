@@ -20,7 +20,7 @@ from typing import Any
 
 import redis
 
-from bots.discord.rest import UploadFile
+from bots.discord.rest import TIMEOUT, UploadFile
 from tasks.core.delivery import TransientDeliveryError
 from tasks.core.jobs import Job, JobStatus
 from tasks.core.previews import PreviewStore
@@ -31,10 +31,10 @@ from tasks.names import (
 )
 
 PREVIEW_FILENAME = "preview.jpg"
-# Long enough for one status edit with a ~10 KB upload, short enough that a crashed holder
-# does not hold back the result for long.
-LOCK_SECONDS = 30
-FINAL_WAIT = 30.0
+# Outlives one status edit (the REST client gives up after TIMEOUT), so the result never
+# overtakes an edit still in flight; a crashed holder holds the result back that long.
+LOCK_SECONDS = TIMEOUT + 10
+FINAL_WAIT = float(LOCK_SECONDS)
 
 
 @dataclass(frozen=True)
