@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING
 
 import click
 
+from bots.cli_doctor import doctor
 from bots.cli_images import IMAGE_COMMANDS
+from bots.cli_jobs import jobs
 from bots.cli_ops import OPS_COMMANDS
 from bots.cli_recall import recall
 from bots.cli_storage import storage
@@ -309,7 +311,7 @@ def discord_bot(sync: bool, loglevel: str) -> None:
         raise click.ClickException(exc.message) from None
 
 
-for _command in (*IMAGE_COMMANDS, recall, *OPS_COMMANDS, storage):
+for _command in (*IMAGE_COMMANDS, recall, *OPS_COMMANDS, storage, doctor, jobs):
     cli.add_command(_command)
 
 

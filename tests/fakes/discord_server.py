@@ -389,6 +389,8 @@ class FakeDiscord:
             ("GET", r"/oauth2/applications/@me", self._application, True),
             ("GET", r"/gateway", lambda call: (200, {"url": self.gateway_url}), False),
             ("PUT", r"/applications/(\d+)/commands", self._put_commands, True),
+            ("GET", r"/applications/(\d+)/commands", self._get_commands, True),
+            ("GET", r"/applications/(\d+)/guilds/(\d+)/commands", self._get_commands, True),
             ("PUT", r"/applications/(\d+)/guilds/(\d+)/commands", self._put_commands, True),
             ("POST", r"/channels/(\d+)/messages", self._create_message, True),
             ("PATCH", r"/channels/(\d+)/messages/(\d+)", self._edit_message, True),
@@ -425,6 +427,10 @@ class FakeDiscord:
                      **({"guild_id": guild_id} if guild_id else {})} for c in call.json]
         self.commands[guild_id or "global"] = commands
         return 200, commands
+
+    def _get_commands(self, call: Call, app_id: str, guild_id: str | None = None
+                      ) -> tuple[int, Any]:
+        return 200, self.commands.get(guild_id or "global", [])
 
     def _new_message(self, channel_id: str, body: dict[str, Any], call: Call,
                      webhook_id: str | None = None) -> dict[str, Any]:

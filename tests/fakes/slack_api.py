@@ -75,6 +75,8 @@ class FakeSlack:
     shared_info: dict[str, dict[str, Any]] = field(default_factory=dict)
     lock: threading.Condition = field(default_factory=threading.Condition)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    # The bot token's scopes, sent as Slack does in auth.test's x-oauth-scopes header.
+    scopes: tuple[str, ...] | None = None
 
     @property
     def api_url(self) -> str:
@@ -185,7 +187,8 @@ class FakeSlack:
         handler = getattr(self, "_" + method.replace(".", "_"), None)
         if handler is None:
             return 200, {"ok": False, "error": "unknown_method"}, {}
-        return 200, handler(params), {}
+        scopes = {"x-oauth-scopes": ",".join(self.scopes)} if self.scopes is not None else {}
+        return 200, handler(params), scopes if method == "auth.test" else {}
 
     def _apps_connections_open(self, token: str) -> dict[str, Any]:
         # Only an app-level token may open a connection; a bot token gets Slack's answer.
