@@ -18,8 +18,8 @@ from settings.errors import ImagineError
 def doctor(as_json: bool, min_free: float) -> None:
     """Check Python, torch, the GPU, the models, Redis, storage, Slack, Discord and the web
     server; each check says ok, warn, fail or skipped, with a fix. Exits 1 when one fails."""
-    from bots.doctor.report import as_text, exit_code  # noqa: PLC0415
     from bots.doctor.report import as_json as dump  # noqa: PLC0415
+    from bots.doctor.report import as_text, exit_code  # noqa: PLC0415
     from bots.doctor.runner import run_checks  # noqa: PLC0415
 
     try:

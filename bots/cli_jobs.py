@@ -94,7 +94,9 @@ def _table(lines: list[JobLine]) -> str:
         rows.append((line.id, status, "-" if line.position is None else str(line.position),
                      _age(line.age_seconds), line.who, line.where, line.model, prompt))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    return "\n".join("  ".join([*(cell.ljust(w) for cell, w in zip(row, widths)), row[-1]])
+    # The last column (the prompt) is not padded: no trailing spaces.
+    return "\n".join("  ".join([*(cell.ljust(w) for cell, w in zip(row[:-1], widths,
+                                                                    strict=True)), row[-1]])
                      for row in rows)
 
 

@@ -17,9 +17,9 @@ from click.testing import CliRunner
 
 from bots.cli import cli
 from bots.doctor.chat import manifest_scopes
+from tasks.local.embedded_redis import free_port
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
-from tasks.local.embedded_redis import free_port
 
 pytestmark = pytest.mark.socket_mode  # the fake Slack answers apps.connections.open
 
