@@ -47,8 +47,11 @@ def check_torch() -> Check:
 
 
 def model_weights_bytes(settings: Settings) -> int:
-    """The on-disk weights of the default model (local sources only; 0 when unknown)."""
+    """The on-disk weights of the default model: a local folder or file, or a hub id's
+    snapshot in the local Hugging Face cache; 0 when unknown."""
     path = Path(settings.model).expanduser()
+    if not path.exists() and _HUB_ID.match(settings.model):
+        path = _cached_snapshot(settings.model) or path
     if path.is_file():
         return path.stat().st_size
     if not path.is_dir():
@@ -60,6 +63,15 @@ def model_weights_bytes(settings: Settings) -> int:
         if files:
             total += max(f.stat().st_size for f in files)
     return total
+
+
+def _cached_snapshot(repo_id: str) -> Path | None:
+    try:
+        from huggingface_hub import try_to_load_from_cache  # noqa: PLC0415
+    except ImportError:
+        return None
+    found = try_to_load_from_cache(repo_id, "model_index.json")
+    return Path(found).parent if isinstance(found, str) else None
 
 
 def check_gpu(settings: Settings) -> Check:
@@ -81,6 +93,9 @@ def check_gpu(settings: Settings) -> Check:
         return _cuda_memory(torch, settings)
     if mps and device != "cpu":
         return ok("gpu", "Apple GPU (MPS) available")
+    if device == "cpu" and (cuda or mps):
+        return warn("gpu", "IMAGINE_DEVICE=cpu although this host has a GPU torch can use",
+                    "set IMAGINE_DEVICE=auto to draw on the GPU (much faster)")
     fix = ("torch is a CUDA build but sees no GPU: check `nvidia-smi` (the driver) and "
            "CUDA_VISIBLE_DEVICES" if torch.version.cuda else
            "on a machine with an NVIDIA GPU install the CUDA build of torch")
@@ -164,13 +179,7 @@ def _single_file(label: str, path: Path) -> Check:
 def _hub_model(label: str, repo_id: str) -> Check:
     import os  # noqa: PLC0415
 
-    try:
-        from huggingface_hub import try_to_load_from_cache  # noqa: PLC0415
-    except ImportError:
-        return warn(label, f"{repo_id}: a hub id; huggingface_hub is not installed here to "
-                           "look in the local cache", "install imagine's dependencies")
-    found = try_to_load_from_cache(repo_id, "model_index.json")
-    if isinstance(found, str):
+    if _cached_snapshot(repo_id) is not None:
         return ok(label, f"{repo_id}: in the local Hugging Face cache (the hub itself was "
                          "not asked)")
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
