@@ -76,3 +76,19 @@ def test_text_report_and_exit_code() -> None:
     assert json.loads(report.as_json(checks[3:])) == {
         "checks": [{"name": "d", "status": "skipped", "detail": "off", "fix": ""}]}
     assert system.check_python().status == "ok"
+
+
+def test_storage_in_a_bucket_and_the_embedded_redis(imagine_env: dict[str, str],
+                                                    s3_env: dict[str, str]) -> None:
+    from bots.doctor.services import check_redis, check_storage
+
+    settings = Settings(_env_file=None)
+    bucket = check_storage(settings, min_free_gb=1.0)
+    assert bucket.status == "ok" and s3_env["IMAGINE_STORAGE_URL"].split("/")[2] in bucket.detail
+    missing = Settings(_env_file=None, **{**settings.model_dump(),  # type: ignore[call-arg]
+                                          "storage_url": "s3://no-such-bucket/images"})
+    refused = check_storage(missing, min_free_gb=1.0)
+    assert refused.status == "fail" and "no-such-bucket" in refused.detail
+    embedded = Settings(_env_file=None, **{**settings.model_dump(), "redis_url": None})  # type: ignore[call-arg]
+    answer = check_redis(embedded)  # nothing runs there yet: `imagine up` would start one
+    assert answer.status == "ok" and "embedded Redis" in answer.detail
