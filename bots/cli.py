@@ -279,13 +279,14 @@ def slack(loglevel: str) -> None:
 
 @cli.command()
 @click.option("--loglevel", default="info", show_default=True)
-def up(loglevel: str) -> None:
+@click.option("-v", "--verbose", is_flag=True,
+              help="Also print every part's log here (they always go to DATA/logs/<part>.log).")
+def up(loglevel: str, verbose: bool) -> None:
     """Everything on one machine: Redis (embedded if IMAGINE_REDIS_URL is unset), workers, web, bots."""
     from tasks.local.up import run_up  # noqa: PLC0415
 
-    _logging(loglevel)
     try:
-        sys.exit(run_up(_settings(), command=SELF_COMMAND, loglevel=loglevel))
+        sys.exit(run_up(_settings(), command=SELF_COMMAND, loglevel=loglevel, verbose=verbose))
     except ImagineError as exc:
         raise click.ClickException(exc.message) from None
 

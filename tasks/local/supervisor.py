@@ -12,6 +12,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from tasks.local.part_output import PartOutput
+
 log = logging.getLogger("imagine.up")
 
 RESTART_BACKOFF_MAX = 30.0
@@ -37,17 +39,32 @@ class Service:
     backoff: float = 1.0
     restart_at: float = 0.0
     restarts: int = 0
+    # Where its stdout and stderr go (log file, console); None: inherited from `imagine up`.
+    output: PartOutput | None = None
 
     def start(self) -> None:
+        piped = subprocess.PIPE if self.output is not None else None
         self.process = subprocess.Popen(
             list(self.argv),
             env={**os.environ, **self.env},
+            stdout=piped,
+            stderr=subprocess.STDOUT if piped else None,
             # Own session: Ctrl-C reaches only the supervisor, which stops children in order.
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
+        if self.output is not None and self.process.stdout is not None:
+            self.output.follow(self.process.stdout)
         self.started_at = time.monotonic()
         log.info("started %s (pid %s)", self.name, self.process.pid)
+
+    def why(self) -> str:
+        """Where to look when it stopped: its last line and its log file."""
+        if self.output is None:
+            return ""
+        last = f": {self.output.last_line[-200:]}" if self.output.last_line else ""
+        return f" (last line{last}; full log {self.output.path})" if last else \
+            f" (full log {self.output.path})"
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -91,8 +108,8 @@ class Supervisor:
                 if now - service.started_at > STABLE_AFTER:
                     service.backoff = 1.0
                 service.restart_at = now + service.backoff
-                log.warning("%s exited with %s; restarting in %.0f s", service.name, code,
-                            service.backoff)
+                log.warning("%s exited with %s; restarting in %.0f s%s", service.name, code,
+                            service.backoff, service.why())
                 service.backoff = min(service.backoff * 2, RESTART_BACKOFF_MAX)
             elif now >= service.restart_at:
                 service.restart_at = 0.0
