@@ -82,7 +82,7 @@ def test_storage_in_a_bucket_and_the_embedded_redis(imagine_env: dict[str, str],
                                                     s3_env: dict[str, str]) -> None:
     from bots.doctor.services import check_redis, check_storage
 
-    settings = Settings(_env_file=None)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
     bucket = check_storage(settings, min_free_gb=1.0)
     assert bucket.status == "ok" and s3_env["IMAGINE_STORAGE_URL"].split("/")[2] in bucket.detail
     missing = Settings(_env_file=None, **{**settings.model_dump(),  # type: ignore[call-arg]
