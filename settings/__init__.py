@@ -157,6 +157,7 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = None
     # Vary (Region) links to the mask editor: one use each, for this many seconds.
     region_link_seconds: int = Field(default=900, ge=1, le=7 * 24 * 3600)
+    gallery: bool = False  # GET /gallery: recent prompt-URL images (off: 404)
 
     # Outbound requests to addresses users give (webhooks): public addresses only, except
     # hosts or networks the operator allows: IMAGINE_OUTBOUND_ALLOW=10.0.0.0/8,hooks.internal

@@ -69,6 +69,7 @@ GC_LOCK_KEY = "imagine:gc-lock"  # one image garbage collection at a time
 
 # --- web ---------------------------------------------------------------------------------
 URL_CACHE_KEY = "imagine:url:{}"  # prompt URL cache key → its entry (JSON)
+GALLERY_KEY = "imagine:gallery"  # capped list of recent prompt-URL images (JSON)
 RATELIMIT_KEY = "imagine:ratelimit:{}"  # client address → token bucket
 REGION_LINK_KEY = "imagine:region:{}"  # sha256 of a Vary (Region) link's token → its grant
 RECALL_KEY = "imagine:recall:{}"  # recall id → a recalled request (JSON), for Run again

@@ -15,6 +15,7 @@ pytest_plugins = [
     "tests.fixtures_s3",
     "tests.fixtures_chat",
     "tests.web_support",
+    "tests.fixtures_browser",
 ]
 
 

@@ -54,6 +54,7 @@ def test_names_keep_the_values_already_in_use() -> None:
         "GC_LOCK_KEY": "imagine:gc-lock",
         "GC_TASK": "imagine.gc",
         "URL_CACHE_KEY": "imagine:url:{}",
+        "GALLERY_KEY": "imagine:gallery",
         "RATELIMIT_KEY": "imagine:ratelimit:{}",
         "REGION_LINK_KEY": "imagine:region:{}",
         "RECALL_KEY": "imagine:recall:{}",

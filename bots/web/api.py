@@ -36,7 +36,7 @@ from bots.image_prompts import (
     split_image_urls,
 )
 from bots.model_flags import Control, needs_control_image
-from bots.web.openapi import openapi_document
+from bots.web.openapi_page import openapi_document
 from bots.web.preview_links import preview_url
 from bots.web.state import WebState, client_address, client_network, web_state
 from bots.web.webhook_delivery import check_webhook_url

@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException, ServiceUnavailable
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bots.limits import Limits
-from bots.web import api, guards, images, models_api, ops, previews_api, recall_api, region
+from bots.web import api, guards, images, models_api, ops, page, page_sign, previews_api, recall_api, region
 from bots.web.cache import PromptCache
 from bots.web.hits import HitPath
 from bots.web.ratelimit import RateLimiter
@@ -51,7 +51,7 @@ def create_app(settings: Settings) -> Flask:
     # Sizes first, before any view (or Slack's handler) reads the body.
     app.before_request(lambda: guards.check_request(web_state().settings))
     for blueprint in (images.bp, api.bp, recall_api.bp, models_api.bp, ops.bp, region.bp,
-                      previews_api.bp):
+                      previews_api.bp, page.bp, page_sign.bp):
         app.register_blueprint(blueprint)
     app.register_error_handler(HTTPException, http_error)
     for error in UNREACHABLE:

@@ -14,6 +14,7 @@ import time
 from flask import Blueprint, Response, abort, jsonify, request, send_file
 
 from bots.errors import PromptError
+from bots.web import page
 from bots.web.placeholder import error_png, placeholder_png, preview_placeholder_png
 from bots.web.preview_links import latest_preview
 from bots.web.query import PromptQuery, cache_key, memo_key, read_query
@@ -127,7 +128,7 @@ def prompt_image() -> Response:
         # The request that claimed the key is still saving the record: name its job anyway.
         return _placeholder(state, query, None, claimed=entry.job)
     if job.status is JobStatus.done and job.images and state.storage.exists(job.images[0]):
-        state.cache.remember(key, job.id, job.images[0])
+        _remember(state, key, job, query)
         _memorise(state, memo, job.images[0])
         return serve_image(state, job.images[0])
     if job.status.finished:
@@ -136,6 +137,12 @@ def prompt_image() -> Response:
         return refusal(503, f"The image could not be drawn: {reason} Reload to try again.",
                        retry_after=1)
     return _placeholder(state, query, job)
+
+
+def _remember(state: WebState, key: str, job: Job, query: PromptQuery) -> None:
+    """The prompt URL's image is made: its cache entry for ever, and the gallery."""
+    state.cache.remember(key, job.id, job.images[0])
+    page.record_made(state, query.request.prompt, job.images[0])
 
 
 def _memorise(state: WebState, memo: str | None, image: str) -> None:
