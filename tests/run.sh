@@ -51,8 +51,9 @@ if ! "$python" -c "$server_check" 2>/dev/null; then
   "$python" -c "$server_check"
 fi
 
-# The mask editor's test drives a real headless browser: Debian's chromium and its driver
-# (selenium never downloads one). Without them, and not root, that test skips and says why.
+# The mask editor's and the builder page's tests drive a real headless browser: Debian's
+# chromium and its driver (selenium never downloads one). Without them, and not root, those
+# tests skip and say why.
 if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "no chromium for the browser test: installing Debian's chromium and chromium-driver"
