@@ -9,10 +9,13 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from tasks.core.jobs import JobStatus
 from tasks.local.console import Console, worth_showing
 from tasks.local.embedded_redis import free_port
+from tasks.local.job_feed import job_line
 from tasks.local.part_output import log_name
 from tests.fixtures_redis import Process, wait_for
+from tests.test_queue import make_job
 
 BANNER_MARKS = (" -------------- celery@", "-------------- generate-", "-------------- deliver-",
                 "[config]", "[queues]", "[tasks]", ".> transport:")
@@ -129,3 +132,19 @@ def test_part_lines_on_the_console() -> None:
     assert len(lines) == 2
     assert lines[0].endswith("warning in web: slow")
     assert lines[1] == "[web] anything at all"
+
+
+def test_job_lines_say_who_where_what_and_how_long() -> None:
+    job = make_job(user="U1", platform="slack", prompt="a red fox").model_copy(
+        update={"started_at": 100.0, "finished_at": 102.25, "images": ["a.png", "b.png"],
+                "worker": "generate-1@vm"})
+    job.requester.channel = "C9"
+    assert job_line(job.model_copy(update={"status": JobStatus.running})) == (
+        f'job {job.id[:8]} slack:U1 in C9 "a red fox" started on generate-1@vm')
+    assert job_line(job.model_copy(update={"status": JobStatus.done})) == (
+        f'job {job.id[:8]} slack:U1 in C9 "a red fox" done in 2.2 s (2 images)')
+    failed = job.model_copy(update={"status": JobStatus.failed, "error": "Out of memory."})
+    assert str(job_line(failed)).endswith("failed: Out of memory.")
+    assert job_line(job.model_copy(update={"status": JobStatus.queued})) is None
+    assert str(job_line(job.model_copy(update={"status": JobStatus.queued, "attempts": 1}))
+               ).endswith("back in line (its worker stopped)")

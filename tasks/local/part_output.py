@@ -10,6 +10,8 @@ from typing import IO
 
 from tasks.local.console import Console
 
+# A log bigger than this when `imagine up` starts is moved to <part>.log.1 (one old copy kept).
+ROTATE_BYTES = 20 * 1024 * 1024
 
 def log_name(part: str) -> str:
     """`generate worker gpu0` → `generate-worker-gpu0.log`."""
@@ -26,6 +28,9 @@ class PartOutput:
         self.console = console
         self.verbose = verbose
         self.last_line = ""
+        self._threads: list[threading.Thread] = []
+        if self.path.exists() and self.path.stat().st_size > ROTATE_BYTES:
+            self.path.replace(self.path.with_name(self.path.name + ".1"))
 
     def follow(self, stream: IO[bytes]) -> threading.Thread:
         """Read `stream` (the part's pipe) on a thread until the part and its children
@@ -34,7 +39,13 @@ class PartOutput:
         thread = threading.Thread(target=self._copy, args=(stream,), daemon=True,
                                   name=f"output of {self.part}")
         thread.start()
+        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         return thread
+
+    def drain(self, timeout: float) -> None:
+        """Wait (a little) for the last lines of stopped parts, so the log keeps them."""
+        for thread in self._threads:
+            thread.join(timeout)
 
     def _copy(self, stream: IO[bytes]) -> None:
         with stream, self.path.open("ab", buffering=0) as log:

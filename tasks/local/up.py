@@ -33,6 +33,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"  # the parts' for
 # (model loading draws them on stderr, one log line per tick).
 PART_ENV = {"PYTHONUNBUFFERED": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1"}
 BOTS = ("slack", "discord")
+DRAIN_SECONDS = 2.0
 
 
 def services(settings: Settings, redis_url: str, loglevel: str,
@@ -107,6 +108,9 @@ def run_up(settings: Settings, *, command: Sequence[str], loglevel: str = "info"
     finally:
         ready.stop()
         feed.stop()
+        for part in parts:
+            if part.output is not None:
+                part.output.drain(DRAIN_SECONDS)
         client.close()
         if embedded is not None:
             embedded.stop()
