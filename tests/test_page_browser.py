@@ -18,7 +18,9 @@ import requests
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from bots.web.app import create_app
+from bots.web.page_gallery import Gallery, GalleryItem
 from settings import Settings
+from tasks.core.connection import redis_client
 from tasks.local.embedded_redis import free_port
 from tests.fixtures_browser import page_problems
 from tests.fixtures_redis import Process, wait_for
@@ -201,3 +203,21 @@ def test_with_a_secret_the_page_asks_for_the_token_and_makes_signed_urls(
     assert TOKEN not in requests.get(f"{base}/", headers={"Accept": "text/html"},
                                      timeout=10).text
     assert page_problems(chromium, expected=("status of 401", "status of 403")) == []
+
+
+def test_sign_route_and_the_gallery_list(serve_app: Callable[..., str], settings: Settings) -> None:
+    """No browser: the signing route without a secret (an unsigned URL, that works), a bad
+    prompt, and the gallery list's order, de-duplication and cap."""
+    base = serve_app()
+    made = requests.post(f"{base}/api/v1/sign", json={"prompt": "a fox --seed 7"}, timeout=10)
+    assert made.status_code == 200 and made.json() == {
+        "url": "http://127.0.0.1:9/?prompt=a+fox+--seed+7", "signed": False}
+    bad = requests.post(f"{base}/api/v1/sign", json={"prompt": "a fox --steps many"}, timeout=10)
+    assert bad.status_code == 400 and "steps" in bad.json()["error"]
+    extra = requests.post(f"{base}/api/v1/sign", json={"prompt": "a", "sig": "x"}, timeout=10)
+    assert extra.status_code == 400
+
+    gallery = Gallery(redis_client(settings), size=3)
+    for name in ("a", "b", "c", "d", "b"):
+        gallery.record(GalleryItem(image=name, url=f"{base}/?prompt={name}", prompt=name))
+    assert [item.image for item in gallery.recent()] == ["b", "d", "c"]
