@@ -65,7 +65,7 @@ def gallery() -> Response:
 
 def _page(html: str) -> Response:
     """Nothing inline, nothing from elsewhere but the images' own origin (a bucket when
-    S3 serves them)."""
+    S3 serves them); blob: for previews, fetched with the API token."""
     settings = web_state().settings
     origins = {"{0.scheme}://{0.netloc}".format(urlsplit(settings.public_url))}
     if settings.s3_redirect:  # images answer with a redirect to the bucket
@@ -73,7 +73,7 @@ def _page(html: str) -> Response:
                     if settings.s3_endpoint else "https:")
     response = Response(html, 200, mimetype="text/html")
     response.headers["Content-Security-Policy"] = (
-        f"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' "
+        f"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: "
         f"{' '.join(sorted(origins))}; connect-src 'self'; form-action 'none'; "
         "base-uri 'none'; frame-ancestors 'none'")
     response.headers["Referrer-Policy"] = "no-referrer"

@@ -77,6 +77,24 @@
 
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+  // A preview needs the API token when the server has one: an <img> cannot send it, so the
+  // JPEG is fetched and shown from a blob URL (the page's policy allows blob: images).
+  let previewBlob = null;
+  async function showPreview(url) {
+    try {
+      const headers = token() ? { "Authorization": "Bearer " + token() } : {};
+      const response = await fetch(url, { headers, cache: "no-store" });
+      if (!response.ok) return; // finished in between: the result comes next
+      const blob = URL.createObjectURL(await response.blob());
+      if (previewBlob) URL.revokeObjectURL(previewBlob);
+      previewBlob = blob;
+      $("result").hidden = false;
+      $("image").dataset.shows = url;
+      $("image").src = blob;
+      $("image").alt = "Preview of the image being drawn";
+    } catch (error) { /* a missed preview is not an error: the next poll brings another */ }
+  }
+
   async function follow(job) {
     let shown = null;
     for (;;) {
@@ -92,9 +110,7 @@
       }
       if (job.preview_url && job.preview_url !== shown) {
         shown = job.preview_url;
-        $("result").hidden = false;
-        $("image").src = shown;
-        $("image").alt = "Preview of the image being drawn";
+        await showPreview(shown); // awaited: a late preview never covers the result
       }
       await sleep(POLL_MS);
       job = await api("GET", "/api/v1/jobs/" + encodeURIComponent(job.id));
@@ -137,6 +153,7 @@
       job = await follow(job);
       const image = job.images[0];
       $("result").hidden = false;
+      $("image").dataset.shows = image.url;
       $("image").src = image.url;
       $("image").alt = prompt;
       say(await share(prompt, image.seed));
