@@ -83,7 +83,9 @@
   async function showPreview(url) {
     try {
       const headers = token() ? { "Authorization": "Bearer " + token() } : {};
-      const response = await fetch(url, { headers, cache: "no-store" });
+      // Same origin whatever IMAGINE_PUBLIC_URL says (the policy allows connections to it).
+      const where = new URL(url, location.href);
+      const response = await fetch(where.pathname + where.search, { headers, cache: "no-store" });
       if (!response.ok) return; // finished in between: the result comes next
       const blob = URL.createObjectURL(await response.blob());
       if (previewBlob) URL.revokeObjectURL(previewBlob);
