@@ -46,7 +46,8 @@ def test_prompt_urls_share_the_web_pool_not_the_per_user_limit(
                      create_celery(settings))
     request = ImageRequest(prompt="a cat", width=64, height=64)
     chat = queue.submit(Job(requester=Requester(platform="slack", user="U1"), request=request))
-    assert chat.position == 6
+    # Chat comes first (IMAGINE_PRIORITY): ahead of the API job and the prompt URLs.
+    assert chat.position == 1
     # A finished prompt-URL job gives its place in the pool back.
     web_jobs = [raw.decode() for raw in queue.redis.smembers(WEB_ACTIVE_KEY)]
     assert len(web_jobs) == 4
