@@ -34,7 +34,7 @@ import aiohttp
 import boto3
 from botocore.config import Config
 
-from bench.web import PROMPT, THREADS, bench_png, p99, wait_http
+from bench.web import PROMPT, THREADS, bench_png, p99, stop_processes, wait_http
 from bots.limits import Limits
 from bots.web.cache import PromptCache
 from bots.web.query import cache_key, read_query
@@ -166,13 +166,7 @@ def main() -> None:
                                           for v, r in rates.items()), flush=True)
             print(f"s3_stream_ratio={stream:.2f} s3_redirect_ratio={redirect:.2f}")
         finally:
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            stop_processes(processes)
             redis_server.stop()
 
 

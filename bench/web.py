@@ -288,14 +288,19 @@ def main() -> None:
                   f"baseline_ratio={ratio:.2f} placeholder_ms={placeholder_ms:.0f} "
                   f"rss_before_mib={rss_before:.1f} rss_after_mib={rss_after:.1f}")
         finally:
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            stop_processes(processes)
             redis_server.stop()
+
+
+def stop_processes(processes: list[subprocess.Popen[bytes]]) -> None:
+    """Terminate every process, then wait for each (10 s) and kill what is left."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 if __name__ == "__main__":

@@ -19,14 +19,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 from PIL import Image
 
-from generator import operations, progress, speedups
+from generator import operations, speedups
 from generator.errors import GenerationCancelled, ModelError
 from generator.geometry import floor8
 from generator.loading import resolve_device, resolve_dtype
 from generator.model_cache import LoadedModel, ModelCache, ModelLoad, StatusCallback, load_model
 from generator.passes import Adapters, controlled_pass, draw, step_callback
 from generator.png import model_label, parameters_text
-from generator.progress import Previews, preview_maker
+from generator.previews import parse_decoders, preview_maker
+from generator.progress import Previews
 from generator.request import SEED_MAX, ImageRequest
 from generator.results import GeneratedImage
 from generator.samplers import sampler_label
@@ -111,7 +112,7 @@ class Engine:
             model_memory_gb=settings.model_memory_gb,
             speed=SpeedOptions.from_settings(settings),
             preview_interval=settings.preview_interval,
-            preview_decoders=progress.preview_decoders(settings.preview_decoder),
+            preview_decoders=parse_decoders(settings.preview_decoder),
         )
 
     def pipeline(self, model_name: str = "default") -> Any:

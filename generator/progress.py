@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -128,25 +128,3 @@ class StepReporter:
         if cancelled:
             listener.stopped = GenerationCancelled(f"cancelled after step {step} of {total}")
 
-
-def preview_maker(family: str, decoders: Mapping[str, str], device: str,
-                  dtype: Any) -> PreviewMaker:
-    """The family's preview decoder: generator.previews.preview_maker (TAESD when configured)
-    where it exists, else the linear approximation."""
-    from generator import previews  # noqa: PLC0415 - only when a preview is due
-
-    factory = getattr(previews, "preview_maker", None)
-    if factory is not None:
-        return factory(family, decoders, device, dtype)  # type: ignore[no-any-return]
-    return previews.PreviewMaker(family)
-
-
-def preview_decoders(spec: str | None) -> dict[str, str]:
-    """IMAGINE_PREVIEW_DECODER read by generator.previews.parse_decoders ({} when unset or
-    when that reader does not exist)."""
-    from generator import previews  # noqa: PLC0415
-
-    parse = getattr(previews, "parse_decoders", None)
-    if not spec or parse is None:
-        return {}
-    return dict(parse(spec))

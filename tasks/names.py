@@ -50,6 +50,7 @@ PREVIEW_KEY = "imagine:preview:{}"  # job id → its latest preview (JPEG bytes)
 DELIVERED_KEY = "imagine:delivered:{}:{}"  # job id, "kind:step" → set once that step succeeded
 DELIVERING_KEY = "imagine:delivering:{}:{}"  # job id, kind → lock while delivering
 PROGRESS_PENDING_KEY = "imagine:progress-pending:{}"  # job id → a progress update is queued
+DELIVERY_DUE_KEY = "imagine:delivery-due"  # sorted set: job id → when its delivery counts as lost
 
 # --- metrics (hashes of counters) ----------------------------------------------------------
 METRICS_JOBS_KEY = "imagine:metrics:jobs"  # "platform|outcome" → count

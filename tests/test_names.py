@@ -40,6 +40,7 @@ def test_names_keep_the_values_already_in_use() -> None:
         "DELIVERED_KEY": "imagine:delivered:{}:{}",
         "DELIVERING_KEY": "imagine:delivering:{}:{}",
         "PROGRESS_PENDING_KEY": "imagine:progress-pending:{}",
+        "DELIVERY_DUE_KEY": "imagine:delivery-due",
         "METRICS_JOBS_KEY": "imagine:metrics:jobs",
         "METRICS_GENERATION_KEY": "imagine:metrics:generation",
         "METRICS_CACHE_KEY": "imagine:metrics:cache",

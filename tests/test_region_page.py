@@ -9,11 +9,8 @@ never downloads anything (tests/run.sh installs them when missing and root).
 from __future__ import annotations
 
 import io
-import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,37 +28,14 @@ from tasks.local.embedded_redis import free_port
 from tests.fixtures_redis import Process, wait_for
 from tests.web_support import with_settings
 
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 TIMEOUT = 120.0
 SIZE = 64
-FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-         "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--window-size=390,844")
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """A headless Chromium the size of a phone, with a fresh profile; its console kept."""
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.skip(f"no {CHROMIUM} and {CHROMEDRIVER}: install Debian's chromium and "
-                    "chromium-driver (tests/run.sh does, as root)")
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed "
-                                    "(pip install -e '.[dev]')")
-    from selenium.webdriver.chrome.service import Service  # noqa: PLC0415
-
-    profile = tempfile.mkdtemp(prefix="region-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (*FLAGS, f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
-    driver.set_page_load_timeout(30)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
+def browser(chromium: Any) -> Any:
+    """The shared headless Chromium (tests/fixtures_browser.py)."""
+    return chromium
 
 
 @pytest.fixture

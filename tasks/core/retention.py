@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import redis
 
 from settings.errors import ImagineError
-from tasks.core.storage import valid_name
+from tasks.core.store_base import valid_name
 from tasks.names import GC_LOCK_KEY, IMAGE_SERVED_KEY, JOB_KEY, RECALL_KEY, URL_CACHE_KEY
 
 if TYPE_CHECKING:

@@ -29,11 +29,10 @@ from botocore.exceptions import (
 from settings.errors import ConfigError
 from tasks.core.store_base import (
     PRESIGNED_SECONDS,
+    ContentNamed,
     StorageError,
     StorageRefused,
     StorageUnavailable,
-    content_name,
-    valid_name,
 )
 from tasks.errors import ImageMissing
 
@@ -57,7 +56,7 @@ def parse_storage_url(url: str) -> tuple[str, str]:
     return parts.netloc, parts.path.strip("/")
 
 
-class S3Storage:
+class S3Storage(ContentNamed):
     """PNG objects `prefix/NAME.png` in one bucket; NAME is the content hash, as in Storage."""
 
     def __init__(self, client: Any, bucket: str, prefix: str = "", *,
@@ -74,14 +73,6 @@ class S3Storage:
         bucket, prefix = parse_storage_url(settings.storage_url)
         return cls(make_client(settings.s3_endpoint, threads=settings.web_threads), bucket,
                    prefix, endpoint=settings.s3_endpoint)
-
-    @staticmethod
-    def name_for(data: bytes) -> str:
-        return content_name(data)
-
-    @staticmethod
-    def is_valid_name(name: str) -> bool:
-        return valid_name(name)
 
     def key(self, name: str) -> str:
         if not self.is_valid_name(name):

@@ -16,12 +16,11 @@ from typing import TYPE_CHECKING
 
 from tasks.core.store_base import (
     PRESIGNED_SECONDS,
+    ContentNamed,
     ImageStore,
     StorageError,
     StorageRefused,
     StorageUnavailable,
-    content_name,
-    valid_name,
 )
 from tasks.errors import ImageMissing
 
@@ -31,19 +30,12 @@ if TYPE_CHECKING:
 __all__ = ["ImageStore", "Storage", "StorageError", "StorageRefused", "StorageUnavailable",
            "open_storage"]
 
-class Storage:
+
+class Storage(ContentNamed):
     """PNG files in one folder, named by the first 128 bits of their SHA-256."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-
-    @staticmethod
-    def name_for(data: bytes) -> str:
-        return content_name(data)
-
-    @staticmethod
-    def is_valid_name(name: str) -> bool:
-        return valid_name(name)
 
     def path(self, name: str) -> Path:
         if not self.is_valid_name(name):

@@ -62,3 +62,16 @@ def content_name(data: bytes) -> str:
 
 def valid_name(name: str) -> bool:
     return bool(NAME_PATTERN.match(name))
+
+
+class ContentNamed:
+    """Content addressing, the same in every store: an image's name is the hash of its
+    bytes, so a store written twice with the same PNG holds it once."""
+
+    @staticmethod
+    def name_for(data: bytes) -> str:
+        return content_name(data)
+
+    @staticmethod
+    def is_valid_name(name: str) -> bool:
+        return valid_name(name)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 
 import redis
 
 from tasks.core.jobs import Job, JobStatus, JobStore
+from tasks.local.background import Background
 from tasks.local.console import Console, short_prompt
 from tasks.names import EVENTS_CHANNEL
 
@@ -47,24 +47,17 @@ def job_line(job: Job) -> str | None:
     return None
 
 
-class JobFeed:
+class JobFeed(Background):
     """A daemon thread printing job lines until `stop()`."""
+
+    name = "job feed"
 
     def __init__(self, client: redis.Redis, jobs: JobStore, console: Console) -> None:
         self.client = client
         self.jobs = jobs
         self.console = console
-        self._stop = threading.Event()
         self._last: dict[str, JobStatus] = {}  # job id → last status printed (progress repeats it)
-        self.thread = threading.Thread(target=self._run, daemon=True, name="job feed")
-
-    def start(self) -> JobFeed:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.thread.join(5)
+        super().__init__()
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from settings import Settings
 from settings.errors import ImagineError
 from tasks.core.routing import served_models
+from tasks.local.background import Background
 from tasks.local.console import Console, Part, ReadyBlock
 from tasks.local.gpus import GenerateWorker
 from tasks.names import DELIVER_QUEUE, GENERATE_QUEUE
@@ -94,25 +95,18 @@ def ready_block(settings: Settings, layout: Layout) -> ReadyBlock:
     return ReadyBlock(parts, local_url(settings), layout.logs, layout.redis, notes)
 
 
-class ReadyWatch:
+class ReadyWatch(Background):
     """A daemon thread: prints the ready block once everything is up, and says what it is
     waiting for if that takes long."""
+
+    name = "ready watch"
 
     def __init__(self, settings: Settings, layout: Layout, console: Console) -> None:
         self.settings = settings
         self.layout = layout
         self.console = console
         self.ready = threading.Event()
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True, name="ready watch")
-
-    def start(self) -> ReadyWatch:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.thread.join(5)
+        super().__init__()
 
     def _run(self) -> None:
         url = local_url(self.settings)

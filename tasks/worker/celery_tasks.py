@@ -17,7 +17,7 @@ import redis
 from celery import Task, signals
 
 from settings import Settings
-from tasks.core import metrics
+from tasks.core import delivery_watch, metrics
 from tasks.core.connection import redis_client
 from tasks.core.delivery import (
     AdapterBusy,
@@ -95,7 +95,9 @@ class ImagineTask(Task):
             log.error("giving up delivering job %s: %s", job.id, exc)
             return
         metrics.record_delivery_retry(self.job_queue.redis, job.requester.platform, reason)
-        raise self.retry(countdown=retry_countdown(self.settings, seconds), exc=exc) from None
+        countdown = retry_countdown(self.settings, seconds)
+        delivery_watch.expect(self.job_queue.redis, job.id, countdown)
+        raise self.retry(countdown=countdown, exc=exc) from None
 
 
 def engine_for(app: ImagineCelery) -> Engine:
@@ -131,15 +133,18 @@ def register(app: ImagineCelery) -> None:
         except AdapterBusy as exc:
             # A full slot is not a failure: the same message again, its retries not counted,
             # so a busy hour of webhooks never uses up a job's retries.
-            self.apply_async(args=[job_id], retries=self.request.retries,
-                             countdown=retry_countdown(self.settings, exc.retry_after
-                                                       + random.uniform(0, exc.retry_after)))
+            countdown = retry_countdown(self.settings, exc.retry_after
+                                        + random.uniform(0, exc.retry_after))
+            delivery_watch.expect(self.job_queue.redis, job_id, countdown)
+            self.apply_async(args=[job_id], retries=self.request.retries, countdown=countdown)
+            return
         except RateLimited as exc:
             self.retry_delivery(job, exc, "rate_limited", exc.retry_after)
         except PermanentDeliveryError as exc:
             log.error("cannot deliver job %s: %s", job_id, exc)
         except RETRYABLE as exc:
             self.retry_delivery(job, exc, "transient", backoff_seconds(self.request.retries))
+        delivery_watch.settle(self.job_queue.redis, job_id)
 
     @app.task(base=ImagineTask, bind=True, name=DELIVER_PROGRESS_TASK, ignore_result=True)
     def deliver_progress(self: ImagineTask, job_id: str) -> None:

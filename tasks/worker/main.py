@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import socket
+import sys
+import threading
+import time
+
+from celery import signals
 
 from settings import Settings
 from settings.errors import ConfigError
@@ -17,6 +23,11 @@ from tasks.worker.celery_tasks import register
 from tasks.worker.gc_task import register_gc
 
 DEFAULT_DELIVER_THREADS = 16
+# A worker that stops by itself once it was ready is started again after this long
+# (restart); one that fails while starting has a problem a restart would only repeat.
+RESTART_DELAY = 2.0
+
+log = logging.getLogger(__name__)
 
 
 def worker_hostname(queue: str, device: str = "auto") -> str:
@@ -76,5 +87,37 @@ def run_worker(settings: Settings, queue: str, *, adapters: AdapterRegistry,
     register(app)
     register_gc(app)
     hostname = app.node_name = worker_hostname(queue, settings.device)
-    app.worker_main(worker_argv(queue, concurrency, loglevel, models=app.served_models,
-                                hostname=hostname))
+    asked = threading.Event()  # a shutdown signal (SIGTERM, Ctrl-C) arrived
+    ready = threading.Event()  # it started consuming: a later stop is not a start-up failure
+
+    @signals.worker_shutting_down.connect(weak=False)
+    def shutting_down(**_: object) -> None:
+        asked.set()
+
+    @signals.worker_ready.connect(weak=False)
+    def became_ready(**_: object) -> None:
+        ready.set()
+
+    try:
+        app.worker_main(worker_argv(queue, concurrency, loglevel, models=app.served_models,
+                                    hostname=hostname))
+    except SystemExit:
+        if asked.is_set() or not ready.is_set():
+            raise
+    if ready.is_set() and not asked.is_set():
+        restart()
+
+
+def restart() -> None:
+    """Start this worker again in this process (same pid, fresh interpreter).
+
+    Celery stops a worker for good, exit code 0 included, on an error it calls
+    unrecoverable, and some come from the broker connection itself (kombu 5.7 failing to
+    acknowledge over a connection Redis just closed): a Redis restart must not leave a host
+    without a worker. What it held is not lost: its unfinished jobs are redrawn and its
+    deliveries sent again (the reaper)."""
+    log.error("the worker stopped by itself (no shutdown was asked); starting it again in "
+              "%.0f s", RESTART_DELAY)
+    time.sleep(RESTART_DELAY)
+    # The command that started this process, as given (`imagine worker …`, `python -m …`).
+    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])

@@ -23,9 +23,10 @@ import logging
 import time
 from collections.abc import Callable
 
+from tasks.core import delivery_watch
 from tasks.core.jobs import Job, JobStatus
 from tasks.core.queue import JobQueue, server_time
-from tasks.names import DELIVER_TASK, REAPER_LOCK_KEY, RUNNING_KEY, WORKERS_KEY
+from tasks.names import DELIVER_TASK, DELIVERED_KEY, REAPER_LOCK_KEY, RUNNING_KEY, WORKERS_KEY
 from tasks.worker import heartbeat
 from tasks.worker.runner import MAX_ATTEMPTS, too_many_attempts
 
@@ -54,7 +55,8 @@ class Reaper:
         if not self.redis.set(REAPER_LOCK_KEY, self.owner, nx=True, ex=REAP_INTERVAL):
             return []
         now = server_time(self.redis)
-        return [job_id for job_id in self.queue.running_ids() if self._check(job_id, now)]
+        reaped = [job_id for job_id in self.queue.running_ids() if self._check(job_id, now)]
+        return reaped + self._lost_deliveries()
 
     def _check(self, job_id: str, now: float) -> bool:
         job = self.queue.jobs.find(job_id)
@@ -110,4 +112,19 @@ class Reaper:
 
     def _hand_off(self, job: Job) -> None:
         if self.has_adapter(job.requester.platform):
+            delivery_watch.expect(self.redis, job.id)
             self.queue.celery.send_task(DELIVER_TASK, args=[job.id])
+
+    def _lost_deliveries(self) -> list[str]:
+        """Send deliveries again whose message vanished (tasks.core.delivery_watch)."""
+        sent = []
+        for job_id in delivery_watch.overdue(self.redis):
+            job = self.queue.jobs.find(job_id)
+            if job is None or self.redis.exists(DELIVERED_KEY.format(job_id, "result:complete")):
+                delivery_watch.settle(self.redis, job_id)
+                continue
+            log.warning("reaper: the delivery of job %s was lost (its message vanished); "
+                        "sending it again", job_id)
+            self._hand_off(job)
+            sent.append(job_id)
+        return sent

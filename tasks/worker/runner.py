@@ -30,7 +30,7 @@ from generator.batching import BatchMember, BatchOutcome
 from generator.errors import GenerationCancelled
 from settings import Settings
 from settings.errors import ImagineError
-from tasks.core import metrics
+from tasks.core import delivery_watch, metrics
 from tasks.core.delivery import AdapterRegistry, claim_progress_slot
 from tasks.core.jobs import Job, JobStatus
 from tasks.core.previews import PreviewStore, encode_preview
@@ -155,6 +155,8 @@ class JobRunner:
 
     def hand_off(self, job: Job) -> None:
         if self.adapters.has_adapter(job.requester.platform):
+            # Noted first: a worker that dies before sending leaves it to the reaper.
+            _outlasting_outages(lambda: delivery_watch.expect(self.queue.redis, job.id))
             _outlasting_outages(lambda: self.dispatch(DELIVER_TASK, job.id, {}))
 
     def _progress_reporter(self, job: Job) -> Callable[[int, int, Image | None], None]:
