@@ -89,8 +89,9 @@ def run(stack: BenchStack, queue: JobQueue, request: ImageRequest, label: str,
         waits.setdefault(job.requester.user, []).append((job.finished_at or 0.0) - first)
     means = {user: statistics.mean(values) for user, values in waits.items()}
     batches = sorted({job.batch_size for job in done})
+    drawing = statistics.mean(job.generation_seconds or 0.0 for job in done)
     print(f"{label}: {len(done)} images in {last - first:.2f} s, {images_per_s:.2f} images/s, "
-          f"batch sizes {batches}")
+          f"batch sizes {batches}, {drawing:.3f} s per pipeline call")
     return images_per_s, means, done
 
 
