@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from typing import TypeVar
 
 T = TypeVar("T", bound="Background")
 
 
-class Background:
+class Background(ABC):
     """Subclasses write `_run`, which returns once `self._stop` is set."""
 
     name = "background"
@@ -25,5 +26,6 @@ class Background:
         self._stop.set()
         self.thread.join(5)
 
+    @abstractmethod
     def _run(self) -> None:
-        raise NotImplementedError
+        """The thread's work, until `self._stop` is set."""
