@@ -130,7 +130,13 @@ def test_slack_imagine_models_answers_the_asker_alone_and_queues_nothing(
     assert "• `watercolor`" in text and "• `bad-hands`" in text
     assert "• `depth` (sd15): your image is taken as the ready map" in text
     assert sender.command("  Models ").json()["text"] == text
-    assert "`/imagine models` lists the models" in sender.command(" ").json()["text"]
+    # `/imagine help` and a bare `/imagine`: the help, for the asker alone, nothing drawn.
+    helped = sender.command("help").json()
+    assert helped["response_type"] == "ephemeral"
+    assert "*Buttons under a result*" in helped["text"] and "--ar W:H" in helped["text"]
+    assert "`/imagine models` lists the models" in helped["text"]
+    assert sender.command(" ").json()["text"] == helped["text"]
+    assert sender.command("  HELP ").json()["text"] == helped["text"]
     assert sender.command("models", secret="wrong-secret").status_code == 401
     assert not slack.of("chat.postMessage", ok=None)  # a listing, not a prompt
 
@@ -179,6 +185,19 @@ def test_discord_models_is_ephemeral_and_fits_one_message(discord_bot: DiscordSt
     shown = text.count("• `style-")
     assert 10 < shown < 300 and f"… and {300 - shown} more" in text
     assert text.endswith("**ControlNets**: `--cn KIND:0.8` with an image\n• none")
+
+
+def test_discord_help_is_ephemeral_and_explains_flags_and_buttons(
+        discord_bot: DiscordStack) -> None:
+    fake = discord_bot.fake
+    interaction = fake.dispatch("INTERACTION_CREATE", fake.command_payload(command="help"))
+    answer = _callback(discord_bot, interaction)
+    assert answer["type"] == 4 and answer["data"]["flags"] & 64
+    text = answer["data"]["content"]
+    assert len(text) <= DISCORD_LIMIT
+    assert text.startswith("**/imagine PROMPT [flags]** draws PROMPT")
+    assert "**Buttons under a result**" in text and "• Vary (Region):" in text
+    assert "`/models` lists the models" in text and "`/recall`" in text
 
 
 def test_discord_autocompletes_models_with_descriptions_and_lora_names(

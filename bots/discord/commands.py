@@ -16,6 +16,7 @@ from bots.discord.buttons import send_ephemeral
 from bots.discord.uploads import UploadError, check_size, first_image, needs_image_prompt
 from bots.errors import PromptError
 from bots.grammar import fields_with_control, format_request
+from bots.help import DISCORD, help_text
 from bots.limits import Limits
 from bots.model_flags import Control, needs_control_image
 from generator.library import lora_files
@@ -138,6 +139,12 @@ async def models_command(interaction: discord.Interaction) -> None:
     await send_ephemeral(interaction, text)
 
 
+@app_commands.command(name="help")
+async def help_command(interaction: discord.Interaction) -> None:
+    """How to draw: the prompt's flags, the buttons, examples (only you see it)."""
+    await send_ephemeral(interaction, help_text(DISCORD))
+
+
 @app_commands.command(name="recall")
 @app_commands.describe(image="An image made by imagine (or A1111): its prompt and settings")
 async def recall_command(interaction: discord.Interaction, image: discord.Attachment) -> None:
@@ -170,4 +177,5 @@ def _check_control(cn: Control | None, control: discord.Attachment | None,
 def all_commands(limits: Limits) -> list[app_commands.Command[Any, Any, None]
                                          | app_commands.ContextMenu]:
     """Every command the bot registers, in the order `--sync` lists them."""
-    return [imagine_command(limits), recall_command, recall_menu(), models_command]
+    return [imagine_command(limits), recall_command, recall_menu(), models_command,
+            help_command]

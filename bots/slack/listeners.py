@@ -21,6 +21,7 @@ from bots.catalogue import listing, listing_text
 from bots.errors import PromptError
 from bots.followups import VARY_REGION
 from bots.grammar import USAGE, parse
+from bots.help import SLACK, help_text
 from bots.limits import Limits
 from bots.slack import text as say
 from bots.slack.files import second_file, shared_file
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 COMMAND = "/imagine"
 MODELS = "models"  # `/imagine models`: the listing instead of a prompt
+HELP = "help"  # `/imagine help`: the help instead of a picture of the word
 # Slack cuts a message's text at 40,000 characters; a listing that long ends in "and N more".
 TEXT_LIMIT = 40_000
 # Every button this app makes; ActionValue.decode says which actions are known.
@@ -51,8 +53,8 @@ def register(app: App, jobs: SlackJobs, intake: SlackIntake, limits: Limits) -> 
     def imagine_command(ack: Ack, command: dict[str, Any]) -> None:
         """Draw a prompt: `/imagine a red fox in snow --ar 16:9`."""
         text = say.prompt_text(command.get("text", ""))
-        if not text:
-            ack(text=usage_text(), response_type="ephemeral")
+        if not text or text.lower() == HELP:
+            ack(text=help_text(SLACK), response_type="ephemeral")
             return
         if text.lower() == MODELS:  # for the asker's eyes, like every answer of a command
             ack(text=listing_text(listing(jobs.settings), limit=TEXT_LIMIT,
