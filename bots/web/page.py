@@ -9,11 +9,10 @@ signing works, never a secret. JSON clients asking `/` without a prompt keep the
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from flask import Blueprint, Response, abort, render_template, request
 
 from bots.web.page_gallery import Gallery, GalleryItem
+from bots.web.page_headers import page_response
 from bots.web.state import WebState, web_state
 
 bp = Blueprint("page", __name__, template_folder="templates", static_folder="static",
@@ -64,21 +63,8 @@ def gallery() -> Response:
 
 
 def _page(html: str) -> Response:
-    """Nothing inline, nothing from elsewhere but the images' own origin (a bucket when
-    S3 serves them); blob: for previews, fetched with the API token."""
-    settings = web_state().settings
-    origins = {"{0.scheme}://{0.netloc}".format(urlsplit(settings.public_url))}
-    if settings.s3_redirect:  # images answer with a redirect to the bucket
-        origins.add("{0.scheme}://{0.netloc}".format(urlsplit(settings.s3_endpoint))
-                    if settings.s3_endpoint else "https:")
-    response = Response(html, 200, mimetype="text/html")
-    response.headers["Content-Security-Policy"] = (
-        f"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: "
-        f"{' '.join(sorted(origins))}; connect-src 'self'; form-action 'none'; "
-        "base-uri 'none'; frame-ancestors 'none'")
-    response.headers["Referrer-Policy"] = "no-referrer"
+    response = page_response(html, 200, web_state().settings, blob_images=True)
     response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Cache-Control"] = "no-store"
     return response
 
 

@@ -17,7 +17,6 @@ import base64
 import binascii
 import contextlib
 import re
-from urllib.parse import urlsplit
 
 import redis
 from flask import Blueprint, Response, jsonify, render_template, url_for
@@ -29,6 +28,7 @@ from bots.grammar import parse
 from bots.limits import Limits
 from bots.region import RegionGrant, RegionLinkError, RegionLinks
 from bots.web.api import ApiError, error_response, read_body
+from bots.web.page_headers import page_response
 from bots.web.state import WebState, web_state
 from generator.errors import ImageRejected
 from generator.request import ImageRequest
@@ -199,15 +199,9 @@ def _absolute(state: WebState, path: str) -> str:
 def _page(html: str, status: int) -> Response:
     """An editor page: nothing loaded from elsewhere, never cached, never a referrer (the
     page's URL is the link itself)."""
-    image_origin = "{0.scheme}://{0.netloc}".format(urlsplit(web_state().settings.public_url))
-    response = Response(html, status, mimetype="text/html")
-    response.headers["Content-Security-Policy"] = (
-        f"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' "
-        f"{image_origin}; connect-src 'self'; form-action 'none'; base-uri 'none'; "
-        "frame-ancestors 'none'")
-    response.headers["Referrer-Policy"] = "no-referrer"
+    response = page_response(html, status, web_state().settings)
     response.headers["X-Robots-Tag"] = "noindex"
-    return _no_store(response)
+    return response
 
 
 def _no_store(response: Response) -> Response:
