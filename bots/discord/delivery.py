@@ -76,9 +76,8 @@ class DiscordDelivery:
             body = upload.attach(body)
         elif self.previews.stale(job):
             body["attachments"] = []
-        with self.previews.progress_edit(job.id) as allowed:
-            if not allowed:
-                return
+
+        def edit() -> None:
             try:
                 edited = self._edit_status(job.requester, body, files)
             except DiscordApiError as exc:
@@ -86,6 +85,8 @@ class DiscordDelivery:
                 return
             if edited and (upload or "attachments" in body):
                 self.previews.mark_shown(job.id, upload.version if upload else 0)
+
+        self.previews.edit(job.id, edit)
 
     # --- results -------------------------------------------------------------------------
     def _post_images(self, ctx: DeliveryContext) -> None:

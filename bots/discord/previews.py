@@ -6,21 +6,21 @@ when that count is newer than what the message shows (kept in Redis, so a retrie
 duplicated progress task never uploads the same preview twice).
 
 Progress edits and the result race: a progress task loaded the job while it ran and edits
-after the result went out, which would put a stale preview back on a final message. So a
-per-job lock orders them, and the result sets a "final" mark under it before it posts;
-every progress edit checks the mark under the same lock and gives up once it is set.
+after the result went out, which would put a stale preview back on a final message. The
+status message's lock (bots.status_lock) orders them: the result sets the "final" mark
+under it before it posts, and every progress edit gives up once it is set.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
 from bots.discord.rest import TIMEOUT, UploadFile
+from bots.status_lock import StatusBusy, StatusLock
 from tasks.core.delivery import TransientDeliveryError
 from tasks.core.jobs import Job, JobStatus
 from tasks.core.previews import PreviewStore
@@ -55,6 +55,8 @@ class StatusPreviews:
         self.redis = client
         self.ttl = ttl
         self.store = PreviewStore(client, preview_ttl)
+        self.status = StatusLock(client, ttl, DISCORD_STATUS_LOCK_KEY,
+                                 DISCORD_STATUS_FINAL_KEY, LOCK_SECONDS)
 
     def shown(self, job_id: str) -> int:
         value = self.redis.get(DISCORD_PREVIEW_SHOWN_KEY.format(job_id))
@@ -76,37 +78,15 @@ class StatusPreviews:
         """The message shows a preview the job no longer has (it went back to the queue)."""
         return job.status is JobStatus.queued and self.shown(job.id) > 0
 
-    def is_final(self, job_id: str) -> bool:
-        return bool(self.redis.exists(DISCORD_STATUS_FINAL_KEY.format(job_id)))
-
-    @contextmanager
-    def progress_edit(self, job_id: str) -> Iterator[bool]:
-        """True inside when a progress edit may be made now: nobody else is editing and the
-        result has not begun. Never waits: a skipped progress edit is not worth a delay."""
-        lock = self.redis.lock(DISCORD_STATUS_LOCK_KEY.format(job_id), timeout=LOCK_SECONDS,
-                               blocking=False)
-        if not lock.acquire():
-            yield False
-            return
-        try:
-            yield not self.is_final(job_id)
-        finally:
-            _release(lock)
+    def edit(self, job_id: str, action: Callable[[], object]) -> None:
+        """A progress edit, made only when nobody else is editing and the result has not
+        begun. Never waits: a skipped progress edit is not worth a delay."""
+        self.status.edit(job_id, action)
 
     def finish(self, job_id: str) -> None:
         """Bar every later progress edit, after the one in flight (if any) is done."""
-        lock = self.redis.lock(DISCORD_STATUS_LOCK_KEY.format(job_id), timeout=LOCK_SECONDS,
-                               blocking_timeout=FINAL_WAIT)
-        if not lock.acquire():
-            raise TransientDeliveryError(f"status message of job {job_id} is locked")
         try:
-            self.redis.set(DISCORD_STATUS_FINAL_KEY.format(job_id), "1", ex=self.ttl)
-        finally:
-            _release(lock)
+            self.status.final(job_id, lambda: None, wait=FINAL_WAIT)
+        except StatusBusy as exc:
+            raise TransientDeliveryError(str(exc)) from None
 
-
-def _release(lock: redis.lock.Lock) -> None:
-    try:
-        lock.release()
-    except redis.exceptions.LockError:
-        pass  # expired during a slow Discord call; the mark it guards is checked again

@@ -20,8 +20,9 @@ from bots.limits import Limits
 from bots.slack import text as say
 from bots.slack.client import ChannelUnreachable, delivery_errors, error_code, web_client
 from bots.slack.previews import preview_block
-from bots.slack.status import StatusBusy, StatusGuard
+from bots.slack.status import StatusGuard
 from bots.slack.status_message import ensure_status_message
+from bots.status_lock import StatusBusy
 from settings import Settings
 from tasks.core.delivery import DeliveryContext, RateLimited, TransientDeliveryError
 from tasks.core.jobs import Job, JobStatus, JobStore

@@ -23,8 +23,9 @@ from bots.permissions import Role, cancel_refusal, may_cancel, slack_role
 from bots.region import RegionLinks
 from bots.slack import text as say
 from bots.slack.client import ChannelUnreachable, error_code, translate
-from bots.slack.status import StatusBusy, StatusGuard
+from bots.slack.status import StatusGuard
 from bots.slack.status_message import ensure_status_message
+from bots.status_lock import StatusBusy
 from generator.request import ImageRequest
 from settings import Settings
 from settings.errors import ImagineError
