@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tasks.core.delivery import LOCK_SECONDS
 from tasks.local.embedded_redis import EmbeddedRedis, free_port
 from tests.fakes.slack_api import FakeSlack, SlackSender
 from tests.fixtures_redis import Process, wait_for
@@ -91,7 +92,9 @@ def test_redis_restart_under_load(own_redis: EmbeddedRedis, slack: FakeSlack,
         wait_for(lambda: healthz_ok(stack.port), 30, message="healthz after the outage")
         done = wait_for(lambda: "— done" in (m := slack.message(status["channel"],
                                                                  status["ts"]))["text"] and m,
-                        60, interval=0.2, message="the Slack job's result")
+                        # A deliver worker that died mid-delivery held the job's
+                        # delivery lock: the delivery goes on when that lock ends.
+                        60 + LOCK_SECONDS, interval=0.2, message="the Slack job's result")
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{logs()}") from None
     assert done["text"].startswith("<@U0000USER>: a fox in the snow")

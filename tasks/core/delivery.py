@@ -75,7 +75,12 @@ class PermanentDeliveryError(Exception):
 
 
 class DeliveryBusy(TransientDeliveryError):
-    """Another task is delivering this job right now."""
+    """Another task is delivering this job right now (or did, and died holding the lock):
+    try again in `retry_after` seconds, when its lock ends."""
+
+    def __init__(self, detail: str, retry_after: float = 1.0) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
 
 
 class AdapterBusy(TransientDeliveryError):
@@ -174,7 +179,9 @@ class Deliverer:
         lock = self.redis.lock(DELIVERING_KEY.format(job.id, "result"), timeout=LOCK_SECONDS,
                                blocking=False)
         if not lock.acquire():
-            raise DeliveryBusy(f"job {job.id} is being delivered by another task")
+            left = self.redis.pttl(DELIVERING_KEY.format(job.id, "result"))
+            raise DeliveryBusy(f"job {job.id} is being delivered by another task",
+                               max(1.0, int(left) / 1000))  # type: ignore[arg-type]
         try:
             self.adapter(job.requester.platform).deliver_result(ctx)
             ctx.once("complete", lambda: None)

@@ -22,6 +22,7 @@ from tasks.core.connection import redis_client
 from tasks.core.delivery import (
     AdapterBusy,
     Deliverer,
+    DeliveryBusy,
     PermanentDeliveryError,
     RateLimited,
     TransientDeliveryError,
@@ -130,11 +131,13 @@ def register(app: ImagineCelery) -> None:
             return
         try:
             self.deliverer.deliver_result(job)
-        except AdapterBusy as exc:
-            # A full slot is not a failure: the same message again, its retries not counted,
-            # so a busy hour of webhooks never uses up a job's retries.
-            countdown = retry_countdown(self.settings, exc.retry_after
-                                        + random.uniform(0, exc.retry_after))
+        except (AdapterBusy, DeliveryBusy) as exc:
+            # A full slot, or a delivery another task holds (a dead one's lock runs out), is
+            # not a failure: the same message again, its retries not counted, so neither a
+            # busy hour of webhooks nor a worker killed mid-delivery uses up a job's retries.
+            spread = exc.retry_after if isinstance(exc, AdapterBusy) else 1.0
+            countdown = retry_countdown(self.settings,
+                                        exc.retry_after + random.uniform(0, spread))
             delivery_watch.expect(self.job_queue.redis, job_id, countdown)
             self.apply_async(args=[job_id], retries=self.request.retries, countdown=countdown)
             return
