@@ -27,8 +27,13 @@ from tasks.core.jobs import Job, JobStatus
 
 REROLL, VARY_SUBTLE, VARY_STRONG, VARY_REGION = "reroll", "vary_subtle", "vary_strong", "vary_region"
 UPSCALE, UPSCALE_CREATIVE, ZOOM_OUT, PAN = "upscale", "upscale_creative", "zoom_out", "pan"
+ENHANCE = "enhance"  # the same prompt expanded by the enhancement LLM (#16)
 # What follow_up() makes; Vary (Region) needs a painted mask first (bots.region).
-ACTIONS = (REROLL, VARY_SUBTLE, VARY_STRONG, UPSCALE, UPSCALE_CREATIVE, ZOOM_OUT, PAN)
+ACTIONS = (REROLL, VARY_SUBTLE, VARY_STRONG, UPSCALE, UPSCALE_CREATIVE, ZOOM_OUT, PAN, ENHANCE)
+# Buttons that make no job (#15): Report sends the image to the admins, Delete removes the
+# result (requester or moderator), Show original gives the requester a spoilered image.
+REPORT, DELETE, REVEAL = "report", "delete", "reveal"
+MANAGE_BUTTONS = (REPORT, DELETE, REVEAL)
 DEFAULT_ZOOM = 2.0
 
 # img2img strength: the share of the denoising schedule redrawn from the image. At 0.35 the
@@ -40,7 +45,7 @@ VARY_STRENGTHS = {VARY_SUBTLE: 0.35, VARY_STRONG: 0.75}
 TITLES = {REROLL: "Reroll", VARY_SUBTLE: "Vary (Subtle)", VARY_STRONG: "Vary (Strong)",
           VARY_REGION: "Vary (Region)", UPSCALE: "Upscale (Subtle)",
           UPSCALE_CREATIVE: "Upscale (Creative)", ZOOM_OUT: "Zoom Out", PAN: "Pan",
-          "vary": "Vary (Subtle)"}
+          ENHANCE: "Enhance", "vary": "Vary (Subtle)"}
 
 
 def title(action: str | None, request: ImageRequest) -> str:
@@ -68,6 +73,10 @@ class Button:
 _ARROWS = {"left": "⬅️", "right": "➡️", "up": "⬆️", "down": "⬇️"}
 BUTTONS: dict[str, Button] = {button.name: button for button in (
     Button(REROLL, REROLL, "Reroll", "🔄"),
+    Button(ENHANCE, ENHANCE, "Enhance", "✨"),
+    Button(REPORT, REPORT, "Report", "🚩"),
+    Button(DELETE, DELETE, "Delete", "🗑️"),
+    Button(REVEAL, REVEAL, "Show original", "👁️"),
     Button(UPSCALE, UPSCALE, "Upscale (Subtle)"),
     Button(UPSCALE_CREATIVE, UPSCALE_CREATIVE, "Upscale (Creative)"),
     Button(VARY_SUBTLE, VARY_SUBTLE, "Vary (Subtle)"),
@@ -89,25 +98,35 @@ SINGLE_ROWS: tuple[tuple[str, ...], ...] = (
     (VARY_SUBTLE, VARY_STRONG, VARY_REGION),
     ("zoom_out_2x", "zoom_out_1_5x"),
     tuple(f"pan_{d}" for d in DIRECTIONS),
-    (REROLL,),
 )
 
 
-def result_rows(job: Job) -> list[Row]:
+def result_rows(job: Job, *, enhance: bool = False) -> list[Row]:
     """The buttons under a finished job, at most five rows of at most five.
 
-    A grid (several images) gets U1…Un (Upscale Subtle) and V1…Vn (Vary Subtle) and Reroll,
-    as Midjourney does; a single image gets every operation. A job without images: Reroll.
+    A grid (several images) gets U1…Un (Upscale Subtle) and V1…Vn (Vary Subtle), as
+    Midjourney does; a single image gets every operation. The last row: Reroll, Enhance
+    (when `enhance`: a model is configured), Show original (an image shown blurred: the
+    first such), Report (the first image shown) and Delete. A job without images: Reroll.
+    Blocked images get no buttons of their own.
     """
     count = len(job.images) if job.status is JobStatus.done else 0
-    if count == 1:
-        return [[(BUTTONS[name], 0) for name in row] for row in SINGLE_ROWS]
+    shown = [i for i in range(count) if job.verdict(i).action != "block"]
     rows: list[Row] = []
-    if count > 1:
-        shown = min(count, 5)
-        rows.append([(BUTTONS[UPSCALE], i) for i in range(shown)])
-        rows.append([(BUTTONS[VARY_SUBTLE], i) for i in range(shown)])
-    rows.append([(BUTTONS[REROLL], 0)])
+    if count == 1 and shown:
+        rows = [[(BUTTONS[name], 0) for name in row] for row in SINGLE_ROWS]
+    elif len(shown) > 1:
+        rows.append([(BUTTONS[UPSCALE], i) for i in shown[:5]])
+        rows.append([(BUTTONS[VARY_SUBTLE], i) for i in shown[:5]])
+    last: Row = [(BUTTONS[REROLL], 0)]
+    if enhance:
+        last.append((BUTTONS[ENHANCE], 0))
+    blurred = [i for i in shown if job.verdict(i).blurred]
+    if blurred:
+        last.append((BUTTONS[REVEAL], blurred[0]))
+    if shown:
+        last += [(BUTTONS[REPORT], shown[0]), (BUTTONS[DELETE], 0)]
+    rows.append(last)
     return rows
 
 
@@ -189,6 +208,11 @@ def follow_up(parent: Job, index: int | None, action: str, limits: FollowUpLimit
       (scaled down to fit, and said so).
     """
     action = canonical_action(action)
+    if action == ENHANCE:
+        if not parent.status.finished:
+            raise JobNotReady(f"That job is still {parent.status.value}; wait until it is "
+                              "done, then try again.")
+        return parent.request.model_copy(update={"seed": None, "enhance": True})
     if action == REROLL:
         if not parent.status.finished:
             raise JobNotReady(f"That job is still {parent.status.value}; wait until it is "

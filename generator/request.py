@@ -108,6 +108,10 @@ class ImageRequest(BaseModel):
     control: str | None = None
     control_image: str | None = None
     control_weight: float = Field(default=1.0, ge=0.0, le=CONTROL_WEIGHT_MAX)
+    # Language (#16): --raw draws the prompt as written (no translation into English);
+    # --enhance has a small LLM expand the prompt first (seeded by the job's seed).
+    raw: bool = False
+    enhance: bool = False
 
     @model_validator(mode="after")
     def _mode_has_its_inputs(self) -> ImageRequest:

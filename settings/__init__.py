@@ -20,6 +20,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, Settin
 
 from settings.catalogue import ModelEntry, check_catalogue
 from settings.errors import ConfigError
+from settings.governance import GovernanceSettings
+from settings.language import LanguageSettings
 
 DEFAULT_MODEL_HINT = "stabilityai/sd-turbo"
 
@@ -34,8 +36,9 @@ def _env(name: str) -> Any:
     return AliasChoices(name, name.lower())
 
 
-class Settings(BaseSettings):
-    """Everything configurable; the variable names are public (README, Configuration)."""
+class Settings(GovernanceSettings, LanguageSettings, BaseSettings):
+    """Everything configurable; the variable names are public (README, Configuration). The
+    policy fields are in settings/governance.py, the language fields in settings/language.py."""
 
     model_config = SettingsConfigDict(
         env_prefix="IMAGINE_",

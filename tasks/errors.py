@@ -17,6 +17,33 @@ class UserLimitError(QueueFullError):
     """This user already has IMAGINE_MAX_JOBS_PER_USER unfinished jobs (HTTP: 429, not 503)."""
 
 
+class PolicyRefusal(ImagineError):
+    """A rule of the server's policy refused the job (tasks/policy). `status` is the HTTP
+    answer, `rule` what the audit trail records (never shown to the user), `retry_after`
+    the seconds until it may work (quotas)."""
+
+    status = 403
+
+    def __init__(self, message: str, *, rule: str = "", retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.retry_after = retry_after
+
+
+class PromptRefused(PolicyRefusal):
+    """The prompt (or negative prompt, or its translation or enhancement) hit the blocklist."""
+
+
+class AccessDenied(PolicyRefusal):
+    """This user, channel, server or role may not use the bot, or the user is banned."""
+
+
+class QuotaExceeded(PolicyRefusal):
+    """The user's daily quota is spent; `retry_after` is the seconds to the reset."""
+
+    status = 429
+
+
 class JobNotFound(ImagineError):
     """No job with that id (it never existed or its record expired)."""
 

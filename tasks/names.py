@@ -23,6 +23,8 @@ MODEL_QUEUE_PREFIX = GENERATE_QUEUE + "."
 GENERATE_TASK = "imagine.generate"
 DELIVER_TASK = "imagine.deliver"
 DELIVER_PROGRESS_TASK = "imagine.deliver_progress"
+TEXT_QUEUE = "text"  # IMAGINE_TEXT_QUEUE: translation and enhancement before drawing (CPU)
+PREPARE_TEXT_TASK = "imagine.prepare_text"
 GC_TASK = "imagine.gc"  # image retention (tasks.core.retention), run on a deliver worker
 
 # --- jobs and the queue ------------------------------------------------------------------
@@ -68,6 +70,18 @@ WORKER_GPU_KEY = "imagine:worker-gpu:{}"  # worker hostname → its GPUs' memory
 IMAGE_SERVED_KEY = "imagine:image-served"  # sorted set: image name → day it was last served
 GC_LOCK_KEY = "imagine:gc-lock"  # one image garbage collection at a time
 
+# --- governance (#15) -----------------------------------------------------------------------
+AUDIT_STREAM_KEY = "imagine:audit"  # Redis Stream of audit entries, capped by length and age
+QUOTA_KEY = "imagine:quota:{}:{}"  # UTC day (YYYY-MM-DD), user key → hash: images, gpu_seconds
+QUOTA_OVERRIDE_KEY = "imagine:quota-override"  # hash: user key → daily images an admin set
+BANNED_KEY = "imagine:banned"  # hash: user key → who banned them and when (JSON)
+PAUSED_KEY = "imagine:paused"  # set while an admin paused the queue: who and when (JSON)
+BLOCKED_IMAGES_KEY = "imagine:blocked-images"  # sorted set: "job id:index" → when withheld
+
+# --- language (#16) --------------------------------------------------------------------------
+TRANSLATION_KEY = "imagine:translation:{}"  # sha256 of model and text → its translation (JSON)
+ENHANCEMENT_KEY = "imagine:enhancement:{}"  # sha256 of model, idea and seed → the prompt
+
 # --- web ---------------------------------------------------------------------------------
 URL_CACHE_KEY = "imagine:url:{}"  # prompt URL cache key → its entry (JSON)
 GALLERY_KEY = "imagine:gallery"  # capped list of recent prompt-URL images (JSON)
@@ -83,6 +97,7 @@ SLACK_STATUS_FINAL_KEY = "imagine:slack:status-final:{}"  # job id → status sh
 SLACK_STATUS_THROTTLE_KEY = "imagine:slack:status-throttle:{}"  # job id → progress edit paced
 SLACK_PROGRESS_PACE_KEY = "imagine:slack:progress-pace:{}"  # team → progress edit paced
 SLACK_PROGRESS_PAUSE_KEY = "imagine:slack:progress-pause:{}"  # team → rate limited, resting
+SLACK_USER_KEY = "imagine:slack:user:{}"  # user id → locale and user groups (JSON), cached
 
 # --- Discord -------------------------------------------------------------------------------
 DISCORD_WAIT_KEY = "imagine:discord:wait:{}"  # rate-limit bucket → wait shared by processes

@@ -70,6 +70,17 @@ def test_names_keep_the_values_already_in_use() -> None:
         "DISCORD_STATUS_LOCK_KEY": "imagine:discord:status-lock:{}",
         "DISCORD_STATUS_FINAL_KEY": "imagine:discord:status-final:{}",
         "DISCORD_PREVIEW_SHOWN_KEY": "imagine:discord:preview-shown:{}",
+        "TEXT_QUEUE": "text",
+        "PREPARE_TEXT_TASK": "imagine.prepare_text",
+        "AUDIT_STREAM_KEY": "imagine:audit",
+        "QUOTA_KEY": "imagine:quota:{}:{}",
+        "QUOTA_OVERRIDE_KEY": "imagine:quota-override",
+        "BANNED_KEY": "imagine:banned",
+        "PAUSED_KEY": "imagine:paused",
+        "BLOCKED_IMAGES_KEY": "imagine:blocked-images",
+        "TRANSLATION_KEY": "imagine:translation:{}",
+        "ENHANCEMENT_KEY": "imagine:enhancement:{}",
+        "SLACK_USER_KEY": "imagine:slack:user:{}",
     }
     assert names.QUEUES == (names.GENERATE_QUEUE, names.DELIVER_QUEUE)
 

@@ -31,6 +31,28 @@ class JobStatus(str, Enum):
         return self in (JobStatus.done, JobStatus.failed, JobStatus.cancelled)
 
 
+# Keys of `Requester.extra` that policy and language read, set by the front ends.
+EXTRA_LOCALE = "locale"  # the user's language tag ("zh-CN"), for messages (settings/i18n.py)
+EXTRA_NSFW_CHANNEL = "nsfw"  # "1": a Discord age-restricted channel
+EXTRA_DM = "dm"  # "1": a direct message with the bot
+EXTRA_ROLES = "roles"  # Discord role ids / Slack user-group ids, comma-separated
+EXTRA_GUILD = "guild_id"  # the Discord server
+
+
+class ImageVerdict(BaseModel):
+    """What image safety said of one image (tasks/policy/safety.py)."""
+
+    score: float = 0.0  # the classifier's NSFW probability; 1.0 when the pipeline flagged it
+    flagged: bool = False
+    # Who flagged it: "classifier" (IMAGINE_NSFW_MODEL) or "pipeline" (the model's own safety
+    # checker, whose image is black); "" when not flagged.
+    source: str = ""
+    # What the destination's policy made of it: allow | spoiler | block.
+    action: str = "allow"
+    # spoiler outside Discord: the stored name of the blurred copy shown instead.
+    blurred: str | None = None
+
+
 class Requester(BaseModel):
     """Who asked and where the answer goes. `extra` holds platform-specific routing data."""
 
@@ -77,6 +99,18 @@ class Job(BaseModel):
     batch_size: int = 1
     # Its place in the fair order (tasks.core.scheduler), kept so a requeue keeps it.
     queue_score: float | None = None
+    # Image safety: one verdict per image of `images`, same order; empty: not classified.
+    verdicts: list[ImageVerdict] = Field(default_factory=list)
+    # Images the quota counted at admission (given back when the job draws none).
+    charged: int = 0
+    # Deleted by its requester or a moderator (its files and messages are gone): who did it.
+    deleted_by: str | None = None
+    # Language (#16): what the user wrote, when what was drawn differs (translated into
+    # English, enhanced); the detected language of a translated prompt.
+    prompt_original: str | None = None
+    negative_original: str | None = None
+    prompt_language: str | None = None
+    enhanced: bool = False
 
     @property
     def progress(self) -> float:
@@ -89,6 +123,10 @@ class Job(BaseModel):
         if index < len(self.image_sizes):
             return self.image_sizes[index]
         return self.request.width, self.request.height
+
+    def verdict(self, index: int) -> ImageVerdict:
+        """Image `index`'s verdict (allowed when it was not classified)."""
+        return self.verdicts[index] if index < len(self.verdicts) else ImageVerdict()
 
     @property
     def duration(self) -> float | None:

@@ -5,10 +5,9 @@ Redis sorted set next to the Celery message; admission (global and per-user limi
 insertion happen in one Lua script so concurrent submits cannot overshoot a limit.
 Prompt-URL jobs come from anonymous addresses (and proxies that fetch for everyone): they
 share one pool of IMAGINE_MAX_WEB_JOBS instead of the per-user limit, so they can neither
-fill the queue nor be capped at a few per proxy.
-
-Every number asked on a hot path (queue depth, running jobs, a position, live workers) is
-read from a structure kept for it, never by scanning the keyspace.
+fill the queue nor be capped at a few per proxy. Every number asked on a hot path (queue
+depth, running jobs, a position, live workers) is read from a structure kept for it, never
+by scanning the keyspace.
 """
 
 from __future__ import annotations
@@ -47,6 +46,7 @@ from tasks.names import (
     WORKERS_KEY,
     queue_model,
 )
+from tasks.policy.gate import PolicyGate
 
 DURATION_SAMPLES = 20
 DEFAULT_DURATION = 10.0  # seconds, until the queue has seen real jobs
@@ -111,12 +111,22 @@ class JobQueue:
         self._admit = client.register_script(scheduler.ADMIT)
         self._rescore = client.register_script(scheduler.RESCORE)
         self._claimer = scheduler.Claimer(settings, client)
+        self.policy = PolicyGate(settings, client)
 
     # --- the way in -------------------------------------------------------------------
     def submit(self, job: Job) -> Submitted:
-        """Store the job, take its place in line and enqueue it; QueueFullError when full."""
+        """Store the job, take its place in line and enqueue it; QueueFullError when full,
+        PolicyRefusal when a rule of the server's policy refuses it (tasks.policy)."""
         if job.request.seed is None:
             job = job.model_copy(update={"request": job.request.with_seed(random_seed())})
+        job = self.policy.admit(job)
+        try:
+            return self._enter(job)
+        except Exception:
+            self.policy.quotas.refund(job)
+            raise
+
+    def _enter(self, job: Job) -> Submitted:
         self.jobs.save(job)
         pool, limit, refusal = self._pool(job)
         position, count, score = self._admit(
