@@ -21,6 +21,7 @@ from discord import app_commands
 
 from bots.discord.buttons import JobButton, cancel_view, run_again_view, send_ephemeral
 from bots.discord.formatting import CANCEL, RUN_AGAIN, finished_text, queued_text
+from bots.discord.requesters import interaction_extra, message_extra
 from bots.discord.uploads import Uploads, first_image, needs_image_prompt, second_image
 from bots.errors import PromptError
 from bots.followups import TITLES, VARY_REGION, FollowUpLimits, find_button, press
@@ -130,8 +131,7 @@ class ImagineBot(discord.Client):
             return
         job = Job(request=request, notes=notes, requester=Requester(
             platform="discord", user=str(message.author.id), channel=str(message.channel.id),
-            thread=str(message.id),
-            extra={"guild_id": str(message.guild.id) if message.guild else ""}))
+            thread=str(message.id), extra=message_extra(message)))
         text = queued_text(request.prompt, *await self._estimate(job))
         status = await message.reply(text, view=cancel_view(job.id), mention_author=False)
         job = with_status_message(job, str(status.id))
@@ -257,7 +257,7 @@ class ImagineBot(discord.Client):
             platform="discord", user=str(interaction.user.id),
             channel=str(interaction.channel_id or ""),
             thread=str(interaction.message.id) if interaction.message else "",
-            extra={"guild_id": str(interaction.guild_id or "")})
+            extra=interaction_extra(interaction))
         url = await asyncio.to_thread(self.region_links.issue, parent, index, requester)
         await send_ephemeral(interaction, (
             f"🖌️ **{TITLES[VARY_REGION]}**: paint what to redraw on image {index + 1} here: "
@@ -317,8 +317,8 @@ def interaction_requester(interaction: discord.Interaction) -> Requester:
         extra={"application_id": str(interaction.application_id),
                "interaction_token": interaction.token,
                "interaction_created": f"{interaction.created_at.timestamp():.3f}",
-               "guild_id": str(interaction.guild_id or ""),
-               "attachment_limit": str(interaction.filesize_limit)})
+               "attachment_limit": str(interaction.filesize_limit),
+               **interaction_extra(interaction)})
 
 
 def with_status_message(job: Job, message_id: str) -> Job:
