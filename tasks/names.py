@@ -77,6 +77,7 @@ QUOTA_OVERRIDE_KEY = "imagine:quota-override"  # hash: user key → daily images
 BANNED_KEY = "imagine:banned"  # hash: user key → who banned them and when (JSON)
 PAUSED_KEY = "imagine:paused"  # set while an admin paused the queue: who and when (JSON)
 BLOCKED_IMAGES_KEY = "imagine:blocked-images"  # sorted set: "job id:index" → when withheld
+REPORTED_KEY = "imagine:reported:{}"  # job id → set of user keys who reported it
 
 # --- language (#16) --------------------------------------------------------------------------
 TRANSLATION_KEY = "imagine:translation:{}"  # sha256 of model and text → its translation (JSON)
@@ -84,6 +85,7 @@ ENHANCEMENT_KEY = "imagine:enhancement:{}"  # sha256 of model, idea and seed →
 
 # --- web ---------------------------------------------------------------------------------
 URL_CACHE_KEY = "imagine:url:{}"  # prompt URL cache key → its entry (JSON)
+URL_JOB_KEY = "imagine:url-job:{}"  # job id → its prompt URL's cache key (Delete)
 GALLERY_KEY = "imagine:gallery"  # capped list of recent prompt-URL images (JSON)
 RATELIMIT_KEY = "imagine:ratelimit:{}"  # client address → token bucket
 REGION_LINK_KEY = "imagine:region:{}"  # sha256 of a Vary (Region) link's token → its grant

@@ -78,6 +78,8 @@ def test_names_keep_the_values_already_in_use() -> None:
         "BANNED_KEY": "imagine:banned",
         "PAUSED_KEY": "imagine:paused",
         "BLOCKED_IMAGES_KEY": "imagine:blocked-images",
+        "REPORTED_KEY": "imagine:reported:{}",
+        "URL_JOB_KEY": "imagine:url-job:{}",
         "TRANSLATION_KEY": "imagine:translation:{}",
         "ENHANCEMENT_KEY": "imagine:enhancement:{}",
         "SLACK_USER_KEY": "imagine:slack:user:{}",

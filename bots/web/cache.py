@@ -12,7 +12,7 @@ import time
 import redis
 from pydantic import BaseModel
 
-from tasks.names import URL_CACHE_KEY
+from tasks.names import URL_CACHE_KEY, URL_JOB_KEY
 
 # Delete the entry only if it still points at this job: a later claim must survive.
 _FORGET = """
@@ -45,6 +45,7 @@ class PromptCache:
             # A claim expires with the job record, so a job lost without a trace frees its key.
             if self.redis.set(URL_CACHE_KEY.format(key), entry.model_dump_json(), nx=True,
                               ex=self.pending_ttl):
+                self._point_back(key, job_id)
                 return entry
             existing = self.get(key)
             if existing is not None:
@@ -55,6 +56,12 @@ class PromptCache:
         """The image is made: keep the entry for ever."""
         entry = Entry(job=job_id, image=image, at=time.time())
         self.redis.set(URL_CACHE_KEY.format(key), entry.model_dump_json())
+        self._point_back(key, job_id)
+
+    def _point_back(self, key: str, job_id: str) -> None:
+        # Deleting a job (tasks/policy/removal.py) finds its entry here instead of scanning
+        # every entry; it lives as long as the job record, the only way to name the job.
+        self.redis.set(URL_JOB_KEY.format(job_id), key, ex=self.pending_ttl)
 
     def forget(self, key: str, job_id: str) -> None:
         """The job failed or vanished: the next request for this key may try again."""
