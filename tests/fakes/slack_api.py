@@ -237,6 +237,14 @@ class FakeSlack:
             "is_restricted": False, "is_ultra_restricted": False, "is_bot": False,
             **self.users.get(user, {})}}
 
+    def _conversations_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The app's DM with one user (`users`): "D" + the user id, the same every time."""
+        users = str(params.get("users", "")).split(",")
+        if len(users) != 1 or not users[0].startswith(("U", "W")):
+            return {"ok": False, "error": "user_not_found"}
+        return {"ok": True, "channel": {"id": "D" + users[0][1:], "is_im": True,
+                                        "user": users[0]}}
+
     def _files_info(self, params: dict[str, Any]) -> dict[str, Any]:
         info = self.shared_info.get(str(params.get("file", "")))
         return {"ok": True, "file": info} if info else {"ok": False, "error": "file_not_found"}
