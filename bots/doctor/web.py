@@ -56,7 +56,8 @@ def check_secrets(settings: Settings) -> Check:
     if is_loopback(settings.web_host):
         return skipped(name, f"the web server binds to {settings.web_host} (this host only)")
     missing = [variable for variable, value in (("IMAGINE_URL_SECRET", settings.url_secret),
-                                                ("IMAGINE_API_TOKEN", settings.api_token))
+                                                ("IMAGINE_API_TOKEN",
+                                                 settings.api_token or settings.api_tokens or None))
                if value is None]
     if missing:
         return fail(name, f"the web server binds to {settings.web_host} but "

@@ -9,7 +9,6 @@ delivery adapter posts back when it is done.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import math
 from typing import Any, TypeVar
@@ -36,6 +35,7 @@ from bots.image_prompts import (
     split_image_urls,
 )
 from bots.model_flags import Control, needs_control_image
+from bots.web import tokens
 from bots.web.openapi_page import openapi_document
 from bots.web.preview_links import preview_url
 from bots.web.state import WebState, client_address, client_network, web_state
@@ -46,7 +46,7 @@ from settings.errors import ImagineError
 from tasks.core import metrics
 from tasks.core.jobs import Job, JobStatus, Requester
 from tasks.core.queue import format_wait
-from tasks.errors import JobNotFound, QueueFullError, UserLimitError
+from tasks.errors import JobNotFound, PolicyRefusal, QueueFullError, UserLimitError
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -115,13 +115,13 @@ def error_response(status: int, message: str, retry_after: float | None = None) 
 
 @bp.before_request
 def authorise() -> None:
-    token = web_state().settings.api_token
-    if token is None or request.endpoint == "api.openapi":
+    settings = web_state().settings
+    if not tokens.required(settings) or request.endpoint == "api.openapi":
         return
-    given = request.headers.get("Authorization", "")
-    scheme, _, value = given.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-            value.strip().encode(), token.get_secret_value().encode()):
+    name = tokens.token_name(settings, request.headers.get("Authorization"))
+    if name is not None:
+        tokens.remember(name)  # the job's user (api:<name>) and owner
+    else:
         raise ApiError(401, "This API needs `Authorization: Bearer <IMAGINE_API_TOKEN>`; "
                             "ask the operator for the token.")
 
@@ -147,7 +147,7 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
                                             image=body.image is not None)[0]
     except PromptError as exc:
         raise ApiError(400, exc.message) from None
-    requester = Requester(platform="api", user=client_network())
+    requester = Requester(platform="api", user=_caller())
     if body.webhook is not None:
         if len(body.webhook) > MAX_WEBHOOK_URL:
             raise ApiError(400, f"webhook must be a URL of at most {MAX_WEBHOOK_URL} characters.")
@@ -155,7 +155,7 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
             check_webhook_url(state.settings, body.webhook)
         except ImagineError as exc:  # an OutboundError: which rule, and what to do
             raise ApiError(400, exc.message) from None
-        requester = Requester(platform="webhook", user=client_network(),
+        requester = Requester(platform="webhook", user=_caller(),
                               extra={"url": body.webhook})
     if body.image is None and body.control_image is None:
         return _submit(state, Job(requester=requester, request=image_request, owner=_owner()))
@@ -257,7 +257,7 @@ def act_on_job(job_id: str) -> tuple[Response, int, dict[str, str]]:
         raise ApiError(409, exc.message) from None
     except PromptError as exc:
         raise ApiError(400, exc.message) from None
-    return _submit(state, Job(requester=Requester(platform="api", user=client_network()),
+    return _submit(state, Job(requester=Requester(platform="api", user=_caller()),
                               request=image_request, parent=parent.id, action=body.action,
                               owner=_owner()))
 
@@ -297,6 +297,8 @@ def _submit(state: WebState, job: Job, *,
         over_share = isinstance(exc, UserLimitError)  # this client's jobs, not the queue
         raise ApiError(429 if over_share else 503, exc.message,
                        min(60.0, state.queue.average_duration())) from None
+    except PolicyRefusal as exc:  # 403; over the daily quota 429 with the seconds to reset
+        raise ApiError(exc.status, exc.message, exc.retry_after) from None
     body_out = job_view(state, submitted.job, position=submitted.position,
                         eta=submitted.eta_seconds)
     return jsonify(body_out), 202, {"Location": body_out["links"]["self"]}
@@ -331,10 +333,16 @@ def cancel_job(job_id: str) -> Response:
 
 def _owner() -> str:
     """Who is asking: the API token's holder when a token is required, else the address."""
-    token = web_state().settings.api_token
-    if token is not None:
-        return "token:" + hashlib.sha256(token.get_secret_value().encode()).hexdigest()[:16]
+    name = tokens.current()
+    if name is not None:
+        return tokens.owner_of(web_state().settings, name)
     return "address:" + client_address()
+
+
+def _caller() -> str:
+    """Whom a job is attributed to (quotas, the audit trail): the name of the caller's API
+    token, else (an open API) the caller's address."""
+    return tokens.current() or client_network()
 
 
 def _find(state: WebState, job_id: str) -> Job:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, abort, render_template, request
 
+from bots.web import tokens
 from bots.web.page_gallery import Gallery, GalleryItem
 from bots.web.page_headers import page_response
 from bots.web.state import WebState, web_state
@@ -45,10 +46,10 @@ def builder_page() -> Response:
     if settings.url_secret is None:
         signing = "none"  # prompt URLs need no signature
     else:
-        signing = "on" if settings.api_token is not None else "off"
+        signing = "on" if tokens.required(settings) else "off"
     html = render_template(
         "page.html", ratios=ASPECT_RATIOS, max_steps=state.limits.max_steps,
-        default_steps=state.limits.default_steps, token=settings.api_token is not None,
+        default_steps=state.limits.default_steps, token=tokens.required(settings),
         signing=signing, gallery=settings.gallery)
     return _page(html)
 

@@ -11,7 +11,7 @@ from flask import Blueprint, Response, jsonify
 from pydantic import BaseModel, ConfigDict
 
 from bots.errors import PromptError
-from bots.web import api
+from bots.web import api, tokens
 from bots.web.signing import signed_url
 from bots.web.state import web_state
 
@@ -38,7 +38,7 @@ def sign() -> Response:
     """`{"url": …, "signed": bool}`; 400 for a prompt the grammar refuses, 403 when off."""
     settings = web_state().settings
     body = api.read_body(SignBody, '{"prompt": "a red fox --ar 16:9 --seed 7"}')
-    if settings.url_secret is not None and settings.api_token is None:
+    if settings.url_secret is not None and not tokens.required(settings):
         raise api.ApiError(403, NO_TOKEN)
     try:
         url = signed_url(settings, body.prompt)
