@@ -23,6 +23,7 @@ from celery import Celery
 
 from generator.request import SEED_MAX
 from settings import Settings
+from settings.i18n import _
 from tasks.core import metrics, ops_metrics, routing, scheduler
 from tasks.core.jobs import Job, JobStatus, JobStore, Requester
 from tasks.errors import QueueFullError, UserLimitError
@@ -88,7 +89,7 @@ class Submitted:
 
 def format_wait(seconds: float | None) -> str:
     if seconds is None:
-        return "an unknown time (no running worker serves this model)"
+        return _("an unknown time (no running worker serves this model)")
     if seconds < 60:
         return f"~{max(1, round(seconds))} s"
     if seconds < 3600:
@@ -171,15 +172,14 @@ class JobQueue:
         if code in (QUEUE_FULL, WEB_FULL):
             wait = format_wait(self.average_duration() * max(1, count) / self.worker_count())
             if code == WEB_FULL:
-                return QueueFullError(f"{count} prompt-URL images are being drawn, the most "
-                                      f"at once; try again in {wait}.")
-            return QueueFullError(
-                f"The queue is full ({count} jobs waiting); try again in {wait}."
-            )
-        return UserLimitError(
-            f"You already have {count} unfinished jobs (the limit is "
-            f"{self.settings.max_jobs_per_user}); wait for one to finish or cancel one."
-        )
+                return QueueFullError(_("{count} prompt-URL images are being drawn, the most "
+                                        "at once; try again in {wait}.").format(count=count,
+                                                                                wait=wait))
+            return QueueFullError(_("The queue is full ({count} jobs waiting); try again in "
+                                    "{wait}.").format(count=count, wait=wait))
+        return UserLimitError(_("You already have {count} unfinished jobs (the limit is {limit}); "
+                                "wait for one to finish or cancel one.").format(
+                                    count=count, limit=self.settings.max_jobs_per_user))
 
     # --- where things stand -----------------------------------------------------------
     def position(self, job_id: str) -> int | None:
@@ -316,6 +316,7 @@ class JobQueue:
                                         job.duration if job.status is JobStatus.done else None)
             ops_metrics.record_job(pipe, job)
             pipe.execute()
+        self.policy.quotas.settle(job)  # GPU time counted, or the images of none given back
         self.publish(job)
 
     def requeue(self, job_id: str, worker: str | None = None) -> Job:
@@ -385,8 +386,7 @@ class JobQueue:
             if job.status is JobStatus.queued:
                 return job.model_copy(
                     update={"status": JobStatus.cancelled, "finished_at": time.time(),
-                            "error": "Cancelled before it started."}
-                )
+                            "error": "Cancelled before it started."})
             return None
 
         job = self.jobs.update(job_id, change)
