@@ -22,9 +22,10 @@ from discord import app_commands
 from bots.discord.buttons import JobButton, cancel_view, run_again_view, send_ephemeral
 from bots.discord.formatting import CANCEL, RUN_AGAIN, finished_text, queued_text
 from bots.discord.requesters import interaction_extra, message_extra
+from bots.discord.reveal import reveal_original
 from bots.discord.uploads import Uploads, first_image, needs_image_prompt, second_image
 from bots.errors import PromptError
-from bots.followups import TITLES, VARY_REGION, FollowUpLimits, find_button, press
+from bots.followups import REVEAL, TITLES, VARY_REGION, FollowUpLimits, find_button, press
 from bots.grammar import USAGE, parse
 from bots.limits import Limits
 from bots.permissions import cancel_refusal, discord_role, may_cancel
@@ -236,6 +237,10 @@ class ImagineBot(discord.Client):
             return
         if name == CANCEL:
             await self._cancel(interaction, parent)
+            return
+        if name == REVEAL:  # makes no job: the originals, for the requester alone
+            await reveal_original(interaction, parent, self.uploads.storage, self.settings,
+                                  self.queue.redis)
             return
         try:
             button = find_button(name)

@@ -31,6 +31,7 @@ from bots.discord.previews import StatusPreviews
 from bots.discord.rest import DiscordApiError, DiscordRest, SharedWaits, UploadFile
 from bots.limits import Limits
 from bots.presentation import shorten
+from bots.safety_view import shown, withheld_lines
 from settings import Settings
 from tasks.core.connection import redis_client
 from tasks.core.delivery import DeliveryContext
@@ -39,6 +40,8 @@ from tasks.core.jobs import Job, JobStatus, Requester
 log = logging.getLogger(__name__)
 
 PREVIEW_QUALITIES = (85, 70)
+# Discord shows an attachment whose name starts with this blurred until it is clicked.
+SPOILER_PREFIX = "SPOILER_"
 PREVIEW_MIN_SIDE = 64
 
 
@@ -132,19 +135,26 @@ class DiscordDelivery:
         files: list[UploadFile] = []
         notes: list[str] = []
         base = self.settings.public_url.rstrip("/")
-        for index, (name, seed) in enumerate(zip(job.images, job.seeds, strict=True)):
+        # Blocked images are not attached; spoilered ones are, as Discord spoilers (#15).
+        for image in shown(job, blur=False):
+            index, name, seed = image.index, image.name, image.seed
+            prefix = SPOILER_PREFIX if image.spoiler else ""
             data = ctx.storage.read(name)
             if len(data) <= budget:
-                files.append(UploadFile(f"imagine-{seed}.png", data, "image/png"))
+                files.append(UploadFile(f"{prefix}imagine-{seed}.png", data, "image/png"))
                 continue
-            link = f"{base}/images/{name}.png"
+            # <…>: no embed of the link; a spoilered image's link hides behind a spoiler.
+            link = f"<{base}/images/{name}.png>"
+            if image.spoiler:
+                link = f"||{link}||"
             preview = jpeg_preview(data, budget)
             if preview is not None:
-                files.append(UploadFile(f"imagine-{seed}-preview.jpg", preview, "image/jpeg"))
-                notes.append(f"Image {index + 1} is a preview; full size: <{link}>")
+                files.append(UploadFile(f"{prefix}imagine-{seed}-preview.jpg", preview,
+                                        "image/jpeg"))
+                notes.append(f"Image {index + 1} is a preview; full size: {link}")
             else:
-                notes.append(f"Image {index + 1} is too large to upload: <{link}>")
-        return files, notes
+                notes.append(f"Image {index + 1} is too large to upload: {link}")
+        return files, notes + withheld_lines(job, blur=False)
 
     # --- the status message ------------------------------------------------------------
     def _show_final(self, job: Job) -> None:

@@ -12,7 +12,7 @@ import re
 import time
 from typing import Any
 
-from bots.followups import BUTTON_NAMES, REROLL, Button, button_label, result_rows
+from bots.followups import BUTTON_NAMES, REROLL, REVEAL, Button, button_label, result_rows
 from bots.followups import title as action_title
 from bots.grammar import format_request
 from bots.limits import Limits
@@ -163,8 +163,10 @@ def result_content(job: Job, limits: Limits, notes: list[str]) -> str:
 
 def result_components(job: Job) -> list[dict[str, Any]]:
     """bots.followups.result_rows as Discord components: U1..Un / V1..Vn / Reroll under a
-    grid, every operation under one image (at most 5 rows of 5)."""
-    return [{"type": 1, "components": [_button(button, index, job) for button, index in row]}
+    grid, every operation under one image (at most 5 rows of 5). No Show original: Discord
+    shows a spoilered image as a spoiler, which a click reveals."""
+    return [{"type": 1, "components": [_button(button, index, job) for button, index in row
+                                       if button.name != REVEAL]}
             for row in result_rows(job)]
 
 

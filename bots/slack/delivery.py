@@ -17,6 +17,7 @@ from slack_sdk.webhook import WebhookClient
 
 from bots.grammar import format_request
 from bots.limits import Limits
+from bots.safety_view import shown, withheld_lines
 from bots.slack import text as say
 from bots.slack.client import ChannelUnreachable, delivery_errors, error_code, web_client
 from bots.slack.previews import preview_block
@@ -46,7 +47,7 @@ class SlackDelivery:
             with delivery_errors():
                 ctx.job = job = self._with_status_message(ctx, "finishing…", wait=30.0)
                 text, blocks = self._final_message(job)
-                if job.status is JobStatus.done and job.images:
+                if job.status is JobStatus.done and shown(job, blur=True):
                     ctx.once("upload", lambda: self._upload(ctx))
                 guard = StatusGuard(ctx.redis, self.settings.job_ttl)
                 ctx.once("status", lambda: guard.final(
@@ -124,7 +125,7 @@ class SlackDelivery:
         head = self._head(job)
         if job.status is JobStatus.done and job.images:
             text = say.with_notes(say.status_text(head, say.done_line(job.seeds, job.duration)),
-                                  job.notes)
+                                  [*job.notes, *withheld_lines(job, blur=True)])
             return text, say.result_blocks(text, job)
         if job.status is JobStatus.cancelled:
             text = say.status_text(head, f"cancelled: {say.escape(job.error or '')}".rstrip(": "))
@@ -133,13 +134,16 @@ class SlackDelivery:
         return text, say.failed_blocks(text, job.id)
 
     def _upload(self, ctx: DeliveryContext) -> None:
+        """The images, a spoilered one as its blurred copy (Show original sends the original
+        to the requester alone), blocked ones not at all (#15)."""
         job = ctx.job
         requester = job.requester
         seeds = job.seeds or [job.request.seed or 0] * len(job.images)
-        uploads = [{"file": ctx.storage.read(name), "filename": f"imagine-{seed}.png",
-                    "title": f"seed {seed}"} for name, seed in zip(job.images, seeds, strict=False)]
+        uploads = [say.upload_of(image, ctx.storage.read(image.name))
+                   for image in shown(job, blur=True)]
         replay = format_request(job.request.with_seed(seeds[0]), self.limits)
-        comment = say.upload_comment(self._head(job), seeds, job.request, replay, job.notes)
+        comment = say.upload_comment(self._head(job), seeds, job.request, replay,
+                                     [*job.notes, *withheld_lines(job, blur=True)])
         self.client.files_upload_v2(file_uploads=uploads, channel=requester.channel,
                                     thread_ts=requester.thread or requester.message or None,
                                     initial_comment=comment)

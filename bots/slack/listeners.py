@@ -19,7 +19,7 @@ from slack_bolt import Ack, App, BoltContext
 
 from bots.catalogue import listing, listing_text
 from bots.errors import PromptError
-from bots.followups import VARY_REGION
+from bots.followups import REVEAL, VARY_REGION
 from bots.grammar import USAGE, parse
 from bots.help import SLACK, help_text
 from bots.limits import Limits
@@ -27,6 +27,7 @@ from bots.slack import text as say
 from bots.slack.files import second_file, shared_file
 from bots.slack.intake import Held, SlackIntake, needs_download
 from bots.slack.jobs import Origin, Refusal, SlackJobs
+from bots.slack.reveal import SlackReveal
 from tasks.core.queue import Submitted
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,10 @@ def register(app: App, jobs: SlackJobs, intake: SlackIntake, limits: Limits) -> 
         if value.action == VARY_REGION:  # a link for the presser's eyes, nothing queued yet
             ack()
             jobs.region_link(value, origin)
+            return
+        if value.action == REVEAL:  # the originals in the requester's DM, nothing queued
+            ack()
+            SlackReveal(jobs).press(value, origin)
             return
         # In Redis before the ack, too.
         outcome = (intake.run_again(value.job_id, origin) if value.action == say.RUN_AGAIN

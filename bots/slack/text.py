@@ -20,7 +20,9 @@ from bots.followups import (
 )
 from bots.followups import title as action_title
 from bots.presentation import progress_bar, shorten
+from bots.safety_view import ShownImage
 from generator.request import ImageRequest
+from settings.i18n import _
 from tasks.core.jobs import Job
 
 # Slack's own control characters; escaping these three is all Slack requires.
@@ -148,6 +150,14 @@ def upload_comment(head: str, seeds: list[int], request: ImageRequest, replay: s
     seed_text = ", ".join(str(s) for s in seeds)
     return with_notes(f"{head}\nseed {seed_text} · {parameters_line(request)}\n"
                       f"{code(replay)}", notes)
+
+
+def upload_of(image: ShownImage, data: bytes) -> dict[str, Any]:
+    """One image of files_upload_v2: a spoilered image goes as its blurred copy, named so."""
+    if image.spoiler:
+        return {"file": data, "filename": f"imagine-{image.seed}-blurred.png",
+                "title": _("seed {seed} (blurred)").format(seed=image.seed)}
+    return {"file": data, "filename": f"imagine-{image.seed}.png", "title": f"seed {image.seed}"}
 
 
 def code(text: str) -> str:

@@ -36,6 +36,7 @@ from bots.image_prompts import (
 )
 from bots.model_flags import Control, needs_control_image
 from bots.web import tokens
+from bots.web.image_view import image_views
 from bots.web.openapi_page import openapi_document
 from bots.web.preview_links import preview_url
 from bots.web.state import WebState, client_address, client_network, web_state
@@ -376,10 +377,7 @@ def job_view(state: WebState, job: Job, position: int | None = None,
         "eta_seconds": None if eta is None else round(eta, 1),
         "prompt": format_request(job.request, state.limits),
         "platform": job.requester.platform,
-        "images": [{"name": name, "url": state.image_url(name),
-                    "width": job.image_size(i)[0], "height": job.image_size(i)[1],
-                    "seed": job.seeds[i] if i < len(job.seeds) else None}
-                   for i, name in enumerate(job.images)],
+        "images": image_views(job, state.image_url),
         "notes": list(job.notes),
         "error": job.error,
         "created_at": job.created_at,

@@ -26,6 +26,11 @@ class Entry(BaseModel):
     job: str
     image: str | None = None
     at: float  # when the job was claimed; a claim without a job record is young or stale
+    # Image safety's verdict on the image (#15), kept here since the entry outlives the job
+    # record: allow | spoiler (`blurred` names the blurred copy served instead) | block.
+    # Entries of earlier releases have none: allowed.
+    action: str = "allow"
+    blurred: str | None = None
 
 
 class PromptCache:
@@ -52,9 +57,10 @@ class PromptCache:
                 return existing
             # Forgotten between our SET and GET (its job failed just then): claim again.
 
-    def remember(self, key: str, job_id: str, image: str) -> None:
-        """The image is made: keep the entry for ever."""
-        entry = Entry(job=job_id, image=image, at=time.time())
+    def remember(self, key: str, job_id: str, image: str, action: str = "allow",
+                 blurred: str | None = None) -> None:
+        """The image is made: keep the entry for ever, with its safety verdict."""
+        entry = Entry(job=job_id, image=image, at=time.time(), action=action, blurred=blurred)
         self.redis.set(URL_CACHE_KEY.format(key), entry.model_dump_json())
         self._point_back(key, job_id)
 

@@ -20,6 +20,7 @@ from bots.web.preview_links import latest_preview
 from bots.web.query import PromptQuery, cache_key, memo_key, read_query
 from bots.web.signing import verify
 from bots.web.state import ONE_YEAR, WebState, client_network, wants_json, web_state
+from settings.i18n import N_, _
 from tasks.core import metrics
 from tasks.core.jobs import Job, JobStatus, Requester
 from tasks.core.queue import format_wait
@@ -29,6 +30,9 @@ from tasks.errors import JobNotFound, QueueFullError, UserLimitError
 bp = Blueprint("images", __name__)
 
 IMMUTABLE = f"public, max-age={ONE_YEAR}, immutable"
+# A prompt URL whose image image safety blocked (#15): 451 Unavailable For Legal Reasons.
+WITHHELD = N_("This image was withheld by this server's image policy.")
+WITHHELD_TITLE = N_("withheld")
 RECORD_GRACE = 30.0  # s a claim may exist before its job record does (submit in progress)
 MAX_RETRY_AFTER = 60
 
@@ -39,7 +43,8 @@ def refusal(status: int, message: str, *, retry_after: float | None = None) -> R
         response = jsonify(error=message, status=status)
     else:
         titles = {400: "cannot draw this", 403: "unsigned URL", 413: "request too large",
-                  414: "URL too long", 429: "too many new images", 503: "busy, try again"}
+                  414: "URL too long", 429: "too many new images", 451: _(WITHHELD_TITLE),
+                  503: "busy, try again"}
         response = Response(error_png(message, titles.get(status, "error")),
                             mimetype="image/png")
     response.status_code = status
@@ -83,7 +88,9 @@ def prompt_image() -> Response:
     args = request.args.to_dict(flat=False)
     memo = memo_key(args)
     known = state.memo.get(memo) if memo is not None else None
-    if known is not None and state.storage.exists(known):  # no parsing, no Redis
+    # No parsing, no Redis: the memo holds only what these exact parameters may be served
+    # (a blurred copy, or the original when they ask to reveal it; never a blocked image).
+    if known is not None and state.storage.exists(known):
         state.cache_counts.add("hit")
         return serve_image(state, known)
     try:
@@ -103,8 +110,7 @@ def prompt_image() -> Response:
     entry = state.cache.get(key)
     if entry is not None and entry.image and state.storage.exists(entry.image):
         state.cache_counts.add("hit")
-        _memorise(state, memo, entry.image)
-        return serve_image(state, entry.image)
+        return _safe_image(state, memo, entry.image, entry.action, entry.blurred, query.reveal)
     state.cache_counts.add("miss")
     if entry is None or entry.image:  # new, or its file was removed from storage
         refused = _take_token(state)
@@ -129,8 +135,9 @@ def prompt_image() -> Response:
         return _placeholder(state, query, None, claimed=entry.job)
     if job.status is JobStatus.done and job.images and state.storage.exists(job.images[0]):
         _remember(state, key, job, query)
-        _memorise(state, memo, job.images[0])
-        return serve_image(state, job.images[0])
+        verdict = job.verdict(0)
+        return _safe_image(state, memo, job.images[0], verdict.action, verdict.blurred,
+                           query.reveal)
     if job.status.finished:
         state.cache.forget(key, job.id)
         reason = job.error or "its file is no longer in storage."
@@ -140,9 +147,26 @@ def prompt_image() -> Response:
 
 
 def _remember(state: WebState, key: str, job: Job, query: PromptQuery) -> None:
-    """The prompt URL's image is made: its cache entry for ever, and the gallery."""
-    state.cache.remember(key, job.id, job.images[0])
-    page.record_made(state, query.request.prompt, job.images[0])
+    """The prompt URL's image is made: its cache entry for ever (with its safety verdict),
+    and the gallery (a spoilered image as its blurred copy; a blocked one not at all)."""
+    verdict = job.verdict(0)
+    state.cache.remember(key, job.id, job.images[0], verdict.action, verdict.blurred)
+    shown = job.images[0] if verdict.action == "allow" else verdict.blurred
+    if verdict.action != "block" and shown:
+        page.record_made(state, query.request.prompt, shown)
+
+
+def _safe_image(state: WebState, memo: str | None, image: str, action: str,
+                blurred: str | None, reveal: bool, *, cacheable: bool = True) -> Response:
+    """A prompt URL's image as image safety allows (#15): a blocked one is a 451 card; a
+    spoilered one is its blurred copy unless the URL asks for the original (`reveal=1`)."""
+    if action == "block" or (action == "spoiler" and not reveal and not (
+            blurred and state.storage.exists(blurred))):
+        return refusal(451, _(WITHHELD))
+    served = blurred if action == "spoiler" and not reveal and blurred else image
+    if cacheable:
+        _memorise(state, memo, served)
+    return serve_image(state, served, cacheable=cacheable)
 
 
 def _memorise(state: WebState, memo: str | None, image: str) -> None:
@@ -161,7 +185,9 @@ def _fresh(state: WebState, query: PromptQuery) -> Response:
         return _full(state, exc)
     job = _wait(state, submitted.job.id, _wait_seconds(state, query))
     if job is not None and job.status is JobStatus.done and job.images:
-        return serve_image(state, job.images[0], cacheable=False)
+        verdict = job.verdict(0)
+        return _safe_image(state, None, job.images[0], verdict.action, verdict.blurred,
+                           query.reveal, cacheable=False)
     if job is not None and job.status.finished:
         return refusal(503, f"The image could not be drawn: {job.error or job.status.value}.",
                        retry_after=1)

@@ -20,7 +20,9 @@ from bots.limits import Limits
 from generator.request import ImageRequest
 
 # Query parameters that steer the answer rather than the image.
-CONTROL_FIELDS: tuple[str, ...] = ("sig", "wait")
+CONTROL_FIELDS: tuple[str, ...] = ("sig", "wait", "reveal")
+# `reveal=1`: a spoilered image's original instead of its blurred copy (an explicit request).
+REVEAL_VALUES = ("1", "true", "yes")
 RANDOM_SEED = "random"
 
 
@@ -32,6 +34,7 @@ class PromptQuery:
     random: bool
     sig: str | None
     wait: float | None
+    reveal: bool = False
 
     def signing_text(self) -> bytes:
         """What a signature covers: the normalised parameters, not their spelling."""
@@ -125,4 +128,5 @@ def read_query(args: Mapping[str, list[str]], limits: Limits) -> PromptQuery:
         random=random,
         sig=_single(args, "sig"),
         wait=_wait(_single(args, "wait")),
+        reveal=(_single(args, "reveal") or "").strip().lower() in REVEAL_VALUES,
     )

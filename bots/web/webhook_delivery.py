@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from bots.web.image_view import image_views
 from settings import Settings
 from tasks.core import outbound
 from tasks.core.delivery import (
@@ -86,13 +87,17 @@ class WebhookDelivery:
 
     def deliver_result(self, ctx: DeliveryContext) -> None:
         job = ctx.job
-        images = [
-            {"name": name, "seed": seed,
-             "url": f"{self.settings.public_url.rstrip('/')}/images/{name}.png",
-             "png_base64": base64.b64encode(ctx.storage.read(name)).decode()}
-            for name, seed in zip(job.images, job.seeds, strict=True)
-        ]
-        body = {"event": "result", "job": job.model_dump(mode="json"), "images": images}
+        base = self.settings.public_url.rstrip("/")
+        # As the job view shows them (#15): a blocked image has no url, name nor bytes; a
+        # spoilered one is its blurred copy, the original a link away (original_url).
+        images = image_views(job, lambda name: f"{base}/images/{name}.png")
+        for image, verdict in zip(images, (job.verdict(i) for i in range(len(images))),
+                                  strict=True):
+            sent = verdict.blurred if verdict.action == "spoiler" else image["name"]
+            if sent:
+                image["png_base64"] = base64.b64encode(ctx.storage.read(sent)).decode()
+        shown = {**job.model_dump(mode="json"), "images": [image["name"] for image in images]}
+        body = {"event": "result", "job": shown, "images": images}
         ctx.once("post", lambda: self._post(ctx, body, f"{job.id}:result"))
 
     def deliver_progress(self, ctx: DeliveryContext, position: int | None) -> None:
