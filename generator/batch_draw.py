@@ -43,7 +43,7 @@ from generator.passes import guarded, load_embeddings, lora_block
 from generator.png import parameters_text
 from generator.progress import Listener, StepReporter
 from generator.request import SEED_MAX, ImageRequest
-from generator.results import GeneratedImage
+from generator.results import GeneratedImage, pipeline_images
 from generator.samplers import sampler_label
 
 if TYPE_CHECKING:
@@ -180,10 +180,10 @@ class _Batch:
         if any(lst.on_progress or lst.should_cancel for lst in listeners):
             inputs["callback_on_step_end"] = StepReporter(listeners, self.engine.previews(model))
         try:
-            images = guarded(first, lambda: pipe(
+            images = guarded(first, lambda: pipeline_images(pipe(
                 **_combined(group), num_inference_steps=first.num_inference_steps,
                 guidance_scale=first.guidance_scale, num_images_per_prompt=1,
-                generator=generators, **inputs).images, images=len(generators))
+                generator=generators, **inputs)), images=len(generators))
         except Exception:
             # Every member stopped (cancelled), or the call failed: then each member still
             # going is drawn alone, so only the one at fault gets the error.

@@ -29,7 +29,8 @@ from generator.png import model_label, parameters_text
 from generator.previews import parse_decoders, preview_maker
 from generator.progress import Previews
 from generator.request import SEED_MAX, ImageRequest
-from generator.results import GeneratedImage
+from generator.results import GeneratedImage, is_pipeline_flagged
+from generator.safety import SafetyModel
 from generator.samplers import sampler_label
 from generator.speedups import SpeedOptions
 
@@ -68,6 +69,8 @@ class Engine:
         speed: SpeedOptions | None = None,
         preview_interval: float = 0.0,
         preview_decoders: Mapping[str, str] | None = None,
+        nsfw_model: str | None = None,
+        nsfw_labels: Sequence[str] = (),
     ) -> None:
         # IMAGINE_COMPILE and the other speed options, applied to each model as it loads.
         self.speed = speed or SpeedOptions()
@@ -93,6 +96,8 @@ class Engine:
         self.preview_interval = preview_interval
         self.preview_decoders = dict(preview_decoders or {})
         self._preview_makers: dict[str, PreviewMaker] = {}
+        # IMAGINE_NSFW_MODEL, loaded on first use or warm_up, used on the finishing thread.
+        self.safety = SafetyModel(nsfw_model, nsfw_labels, self.device, self.dtype)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Engine:
@@ -113,6 +118,8 @@ class Engine:
             speed=SpeedOptions.from_settings(settings),
             preview_interval=settings.preview_interval,
             preview_decoders=parse_decoders(settings.preview_decoder),
+            nsfw_model=settings.nsfw_model,
+            nsfw_labels=settings.nsfw_labels,
         )
 
     def pipeline(self, model_name: str = "default") -> Any:
@@ -125,6 +132,7 @@ class Engine:
         with self._lock:
             speedups.warm_up(self._model(model_name).text2image, self.speed)
         self.upscaler()
+        self.safety.get()
 
     def take_model_loads(self) -> list[ModelLoad]:
         """The model loads since the last call, with their seconds, for /metrics."""
@@ -293,9 +301,10 @@ class Engine:
             mask = _source(request.mask_image, load_image, request.mode).convert("L")
         uses_upscaler = request.mode in ("upscale", "upscale_creative")
         notes: list[str] = []
+        flagged: list[bool] = []  # per pass: withheld by the pipeline's safety checker
         context = operations.Context(
             draw=lambda kind, ran, inputs, progress: self._draw(
-                model, kind, ran, inputs, notes, progress, should_cancel),
+                model, kind, ran, inputs, notes, progress, should_cancel, flagged),
             upscaler=self.upscaler() if uses_upscaler else None,
             max_pixels=self.max_pixels,
             on_progress=on_progress,
@@ -308,7 +317,7 @@ class Engine:
         image = outcome.image
         notes = list(dict.fromkeys([*outcome.notes, *notes]))
         return GeneratedImage(None, seed, image.width, image.height, text, tuple(notes),
-                              image=image)
+                              image=image, pipeline_flagged=any(flagged) or None)
 
     def _draw(
         self,
@@ -319,17 +328,21 @@ class Engine:
         notes: list[str],
         on_progress: ProgressCallback | None,
         should_cancel: Callable[[], bool] | None,
+        flagged: list[bool],
     ) -> Image.Image:
-        """One diffusion pass of an operation: one image from request.seed."""
+        """One diffusion pass of an operation: one image from request.seed (`flagged` says
+        whether the pipeline's safety checker withheld it: a tile of an upscale may be)."""
         pipe = self._image2image(model) if kind == "image2image" else self._inpainting(model)
         self._use_sampler(model, pipe, request.sampler)
         inputs = dict(inputs)
         if kind == "inpaint":
             inputs.update(width=request.width, height=request.height)
         generator = torch.Generator("cpu").manual_seed(request.seed or 0)
-        return draw(pipe, request, self.adapters, notes, **inputs,
-                    **step_callback(on_progress, should_cancel), num_images_per_prompt=1,
-                    generator=[generator])[0]
+        image = draw(pipe, request, self.adapters, notes, **inputs,
+                     **step_callback(on_progress, should_cancel), num_images_per_prompt=1,
+                     generator=[generator])[0]
+        flagged.append(is_pipeline_flagged(image))
+        return image
 
     def _use_sampler(self, model: LoadedModel, pipe: Any, sampler: str) -> None:
         scheduler = model.schedulers.get(sampler)

@@ -21,6 +21,7 @@ from PIL import Image
 from generator.errors import GenerationError, first_line
 from generator.progress import CallbackError, Listener, Previews, StepReporter
 from generator.request import ImageRequest
+from generator.results import pipeline_images
 from settings.errors import ImagineError
 
 if TYPE_CHECKING:
@@ -129,8 +130,9 @@ def _draw(pipe: Any, request: ImageRequest, adapters: Adapters, notes: list[str]
         # Inside the block: a LoRA may change the text encoder the prompt is encoded with.
         encoded = prompt_weights.encode(pipe, request.prompt, request.negative_prompt)
         notes.extend(n for n in encoded.notes if n not in notes)
-        return pipe(**encoded.kwargs, num_inference_steps=request.num_inference_steps,
-                    guidance_scale=request.guidance_scale, **inputs).images
+        return pipeline_images(pipe(**encoded.kwargs,
+                                    num_inference_steps=request.num_inference_steps,
+                                    guidance_scale=request.guidance_scale, **inputs))
 
 
 def step_callback(on_progress: ProgressCallback | None,

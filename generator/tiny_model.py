@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from generator.tiny_nsfw import NSFW_FOLDER, build_tiny_nsfw
+
 if TYPE_CHECKING:
     import torch
 
@@ -82,7 +84,8 @@ _SCHEDULER: dict[str, Any] = dict(
 def build_tiny_model(dir: Path, *, seed: int = 0, single_file: bool = False) -> Path:
     """Write the tiny pipeline under `dir`; return what `IMAGINE_MODEL` should point at.
 
-    Always a diffusers folder (`dir` itself, with `model_index.json`), returned as is.
+    Always a diffusers folder (`dir` itself, with `model_index.json`), returned as is, with
+    a tiny TAESD in `dir/taesd` and a tiny NSFW image classifier in `dir/nsfw` beside it.
     `single_file=True` also writes the same weights as `dir/tiny.safetensors` in the
     original LDM layout, with the configs `from_single_file` needs in `dir/tiny.config/`
     (the convention of `generator.loading`), and returns the file.
@@ -92,6 +95,8 @@ def build_tiny_model(dir: Path, *, seed: int = 0, single_file: bool = False) -> 
     pipe = build_tiny_pipeline(seed=seed)
     pipe.save_pretrained(dir, safe_serialization=True)
     build_tiny_taesd(dir / TAESD_FOLDER, seed=seed)
+    # IMAGINE_NSFW_MODEL=DIR/nsfw: a tiny image classifier, ignored by diffusers like taesd.
+    build_tiny_nsfw(dir / NSFW_FOLDER, seed=seed)
     _add_slow_tokenizer_files(dir / "tokenizer")
     if single_file:
         return save_single_file(pipe, dir / SINGLE_FILE_NAME)
