@@ -186,6 +186,8 @@ def model_tiny(directory: Path, single_file: bool) -> None:
 
     path = build_tiny_model(directory, single_file=single_file)
     click.echo(f"tiny model written to {path}; use it with IMAGINE_MODEL={path}")
+    click.echo(f"tiny NSFW classifier written to {directory / 'nsfw'}; use it with "
+               f"IMAGINE_NSFW_MODEL={directory / 'nsfw'}")
     upscaler = build_tiny_upscaler(directory / UPSCALER_FILE_NAME)
     click.echo(f"tiny 2× upscaler written to {upscaler}; use it with IMAGINE_UPSCALER={upscaler}")
     _tiny_adapters(directory)

@@ -37,6 +37,7 @@ from tasks.core.previews import PreviewStore, encode_preview
 from tasks.core.queue import JobQueue
 from tasks.core.storage import ImageStore
 from tasks.names import DELIVER_PROGRESS_TASK, DELIVER_TASK
+from tasks.policy import safety
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -131,6 +132,12 @@ class JobRunner:
     def _store(self, job: Job, images: list[Any], seconds: float) -> None:
         try:
             names = [self.storage.put(image.png) for image in images]
+            # Image safety before the job counts as done (blurred copies stored too).
+            review = safety.review(self.settings, job, images, self.engine.safety,
+                                   self.storage.put)
+        except safety.SafetyCheckFailed as exc:
+            self.finish(job, JobStatus.failed, error=exc.message)
+            return
         except OSError as exc:  # disk full, read-only, a folder gone: say so, free the slot
             log.exception("job %s: storing its images failed", job.id)
             reason = exc.strerror or type(exc).__name__
@@ -138,11 +145,15 @@ class JobRunner:
                 f"The images were drawn but could not be saved ({reason}); the operator must "
                 "check the image storage. Try again later."))
             return
-        # Notes made at submit (about the user's image) first, then the generator's.
-        notes = list(dict.fromkeys([*job.notes, *(n for image in images for n in image.notes)]))
+        _outlasting_outages(lambda: safety.record(self.settings, self.queue.redis, job,
+                                                  review.verdicts))
+        # Notes made at submit (about the user's image) first, then the generator's, then
+        # image safety's.
+        notes = list(dict.fromkeys([*job.notes, *(n for image in images for n in image.notes),
+                                    *review.notes]))
         self.finish(job, JobStatus.done, images=names, seeds=[i.seed for i in images],
                      image_sizes=[(i.width, i.height) for i in images], notes=notes,
-                     generation_seconds=seconds)
+                     generation_seconds=seconds, verdicts=review.verdicts)
 
     def finish(self, job: Job, status: JobStatus, **fields: Any) -> None:
         def change(current: Job) -> Job:
