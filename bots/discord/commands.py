@@ -5,13 +5,14 @@ No `from __future__ import annotations` here: discord.py reads the options from 
 annotations, whose bounds come from the settings at build time.
 """
 
+import asyncio
 from typing import Any
 
 import discord
 from discord import app_commands
 
 from bots.catalogue import listing, listing_text, model_items
-from bots.discord.bot import EPHEMERAL_LIMIT, ImagineBot, usage_message
+from bots.discord.bot import EPHEMERAL_LIMIT, ImagineBot, interaction_requester, usage_message
 from bots.discord.buttons import send_ephemeral
 from bots.discord.uploads import UploadError, check_size, first_image, needs_image_prompt
 from bots.errors import PromptError
@@ -19,6 +20,7 @@ from bots.grammar import fields_with_control, format_request
 from bots.help import DISCORD, help_text
 from bots.limits import Limits
 from bots.model_flags import Control, needs_control_image
+from bots.quota_text import quota_answer
 from generator.library import lora_files
 from generator.request import SEED_MAX
 
@@ -145,6 +147,14 @@ async def help_command(interaction: discord.Interaction) -> None:
     await send_ephemeral(interaction, help_text(DISCORD))
 
 
+@app_commands.command(name="quota")
+async def quota_command(interaction: discord.Interaction) -> None:
+    """Images you made today, how many are left and when that resets (only you see it)."""
+    quotas = _bot(interaction).queue.policy.quotas
+    await send_ephemeral(interaction, await asyncio.to_thread(
+        quota_answer, quotas, interaction_requester(interaction), "**"))
+
+
 @app_commands.command(name="recall")
 @app_commands.describe(image="An image made by imagine (or A1111): its prompt and settings")
 async def recall_command(interaction: discord.Interaction, image: discord.Attachment) -> None:
@@ -178,4 +188,4 @@ def all_commands(limits: Limits) -> list[app_commands.Command[Any, Any, None]
                                          | app_commands.ContextMenu]:
     """Every command the bot registers, in the order `--sync` lists them."""
     return [imagine_command(limits), recall_command, recall_menu(), models_command,
-            help_command]
+            help_command, quota_command]

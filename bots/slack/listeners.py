@@ -23,11 +23,13 @@ from bots.followups import REVEAL, VARY_REGION
 from bots.grammar import USAGE, parse
 from bots.help import SLACK, help_text
 from bots.limits import Limits
+from bots.quota_text import QUOTA, quota_answer
 from bots.slack import text as say
 from bots.slack.files import second_file, shared_file
 from bots.slack.intake import Held, SlackIntake, needs_download
 from bots.slack.jobs import Origin, Refusal, SlackJobs
 from bots.slack.reveal import SlackReveal
+from tasks.core.jobs import Requester
 from tasks.core.queue import Submitted
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,10 @@ def register(app: App, jobs: SlackJobs, intake: SlackIntake, limits: Limits) -> 
         if text.lower() == MODELS:  # for the asker's eyes, like every answer of a command
             ack(text=listing_text(listing(jobs.settings), limit=TEXT_LIMIT,
                                   escape=say.escape), response_type="ephemeral")
+            return
+        if text.lower() == QUOTA:  # the asker's day: used, left, when it resets
+            ack(text=quota_answer(jobs.queue.policy.quotas, Requester(
+                platform="slack", user=command["user_id"])), response_type="ephemeral")
             return
         origin = Origin(user=command["user_id"], channel=command["channel_id"],
                         response_url=command.get("response_url", ""),

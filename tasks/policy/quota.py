@@ -244,3 +244,7 @@ class Quotas:
         return QuotaUsage(user=user, images_used=int(used or 0), images_limit=images,
                           gpu_used=float(gpu_used or 0), gpu_limit=gpu,
                           seconds_to_reset=self.seconds_to_reset())
+
+    def usage_of(self, requester: Requester) -> QuotaUsage:
+        """Where the user behind `requester` stands today (their roles or groups included)."""
+        return self.usage(quota_user(requester), job_roles(requester))
