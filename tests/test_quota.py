@@ -15,6 +15,7 @@ import requests
 from bots.quota_text import quota_text
 from generator.request import ImageRequest
 from settings import Settings
+from settings.i18n import use_locale
 from tasks.core.connection import redis_client
 from tasks.core.jobs import EXTRA_ROLES, Job, JobStatus, Requester
 from tasks.core.queue import JobQueue
@@ -147,6 +148,8 @@ def test_quota_text_says_used_left_and_when_it_resets() -> None:
     free = QuotaUsage(user="slack:U1", images_used=1, images_limit=None, gpu_used=0,
                       gpu_limit=None, seconds_to_reset=50)
     assert quota_text(free) == "You have no daily limit; you made 1 image today."
+    with use_locale("zh-CN"):
+        assert "图片：今天已用 3 / 10 张，剩余 7 张。" in quota_text(usage)
 
 
 def test_slack_imagine_quota_answers_the_asker_and_refuses_over_quota(
