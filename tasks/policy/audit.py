@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import redis
 from pydantic import BaseModel, Field
@@ -67,7 +67,8 @@ class AuditLog:
         """Every entry at or after `when` (epoch seconds), oldest first."""
         start = f"{max(0, int(when * 1000))}-0"
         while True:
-            rows = self.redis.xrange(AUDIT_STREAM_KEY, min=start, max="+", count=READ_CHUNK)
+            rows = cast(list[Any], self.redis.xrange(AUDIT_STREAM_KEY, min=start, max="+",
+                                                     count=READ_CHUNK))
             for row_id, fields in rows:
                 yield _entry(row_id, fields)
             if len(rows) < READ_CHUNK:
@@ -76,7 +77,8 @@ class AuditLog:
 
     def last(self, count: int) -> list[AuditEntry]:
         """The newest `count` entries, oldest first."""
-        rows = self.redis.xrevrange(AUDIT_STREAM_KEY, max="+", min="-", count=count)
+        rows = cast(list[Any], self.redis.xrevrange(AUDIT_STREAM_KEY, max="+", min="-",
+                                                    count=count))
         return [_entry(row_id, fields) for row_id, fields in reversed(rows)]
 
 

@@ -16,7 +16,7 @@ import redis
 
 from settings import Settings
 from settings.i18n import _
-from tasks.core.jobs import Job
+from tasks.core.jobs import Job, JobStatus
 from tasks.errors import AccessDenied, PolicyRefusal, PromptRefused
 from tasks.policy.audit import AuditEntry, AuditLog
 from tasks.policy.bans import Bans
@@ -82,3 +82,15 @@ def job_entry(event: str, job: Job, **fields: object) -> AuditEntry:
         "model": request.model, "loras": [f"{lora.name}:{lora.weight:g}" for lora in request.loras],
         "operation": job.action or request.mode, **fields}
     return AuditEntry.model_validate(values)
+
+
+def outcome_entry(job: Job) -> AuditEntry:
+    """How a finished job ended (job.done, job.failed, job.cancelled), with the highest NSFW
+    score of its images when they were classified."""
+    scores = [verdict.score for verdict in job.verdicts]
+    detail = job.error or ""
+    if job.status is JobStatus.done:
+        detail = f"{len(job.images)} image(s)" + (f" in {job.duration:.1f} s"
+                                                 if job.duration is not None else "")
+    return job_entry(f"job.{job.status.value}", job, outcome=job.status.value,
+                     nsfw_score=max(scores) if scores else None, detail=detail)

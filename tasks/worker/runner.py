@@ -30,14 +30,17 @@ from generator.batching import BatchMember, BatchOutcome
 from generator.errors import GenerationCancelled
 from settings import Settings
 from settings.errors import ImagineError
+from settings.i18n import _, use_locale
 from tasks.core import delivery_watch, metrics
 from tasks.core.delivery import AdapterRegistry, claim_progress_slot
-from tasks.core.jobs import Job, JobStatus
+from tasks.core.jobs import EXTRA_LOCALE, Job, JobStatus
 from tasks.core.previews import PreviewStore, encode_preview
 from tasks.core.queue import JobQueue
 from tasks.core.storage import ImageStore
 from tasks.names import DELIVER_PROGRESS_TASK, DELIVER_TASK
 from tasks.policy import safety
+from tasks.policy.gate import outcome_entry
+from tasks.worker.text_prep import TextPrep, label_images, prepare_job
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -70,6 +73,8 @@ class JobRunner:
         self.adapters = adapters
         # The latest preview of each running job, kept a little longer than a job may run.
         self.previews = PreviewStore(queue.redis, settings.job_timeout + 60)
+        # Prompts translated and enhanced before drawing (#16), on the engine's device.
+        self.text = TextPrep(settings, queue.redis, lambda: engine.device)
 
     def run(self, job_id: str, worker: str | None = None) -> None:
         """Draw the job; `worker` is the Celery node name, whose heartbeat vouches for it."""
@@ -77,6 +82,12 @@ class JobRunner:
         if job is None:
             log.warning("job %s has no record (expired?); skipping", job_id)
             return
+        # The job's messages (errors, notes) in its requester's language.
+        with use_locale(job.requester.extra.get(EXTRA_LOCALE)):
+            self._run(job, worker)
+
+    def _run(self, job: Job, worker: str | None) -> None:
+        job_id = job.id
         if job.status.finished:
             # Redelivered after it finished but before the ack: only make sure it is delivered.
             self.hand_off(job)
@@ -90,6 +101,10 @@ class JobRunner:
         if job.attempts > MAX_ATTEMPTS:
             self.finish(job, JobStatus.failed, error=too_many_attempts())
             return
+        prepared = prepare_job(self, self.text, job)
+        if prepared is None:
+            return  # its translated or enhanced prompt was refused
+        job = prepared
         began = time.perf_counter()
         member = self.member(job)
         try:
@@ -111,25 +126,31 @@ class JobRunner:
 
     def settle(self, job: Job, outcome: BatchOutcome, seconds: float) -> None:
         """Store and record what drawing `job` gave, and hand it off; never raises for a
-        failure of the drawing itself (that is the job's outcome)."""
+        failure of the drawing itself (that is the job's outcome). Its messages are in the
+        requester's language."""
+        with use_locale(job.requester.extra.get(EXTRA_LOCALE)):
+            self._settle(job, outcome, seconds)
+
+    def _settle(self, job: Job, outcome: BatchOutcome, seconds: float) -> None:
         exc = outcome.error
         if exc is None:
             self._store(job, outcome.images or [], seconds)
         elif isinstance(exc, GenerationCancelled):
-            self.finish(job, JobStatus.cancelled, error="Cancelled while drawing.")
+            self.finish(job, JobStatus.cancelled, error=_("Cancelled while drawing."))
         elif isinstance(exc, ImagineError):
             self.finish(job, JobStatus.failed, error=exc.message)
         else:  # what the user sees must not be a stack trace
             log.error("job %s failed", job.id, exc_info=exc)
             if type(exc).__name__ == "SoftTimeLimitExceeded":
-                error = (f"Drawing took longer than the limit of {self.settings.job_timeout} s; "
-                         "try fewer steps or a smaller size.")
+                error = _("Drawing took longer than the limit of {seconds} s; try fewer steps "
+                          "or a smaller size.").format(seconds=self.settings.job_timeout)
             else:
-                error = (f"Generation failed ({type(exc).__name__}); the operator can see "
-                         "details in the worker log.")
+                error = _("Generation failed ({error}); the operator can see details in the "
+                          "worker log.").format(error=type(exc).__name__)
             self.finish(job, JobStatus.failed, error=error)
 
     def _store(self, job: Job, images: list[Any], seconds: float) -> None:
+        label_images(job, images)  # the prompt as written beside the one drawn (#16)
         try:
             names = [self.storage.put(image.png) for image in images]
             # Image safety before the job counts as done (blurred copies stored too).
@@ -141,9 +162,9 @@ class JobRunner:
         except OSError as exc:  # disk full, read-only, a folder gone: say so, free the slot
             log.exception("job %s: storing its images failed", job.id)
             reason = exc.strerror or type(exc).__name__
-            self.finish(job, JobStatus.failed, error=(
-                f"The images were drawn but could not be saved ({reason}); the operator must "
-                "check the image storage. Try again later."))
+            self.finish(job, JobStatus.failed, error=_(
+                "The images were drawn but could not be saved ({reason}); the operator must "
+                "check the image storage. Try again later.").format(reason=reason))
             return
         _outlasting_outages(lambda: safety.record(self.settings, self.queue.redis, job,
                                                   review.verdicts))
@@ -162,6 +183,7 @@ class JobRunner:
 
         finished = _outlasting_outages(lambda: self.queue.jobs.update(job.id, change))
         _outlasting_outages(lambda: self.queue.mark_finished(finished))
+        _outlasting_outages(lambda: self.queue.policy.audit.record(outcome_entry(finished)))
         self.hand_off(finished)
 
     def hand_off(self, job: Job) -> None:
@@ -244,7 +266,8 @@ class JobRunner:
         from PIL import Image  # noqa: PLC0415
 
         if not self.storage.exists(name):
-            raise ImagineError(f"The source image {name} is no longer in storage.")
+            raise ImagineError(_("The source image {name} is no longer in storage.").format(
+                name=name))
         with Image.open(io.BytesIO(self.storage.read(name))) as image:
             return image.convert("RGB")
 
@@ -264,8 +287,8 @@ def drawer_name(worker: str | None) -> str:
 
 
 def too_many_attempts() -> str:
-    return (f"The worker stopped {MAX_ATTEMPTS} times while drawing this job (out of "
-            "memory?). Try a smaller size or fewer images.")
+    return _("The worker stopped {count} times while drawing this job (out of memory?). Try a "
+             "smaller size or fewer images.").format(count=MAX_ATTEMPTS)
 
 
 def _outlasting_outages(action: Callable[[], T]) -> T:
