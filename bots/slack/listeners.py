@@ -100,23 +100,26 @@ def register(app: App, jobs: SlackJobs, intake: SlackIntake, limits: Limits) -> 
             log.warning("ignoring a button this app did not make: %s", action.get("action_id"))
             return
         origin = _button_origin(body)
-        if value.action == say.CANCEL:
+        if value.action in NO_JOB_BUTTONS:  # answered after the ack, nothing queued
             ack()
-            jobs.cancel(value.job_id, origin)
-            return
-        if value.action == VARY_REGION:  # a link for the presser's eyes, nothing queued yet
-            ack()
-            jobs.region_link(value, origin)
-            return
-        if value.action == REVEAL:  # the originals in the requester's DM, nothing queued
-            ack()
-            SlackReveal(jobs).press(value, origin)
+            NO_JOB_BUTTONS[value.action](jobs, value, origin)
             return
         # In Redis before the ack, too.
         outcome = (intake.run_again(value.job_id, origin) if value.action == say.RUN_AGAIN
                    else jobs.accept_follow_up(value, origin))
         ack()
         _answer_message(jobs, intake, (origin, outcome))
+
+
+# Buttons that make no job, each answered by its handler after the ack: Cancel, Vary (Region)
+# (a link for the presser's eyes; the job comes later), Show original (the originals in the
+# requester's DM).
+NoJobButton = Callable[[SlackJobs, say.ActionValue, Origin], None]
+NO_JOB_BUTTONS: dict[str, NoJobButton] = {
+    say.CANCEL: lambda jobs, value, origin: jobs.cancel(value.job_id, origin),
+    VARY_REGION: lambda jobs, value, origin: jobs.region_link(value, origin),
+    REVEAL: lambda jobs, value, origin: SlackReveal(jobs).press(value, origin),
+}
 
 
 def _message_middleware(jobs: SlackJobs, intake: SlackIntake,

@@ -12,6 +12,7 @@ import time
 import redis
 from pydantic import BaseModel
 
+from tasks.core.jobs import ImageVerdict
 from tasks.names import URL_CACHE_KEY, URL_JOB_KEY
 
 # Delete the entry only if it still points at this job: a later claim must survive.
@@ -31,6 +32,10 @@ class Entry(BaseModel):
     # Entries of earlier releases have none: allowed.
     action: str = "allow"
     blurred: str | None = None
+
+    @property
+    def verdict(self) -> ImageVerdict:
+        return ImageVerdict(action=self.action, blurred=self.blurred)
 
 
 class PromptCache:

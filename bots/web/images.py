@@ -22,7 +22,7 @@ from bots.web.signing import verify
 from bots.web.state import ONE_YEAR, WebState, client_network, wants_json, web_state
 from settings.i18n import N_, _
 from tasks.core import metrics
-from tasks.core.jobs import Job, JobStatus, Requester
+from tasks.core.jobs import ImageVerdict, Job, JobStatus, Requester
 from tasks.core.queue import format_wait
 from tasks.core.storage import Storage
 from tasks.errors import JobNotFound, QueueFullError, UserLimitError
@@ -88,9 +88,7 @@ def prompt_image() -> Response:
     args = request.args.to_dict(flat=False)
     memo = memo_key(args)
     known = state.memo.get(memo) if memo is not None else None
-    # No parsing, no Redis: the memo holds only what these exact parameters may be served
-    # (a blurred copy, or the original when they ask to reveal it; never a blocked image).
-    if known is not None and state.storage.exists(known):
+    if known is not None and state.storage.exists(known):  # no parsing, no Redis
         state.cache_counts.add("hit")
         return serve_image(state, known)
     try:
@@ -110,7 +108,7 @@ def prompt_image() -> Response:
     entry = state.cache.get(key)
     if entry is not None and entry.image and state.storage.exists(entry.image):
         state.cache_counts.add("hit")
-        return _safe_image(state, memo, entry.image, entry.action, entry.blurred, query.reveal)
+        return _safe_image(state, memo, entry.image, entry.verdict, query.reveal)
     state.cache_counts.add("miss")
     if entry is None or entry.image:  # new, or its file was removed from storage
         refused = _take_token(state)
@@ -135,9 +133,7 @@ def prompt_image() -> Response:
         return _placeholder(state, query, None, claimed=entry.job)
     if job.status is JobStatus.done and job.images and state.storage.exists(job.images[0]):
         _remember(state, key, job, query)
-        verdict = job.verdict(0)
-        return _safe_image(state, memo, job.images[0], verdict.action, verdict.blurred,
-                           query.reveal)
+        return _safe_image(state, memo, job.images[0], job.verdict(0), query.reveal)
     if job.status.finished:
         state.cache.forget(key, job.id)
         reason = job.error or "its file is no longer in storage."
@@ -156,10 +152,12 @@ def _remember(state: WebState, key: str, job: Job, query: PromptQuery) -> None:
         page.record_made(state, query.request.prompt, shown)
 
 
-def _safe_image(state: WebState, memo: str | None, image: str, action: str,
-                blurred: str | None, reveal: bool, *, cacheable: bool = True) -> Response:
+def _safe_image(state: WebState, memo: str | None, image: str, verdict: ImageVerdict,
+                reveal: bool, *, cacheable: bool = True) -> Response:
     """A prompt URL's image as image safety allows (#15): a blocked one is a 451 card; a
-    spoilered one is its blurred copy unless the URL asks for the original (`reveal=1`)."""
+    spoilered one is its blurred copy unless the URL asks for the original (`reveal=1`).
+    The memo remembers what these exact parameters were served, never a blocked image."""
+    action, blurred = verdict.action, verdict.blurred
     if action == "block" or (action == "spoiler" and not reveal and not (
             blurred and state.storage.exists(blurred))):
         return refusal(451, _(WITHHELD))
@@ -185,9 +183,8 @@ def _fresh(state: WebState, query: PromptQuery) -> Response:
         return _full(state, exc)
     job = _wait(state, submitted.job.id, _wait_seconds(state, query))
     if job is not None and job.status is JobStatus.done and job.images:
-        verdict = job.verdict(0)
-        return _safe_image(state, None, job.images[0], verdict.action, verdict.blurred,
-                           query.reveal, cacheable=False)
+        return _safe_image(state, None, job.images[0], job.verdict(0), query.reveal,
+                           cacheable=False)
     if job is not None and job.status.finished:
         return refusal(503, f"The image could not be drawn: {job.error or job.status.value}.",
                        retry_after=1)
