@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from bots.cli_audit import audit
 from bots.cli_doctor import doctor
 from bots.cli_images import IMAGE_COMMANDS
 from bots.cli_jobs import jobs
@@ -314,7 +315,7 @@ def discord_bot(sync: bool, loglevel: str) -> None:
         raise click.ClickException(exc.message) from None
 
 
-for _command in (*IMAGE_COMMANDS, recall, *OPS_COMMANDS, storage, doctor, jobs):
+for _command in (*IMAGE_COMMANDS, recall, *OPS_COMMANDS, storage, doctor, jobs, audit):
     cli.add_command(_command)
 
 

@@ -47,7 +47,7 @@ from tasks.names import (
     WORKERS_KEY,
     queue_model,
 )
-from tasks.policy.gate import PolicyGate
+from tasks.policy.gate import PolicyGate, outcome_entry
 
 DURATION_SAMPLES = 20
 DEFAULT_DURATION = 10.0  # seconds, until the queue has seen real jobs
@@ -381,7 +381,6 @@ class JobQueue:
     # --- cancel -----------------------------------------------------------------------
     def cancel(self, job_id: str) -> Job:
         """A queued job never runs; a running one stops at its next step."""
-
         def change(job: Job) -> Job | None:
             if job.status is JobStatus.queued:
                 return job.model_copy(
@@ -392,6 +391,7 @@ class JobQueue:
         job = self.jobs.update(job_id, change)
         if job.status is JobStatus.cancelled:
             self.mark_finished(job)
+            self.policy.audit.record(outcome_entry(job))
         elif job.status is JobStatus.running:
             self.redis.set(CANCEL_KEY.format(job_id), "1", ex=self.settings.job_ttl)
         return job
