@@ -166,6 +166,27 @@ def test_block_keeps_the_image_for_admins_and_allow_in_age_restricted_channels(
     assert adult.verdict(0).action == "allow" and adult.verdict(0).flagged
 
 
+def test_a_classifier_that_fails_fails_the_job_instead_of_delivering(
+        settings: Settings, engine, tiny_model_dir: Path) -> None:  # noqa: ANN001
+    from generator.safety import SafetyModel
+
+    queue = JobQueue(settings, redis_client(settings), create_celery(settings))
+    runner = JobRunner(settings, queue, Storage(settings.images_dir), engine, lambda *_: None,
+                       AdapterRegistry())
+    working, engine.safety = engine.safety, SafetyModel(
+        str(tiny_model_dir / "missing"), ("nsfw",), "cpu", engine.dtype)
+    try:
+        job = queue.submit(Job(requester=Requester(platform="api", user="ci"),
+                               request=ImageRequest(prompt="a boat", **FAST))).job  # type: ignore[arg-type]
+        runner.run(job.id)
+    finally:
+        engine.safety = working
+    failed = queue.jobs.get(job.id)
+    assert failed.status is JobStatus.failed and failed.verdicts == []
+    assert "could not be checked for safety" in (failed.error or "")
+    assert "IMAGINE_NSFW_MODEL" in (failed.error or "")
+
+
 @pytest.fixture
 def safety_checker(engine) -> Iterator[None]:  # noqa: ANN001
     """diffusers' own StableDiffusionSafetyChecker (tiny CLIP, random weights) on the tiny
