@@ -12,9 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bots.errors import PromptError
 from bots.limits import AR_MAX, CFG_MAX, SIDE_MAX, Limits, fit_size
 from bots.model_flags import control_wants, convert_control, convert_lora, lora_wants
 from generator.request import IMAGE_PROMPT_STRENGTH, SAMPLERS, SEED_MAX
+from settings.i18n import _
 
 IW_MAX = 3.0
 _DIGITS = re.compile(r"[0-9]+")
@@ -102,33 +104,68 @@ def _convert_sampler(text: str, limits: Limits) -> str | None:
     return text.lower() if text.lower() in SAMPLERS else None
 
 
+_YES = frozenset({"1", "true", "yes", "on"})
+_NO = frozenset({"0", "false", "no", "off"})
+
+
+def _convert_switch(text: str, limits: Limits) -> bool | None:
+    """A switch given alone is on; as a field (raw=1, enhance=true) it may also be off."""
+    word = text.strip().lower()
+    return True if word in _YES else False if word in _NO else None
+
+
+def _convert_enhance(text: str, limits: Limits) -> bool | None:
+    on = _convert_switch(text, limits)
+    if on and not limits.enhance:
+        raise PromptError(_("--enhance is not available: this server has no prompt "
+                            "enhancement model (IMAGINE_ENHANCE_MODEL). Remove --enhance "
+                            "and describe the image in more detail yourself."))
+    return on
+
+
+def _whole_wants(low: int, high: int) -> str:
+    return _("a whole number from {low} to {high}").format(low=low, high=high)
+
+
+def _one_of(names: tuple[str, ...]) -> str:
+    return _("one of: {names}").format(names=", ".join(names))
+
+
 @dataclass(frozen=True)
 class Flag:
     name: str
     wants: Callable[[Limits], str]  # what a valid value looks like, for both error kinds
     convert: Callable[[str, Limits], Any]
+    # A switch takes no value (--raw); as a field it reads 1/0, true/false.
+    switch: bool = False
 
 
 FLAG_LIST: tuple[Flag, ...] = (
-    Flag("ar", lambda lim: "a ratio W:H from 1:4 to 4:1, e.g. 16:9", _convert_ar),
+    Flag("ar", lambda lim: _("a ratio W:H from 1:4 to 4:1, e.g. 16:9"), _convert_ar),
     Flag(
         "size",
-        lambda lim: f"WxH or N for a square (sides 1 to {SIDE_MAX}), e.g. 768x512",
+        lambda lim: _("WxH or N for a square (sides 1 to {max}), e.g. 768x512").format(
+            max=SIDE_MAX),
         _convert_size,
     ),
-    Flag("seed", lambda lim: f"a whole number from 0 to {SEED_MAX}", _convert_seed),
-    Flag("steps", lambda lim: f"a whole number from 1 to {lim.max_steps}", _convert_steps),
-    Flag("cfg", lambda lim: f"a number from 0 to {CFG_MAX:g}, e.g. 7.5", _convert_cfg),
-    Flag("no", lambda lim: "the things to leave out, e.g. --no text, blur", _convert_no),
-    Flag("n", lambda lim: f"a whole number from 1 to {lim.max_images}", _convert_n),
-    Flag("model", lambda lim: f"one of: {', '.join(lim.models)}", _convert_model),
-    Flag("sampler", lambda lim: f"one of: {', '.join(SAMPLERS)}", _convert_sampler),
-    Flag("strength", lambda lim: "a number above 0 and at most 1 (how far from the image; "
-          f"default {IMAGE_PROMPT_STRENGTH:g})", _convert_strength),
-    Flag("iw", lambda lim: f"a number from 0 to {IW_MAX:g} (image weight: more is closer "
-          "to the image; default 1)", _convert_iw),
+    Flag("seed", lambda lim: _whole_wants(0, SEED_MAX), _convert_seed),
+    Flag("steps", lambda lim: _whole_wants(1, lim.max_steps), _convert_steps),
+    Flag("cfg", lambda lim: _("a number from 0 to {max}, e.g. 7.5").format(max=f"{CFG_MAX:g}"),
+         _convert_cfg),
+    Flag("no", lambda lim: _("the things to leave out, e.g. --no text, blur"), _convert_no),
+    Flag("n", lambda lim: _whole_wants(1, lim.max_images), _convert_n),
+    Flag("model", lambda lim: _one_of(lim.models), _convert_model),
+    Flag("sampler", lambda lim: _one_of(SAMPLERS), _convert_sampler),
+    Flag("strength", lambda lim: _("a number above 0 and at most 1 (how far from the image; "
+          "default {default})").format(default=f"{IMAGE_PROMPT_STRENGTH:g}"), _convert_strength),
+    Flag("iw", lambda lim: _("a number from 0 to {max} (image weight: more is closer to the "
+          "image; default 1)").format(max=f"{IW_MAX:g}"), _convert_iw),
     Flag("lora", lora_wants, convert_lora),
     Flag("cn", control_wants, convert_control),
+    # #16: --raw draws the prompt as written (no translation); --enhance has a language
+    # model expand it first.
+    Flag("raw", lambda lim: _("on or off (1 or 0)"), _convert_switch, switch=True),
+    Flag("enhance", lambda lim: _("on or off (1 or 0)"), _convert_enhance, switch=True),
 )
 ALIASES = {"aspect": "ar", "negative": "no", "count": "n", "guidance": "cfg",
            "controlnet": "cn"}

@@ -23,6 +23,7 @@ from generator.geometry import (
 )
 from generator.request import ImageRequest
 from settings import Settings
+from settings.i18n import N_, _
 from tasks.core.jobs import Job, JobStatus
 
 REROLL, VARY_SUBTLE, VARY_STRONG, VARY_REGION = "reroll", "vary_subtle", "vary_strong", "vary_region"
@@ -41,21 +42,24 @@ DEFAULT_ZOOM = 2.0
 # 0.75, diffusers' img2img default, only the layout survives ("Vary (Strong)").
 VARY_STRENGTHS = {VARY_SUBTLE: 0.35, VARY_STRONG: 0.75}
 
-# What a button titles the job it made, in both chats.
-TITLES = {REROLL: "Reroll", VARY_SUBTLE: "Vary (Subtle)", VARY_STRONG: "Vary (Strong)",
-          VARY_REGION: "Vary (Region)", UPSCALE: "Upscale (Subtle)",
-          UPSCALE_CREATIVE: "Upscale (Creative)", ZOOM_OUT: "Zoom Out", PAN: "Pan",
-          ENHANCE: "Enhance", "vary": "Vary (Subtle)"}
+# What a button titles the job it made, in both chats (English; shown with _(TITLES[…])).
+TITLES = {REROLL: N_("Reroll"), VARY_SUBTLE: N_("Vary (Subtle)"),
+          VARY_STRONG: N_("Vary (Strong)"), VARY_REGION: N_("Vary (Region)"),
+          UPSCALE: N_("Upscale (Subtle)"), UPSCALE_CREATIVE: N_("Upscale (Creative)"),
+          ZOOM_OUT: N_("Zoom Out"), PAN: N_("Pan"), ENHANCE: N_("Enhance"),
+          "vary": N_("Vary (Subtle)")}
+_SIDES = {"left": N_("Left"), "right": N_("Right"), "up": N_("Up"), "down": N_("Down")}
 
 
 def title(action: str | None, request: ImageRequest) -> str:
     """What made a job, as its button said: "Upscale (Creative)", "Zoom Out 1.5x", "Pan Left";
-    empty for a job typed as a prompt."""
+    empty for a job typed as a prompt. In the current language."""
     if action == ZOOM_OUT and request.factor:
-        return f"{TITLES[ZOOM_OUT]} {request.factor:g}x"
+        return f"{_(TITLES[ZOOM_OUT])} {request.factor:g}x"
     if action == PAN and request.direction:
-        return f"{TITLES[PAN]} {request.direction.title()}"
-    return TITLES.get(action or "", "")
+        side = _SIDES.get(request.direction)
+        return f"{_(TITLES[PAN])} {_(side) if side else request.direction.title()}"
+    return _(TITLES[action]) if action in TITLES else ""
 
 
 @dataclass(frozen=True)
@@ -72,18 +76,18 @@ class Button:
 
 _ARROWS = {"left": "⬅️", "right": "➡️", "up": "⬆️", "down": "⬇️"}
 BUTTONS: dict[str, Button] = {button.name: button for button in (
-    Button(REROLL, REROLL, "Reroll", "🔄"),
-    Button(ENHANCE, ENHANCE, "Enhance", "✨"),
-    Button(REPORT, REPORT, "Report", "🚩"),
-    Button(DELETE, DELETE, "Delete", "🗑️"),
-    Button(REVEAL, REVEAL, "Show original", "👁️"),
-    Button(UPSCALE, UPSCALE, "Upscale (Subtle)"),
-    Button(UPSCALE_CREATIVE, UPSCALE_CREATIVE, "Upscale (Creative)"),
-    Button(VARY_SUBTLE, VARY_SUBTLE, "Vary (Subtle)"),
-    Button(VARY_STRONG, VARY_STRONG, "Vary (Strong)"),
-    Button(VARY_REGION, VARY_REGION, "Vary (Region)", "🖌️"),
-    Button("zoom_out_2x", ZOOM_OUT, "Zoom Out 2x", "🔍", factor=2.0),
-    Button("zoom_out_1_5x", ZOOM_OUT, "Zoom Out 1.5x", "🔍", factor=1.5),
+    Button(REROLL, REROLL, N_("Reroll"), "🔄"),
+    Button(ENHANCE, ENHANCE, N_("Enhance"), "✨"),
+    Button(REPORT, REPORT, N_("Report"), "🚩"),
+    Button(DELETE, DELETE, N_("Delete"), "🗑️"),
+    Button(REVEAL, REVEAL, N_("Show original"), "👁️"),
+    Button(UPSCALE, UPSCALE, N_("Upscale (Subtle)")),
+    Button(UPSCALE_CREATIVE, UPSCALE_CREATIVE, N_("Upscale (Creative)")),
+    Button(VARY_SUBTLE, VARY_SUBTLE, N_("Vary (Subtle)")),
+    Button(VARY_STRONG, VARY_STRONG, N_("Vary (Strong)")),
+    Button(VARY_REGION, VARY_REGION, N_("Vary (Region)"), "🖌️"),
+    Button("zoom_out_2x", ZOOM_OUT, N_("Zoom Out 2x"), "🔍", factor=2.0),
+    Button("zoom_out_1_5x", ZOOM_OUT, N_("Zoom Out 1.5x"), "🔍", factor=1.5),
     *(Button(f"pan_{d}", PAN, "", _ARROWS[d], direction=d) for d in DIRECTIONS),
 )}
 # Names on buttons posted by earlier releases (custom ids `imagine:vary:…`): they keep working.
@@ -131,10 +135,11 @@ def result_rows(job: Job, *, enhance: bool = False) -> list[Row]:
 
 
 def button_label(button: Button, index: int, job: Job) -> str:
-    """What a button shows: U2 / V3 under a grid, the operation's name under one image."""
+    """What a button shows: U2 / V3 under a grid, the operation's name (in the current
+    language) under one image; "" for a button that shows only its emoji."""
     if len(job.images) > 1 and button.action in (UPSCALE, VARY_SUBTLE):
         return f"{'U' if button.action == UPSCALE else 'V'}{index + 1}"
-    return button.label
+    return _(button.label) if button.label else ""
 
 
 class JobNotReady(PromptError):
@@ -163,7 +168,8 @@ def find_button(name: str) -> Button:
     """The button a name stands for, legacy names included."""
     button = BUTTONS.get(name) or LEGACY_BUTTONS.get(name)
     if button is None:
-        raise PromptError(f"Unknown action {name!r}: use one of {', '.join(ACTIONS)}.")
+        raise PromptError(_("Unknown action {name}: use one of {actions}.").format(
+            name=repr(name), actions=", ".join(ACTIONS)))
     return button
 
 
@@ -182,15 +188,17 @@ def press(parent: Job, index: int | None, name: str, limits: FollowUpLimits) -> 
 def parent_image(parent: Job, index: int | None) -> tuple[str, int, tuple[int, int]]:
     """(storage name, seed, size) of image `index` of a finished job, or a PromptError."""
     if not parent.status.finished:
-        raise JobNotReady(f"That job is still {parent.status.value}; wait until it is done, "
-                          "then try again.")
+        raise _not_ready(parent)
     if parent.status is not JobStatus.done or not parent.images:
-        why = "failed" if parent.status is JobStatus.failed else "was cancelled"
-        raise NoImages(f"That job has no images (it {why}); try {REROLL} instead.")
+        why = (_("That job has no images (it failed); try {action} instead.")
+               if parent.status is JobStatus.failed else
+               _("That job has no images (it was cancelled); try {action} instead."))
+        raise NoImages(why.format(action=REROLL))
     if index is None or not 0 <= index < len(parent.images):
-        shown = "none" if index is None else index
-        raise PromptError(f"That job has no image {shown}: pick 0 to {len(parent.images) - 1} "
-                          f"(the buttons show 1 to {len(parent.images)}).")
+        shown = _("none") if index is None else index
+        raise PromptError(_("That job has no image {index}: pick 0 to {last} (the buttons show "
+                            "1 to {count}).").format(index=shown, last=len(parent.images) - 1,
+                                                     count=len(parent.images)))
     seed = parent.seeds[index] if index < len(parent.seeds) else parent.request.seed
     return parent.images[index], seed or 0, parent.image_size(index)
 
@@ -210,13 +218,11 @@ def follow_up(parent: Job, index: int | None, action: str, limits: FollowUpLimit
     action = canonical_action(action)
     if action == ENHANCE:
         if not parent.status.finished:
-            raise JobNotReady(f"That job is still {parent.status.value}; wait until it is "
-                              "done, then try again.")
+            raise _not_ready(parent)
         return parent.request.model_copy(update={"seed": None, "enhance": True})
     if action == REROLL:
         if not parent.status.finished:
-            raise JobNotReady(f"That job is still {parent.status.value}; wait until it is "
-                              "done, then try again.")
+            raise _not_ready(parent)
         return parent.request.model_copy(update={"seed": None})
     source, seed, (width, height) = parent_image(parent, index)
     request = parent.request.model_copy(update={"width": width, "height": height})
@@ -235,11 +241,17 @@ def follow_up(parent: Job, index: int | None, action: str, limits: FollowUpLimit
     return request.panned(source, seed, planned.width, planned.height, side)
 
 
+def _not_ready(parent: Job) -> JobNotReady:
+    return JobNotReady(_("That job is still {status}; wait until it is done, then try "
+                         "again.").format(status=parent.status.value))
+
+
 def _zoom_factor(factor: float | None) -> float:
     if factor is None:
         return DEFAULT_ZOOM
     if float(factor) not in ZOOM_FACTORS:
-        raise PromptError(f"factor must be 1.5 or 2 for zoom_out, not {factor!r}.")
+        raise PromptError(_("factor must be 1.5 or 2 for zoom_out, not {factor}.").format(
+            factor=repr(factor)))
     return float(factor)
 
 
@@ -247,6 +259,8 @@ def _direction(direction: str | None) -> Direction:
     for known in DIRECTIONS:
         if direction == known:
             return known
-    given = "none given" if direction is None else f"not {direction!r}"
-    raise PromptError(f"pan needs a direction: left, right, up or down ({given}).")
+    if direction is None:
+        raise PromptError(_("pan needs a direction: left, right, up or down (none given)."))
+    raise PromptError(_("pan needs a direction: left, right, up or down (not {given}).").format(
+        given=repr(direction)))
 

@@ -27,11 +27,12 @@ from bots.model_flags import (
 from generator.a1111_syntax import PromptSyntaxError
 from generator.a1111_syntax import check as check_weights
 from generator.request import IMAGE_PROMPT_STRENGTH, MAX_LORAS, ImageRequest, LoraUse
+from settings.i18n import N_, _
 
 # How much of a bad value an error message repeats: enough to recognise, never a wall.
 _SHOWN = 40
 
-USAGE = (
+USAGE = N_(  # shown with _(USAGE)
     "Usage: PROMPT [flags], e.g. `a red fox in snow --ar 16:9 --seed 7 --no text`\n"
     "Size: --ar W:H (1:4 to 4:1) or --size WxH · Images: --n N · Seed: --seed N\n"
     "Sampling: --steps N, --cfg X (0-30), --sampler NAME, --model NAME, --lora NAME[:W]\n"
@@ -69,8 +70,8 @@ def _suggest(name: str, candidates: Iterable[str], listed: Iterable[str], prefix
     """The closest known name (aliases count), or else the list of canonical names."""
     close = difflib.get_close_matches(name.lower(), list(candidates), n=1)
     if close:
-        return f" Did you mean {prefix}{close[0]}?"
-    return f" Known: {', '.join(prefix + known for known in listed)}."
+        return _(" Did you mean {name}?").format(name=prefix + close[0])
+    return _(" Known: {names}.").format(names=", ".join(prefix + known for known in listed))
 
 
 def _read_flag(token: str) -> tuple[Flag, str, str | None] | None:
@@ -87,7 +88,7 @@ def _read_flag(token: str) -> tuple[Flag, str, str | None] | None:
         return None
     # The token came from str.split(), so it holds no line break: no repr needed.
     suggestion = _suggest(name, FLAGS, FLAG_NAMES, "--")
-    raise PromptError(f"Unknown flag {_cut(token)}.{suggestion}")
+    raise PromptError(_("Unknown flag {flag}.").format(flag=_cut(token)) + suggestion)
 
 
 def _scan(text: str) -> tuple[list[str], list[_Given]]:
@@ -107,7 +108,7 @@ def _scan(text: str) -> tuple[list[str], list[_Given]]:
         flag, spelled, inline = read
         values = [inline] if inline else []
         # --no takes every word up to the next flag; the others take exactly one.
-        while i < len(tokens) and (flag.name == "no" or not values):
+        while i < len(tokens) and not flag.switch and (flag.name == "no" or not values):
             if _read_flag(tokens[i]) is not None:
                 break
             values.append(tokens[i])
@@ -128,27 +129,30 @@ def _collect(given: Iterable[_Given], limits: Limits) -> dict[str, Any]:
     loras: list[LoraUse] = []
     for item in given:
         wants = item.flag.wants(limits)
-        if item.raw is None:
-            raise PromptError(f"{item.spelled} needs a value: {wants}.")
-        value = item.flag.convert(item.raw, limits)
+        if item.raw is None and not item.flag.switch:
+            raise PromptError(_("{flag} needs a value: {wants}.").format(flag=item.spelled,
+                                                                            wants=wants))
+        value = item.flag.convert("1" if item.raw is None else item.raw, limits)
         if value is None:
-            raise PromptError(f"{item.spelled} must be {wants}, not {_show(item.raw)}.")
+            raise PromptError(_("{flag} must be {wants}, not {value}.").format(
+                flag=item.spelled, wants=wants, value=_show(item.raw or "")))
         if item.flag.name == "no":
             negatives.append(value)
         elif item.flag.name == "lora":
             if any(lora.name == value.name for lora in loras):
-                raise PromptError(f"The LoRA {value.name} is given twice: give each LoRA once, "
-                                  "with its weight (--lora NAME:0.8).")
+                raise PromptError(_("The LoRA {name} is given twice: give each LoRA once, "
+                                    "with its weight (--lora NAME:0.8).").format(name=value.name))
             loras.append(value)
         elif item.flag.name in values:
-            raise PromptError(f"--{item.flag.name} is given twice: give each flag once (only "
-                              "--no and --lora repeat).")
+            raise PromptError(_("--{flag} is given twice: give each flag once (only --no and "
+                                "--lora repeat).").format(flag=item.flag.name))
         else:
             values[item.flag.name] = value
     if negatives:
         values["no"] = ", ".join(negatives)
     if len(loras) > MAX_LORAS:
-        raise PromptError(f"{len(loras)} LoRAs given: a job may use at most {MAX_LORAS}.")
+        raise PromptError(_("{count} LoRAs given: a job may use at most {max}.").format(
+            count=len(loras), max=MAX_LORAS))
     if loras:
         values["lora"] = tuple(loras)
     return values
@@ -157,14 +161,15 @@ def _collect(given: Iterable[_Given], limits: Limits) -> dict[str, Any]:
 def _check_prompt(prompt: str, negative: str, limits: Limits) -> None:
     if not prompt:
         raise PromptError(
-            "The prompt is empty: describe the image, e.g. `a red fox in snow --ar 16:9`."
+            _("The prompt is empty: describe the image, e.g. `a red fox in snow --ar 16:9`.")
         )
-    for what, text in (("prompt", prompt), ("--no text", negative)):
+    for too_long, text in ((N_("The prompt is too long: {count} characters, the limit is "
+                               "{limit}."), prompt),
+                           (N_("The --no text is too long: {count} characters, the limit is "
+                               "{limit}."), negative)):
         if len(text) > limits.max_prompt_length:
-            raise PromptError(
-                f"The {what} is too long: {len(text)} characters, "
-                f"the limit is {limits.max_prompt_length}."
-            )
+            raise PromptError(_(too_long).format(count=len(text),
+                                                 limit=limits.max_prompt_length))
         try:  # a (word:9) fails here, before the job waits in line, not on the worker
             check_weights(text)
         except PromptSyntaxError as exc:
@@ -173,10 +178,8 @@ def _check_prompt(prompt: str, negative: str, limits: Limits) -> None:
 
 def _dimensions(values: Mapping[str, Any], limits: Limits) -> tuple[int, int]:
     if "ar" in values and "size" in values:
-        raise PromptError(
-            "Give either --ar or --size, not both: --ar keeps the default area, "
-            "--size sets width and height."
-        )
+        raise PromptError(_("Give either --ar or --size, not both: --ar keeps the default "
+                            "area, --size sets width and height."))
     if "ar" in values:
         return size_for_ratio(values["ar"], limits)
     if "size" in values:
@@ -188,14 +191,16 @@ def _dimensions(values: Mapping[str, Any], limits: Limits) -> tuple[int, int]:
 def _strength(values: Mapping[str, Any], image: bool) -> dict[str, Any]:
     """{"strength": value} when --strength or --iw was given (an image prompt's), else {}."""
     if "strength" in values and "iw" in values:
-        raise PromptError("Give either --strength or --iw, not both: --iw 1 is --strength "
-                          f"{IMAGE_PROMPT_STRENGTH:g}, more weight is closer to the image.")
+        raise PromptError(_("Give either --strength or --iw, not both: --iw 1 is --strength "
+                            "{strength}, more weight is closer to the image.").format(
+                                strength=f"{IMAGE_PROMPT_STRENGTH:g}"))
     given = "strength" if "strength" in values else "iw" if "iw" in values else None
     if given is None:
         return {}
     if not image:
-        raise PromptError(f"--{given} only applies to an image prompt: put an image URL "
-                          "first (https://…/cat.png a cat) or attach an image.")
+        raise PromptError(_("--{flag} only applies to an image prompt: put an image URL "
+                            "first (https://…/cat.png a cat) or attach an image.").format(
+                                flag=given))
     return {"strength": values[given]}
 
 
@@ -221,6 +226,8 @@ def _build(words: list[str], values: Mapping[str, Any], limits: Limits,
         model=values.get("model", "default"),
         sampler=values.get("sampler", limits.default_sampler),
         loras=values.get("lora", ()),
+        raw=values.get("raw", False),
+        enhance=values.get("enhance", False),
         # Only set when given: an unset field keeps published URLs' identities.
         **strength,
     )
@@ -300,7 +307,7 @@ def fields_with_control(fields: Mapping[str, FieldValue], limits: Limits, *, ima
         flag = FLAGS.get(key.lower())
         if flag is None:
             suggestion = _suggest(key, (*FIELD_NAMES, *ALIASES), FIELD_NAMES, "")
-            raise PromptError(f"Unknown field {_show(key)}.{suggestion}")
+            raise PromptError(_("Unknown field {field}.").format(field=_show(key)) + suggestion)
         if flag.name == "no":
             text = _words_only(text)
         given.append(_Given(flag, f"--{key.lower()}", text))
@@ -332,7 +339,8 @@ def _words_only(text: str) -> str:
     """A --no field is plain text: flags inside it would not survive format_request."""
     words, given = _scan(text)
     if given:
-        raise PromptError(f"The no field cannot contain flags such as {given[0].spelled}.")
+        raise PromptError(_("The no field cannot contain flags such as {flag}.").format(
+            flag=given[0].spelled))
     return " ".join(words)
 
 
@@ -388,6 +396,7 @@ def format_request(request: ImageRequest, limits: Limits,
         control = Control(request.control, request.control_weight)
     if control is not None:
         parts.append(f"--cn {format_control(control)}")
+    parts += [f"--{name}" for name in ("raw", "enhance") if getattr(request, name)]
     # Last, because --no takes every word up to the next flag.
     if request.negative_prompt and request.negative_prompt != limits.default_negative:
         parts.append(f"--no {request.negative_prompt}")

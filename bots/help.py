@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bots.grammar import USAGE
+from settings.i18n import N_, _
 
 EXAMPLES = (
     "a red fox in snow --ar 16:9",
@@ -16,14 +17,14 @@ EXAMPLES = (
 
 # The buttons under a finished image (bots.followups), in the order they appear.
 BUTTONS = (
-    ("Upscale (Subtle) / (Creative)", "a larger image; Creative also adds new detail"),
-    ("Vary (Subtle) / (Strong)", "the same picture redrawn a little / a lot"),
-    ("Vary (Region)", "paint the part to redraw on a web page, say what goes there"),
-    ("Zoom Out 2x / 1.5x", "the picture on a larger canvas, the new area drawn"),
-    ("⬅️ ➡️ ⬆️ ⬇️", "the picture extended that way"),
-    ("Reroll", "the same prompt with a new seed"),
-    ("U1…U4 · V1…V4", "under a grid of images: upscale or vary that one"),
-    ("Cancel", "stops your job while it waits or draws"),
+    (N_("Upscale (Subtle) / (Creative)"), N_("a larger image; Creative also adds new detail")),
+    (N_("Vary (Subtle) / (Strong)"), N_("the same picture redrawn a little / a lot")),
+    (N_("Vary (Region)"), N_("paint the part to redraw on a web page, say what goes there")),
+    (N_("Zoom Out 2x / 1.5x"), N_("the picture on a larger canvas, the new area drawn")),
+    ("⬅️ ➡️ ⬆️ ⬇️", N_("the picture extended that way")),
+    (N_("Reroll"), N_("the same prompt with a new seed")),
+    ("U1…U4 · V1…V4", N_("under a grid of images: upscale or vary that one")),
+    (N_("Cancel"), N_("stops your job while it waits or draws")),
 )
 
 
@@ -39,25 +40,29 @@ class HelpStyle:
 
 SLACK = HelpStyle("*", "/imagine", "`/imagine models`", "")
 DISCORD = HelpStyle("**", "/imagine", "`/models`",
-                    "`/recall` (or the Recall menu on a message) shows how an image was made "
-                    "and draws it again.")
+                    N_("`/recall` (or the Recall menu on a message) shows how an image was made "
+                       "and draws it again."))
 
 
 def help_text(style: HelpStyle) -> str:
-    """The help, in the chat's markup (kept well under Discord's 2,000 characters)."""
+    """The help, in the chat's markup (kept well under Discord's 2,000 characters), in the
+    current language (labels without letters, like the arrows, are shown as they are)."""
     b = style.bold
     lines = [
-        f"{b}{style.draw} PROMPT [flags]{b} draws PROMPT; the image arrives here, with buttons.",
-        USAGE,
+        _("{b}{draw} PROMPT [flags]{b} draws PROMPT; the image arrives here, with buttons."
+          ).format(b=b, draw=style.draw),
+        _(USAGE),
         "",
-        f"{b}Examples{b}",
+        _("{b}Examples{b}").format(b=b),
         *(f"• `{style.draw} {example}`" for example in EXAMPLES),
         "",
-        f"{b}Buttons under a result{b}",
-        *(f"• {label}: {meaning}" for label, meaning in BUTTONS),
+        _("{b}Buttons under a result{b}").format(b=b),
+        *(f"• {_(label) if label.isascii() else label}: {_(meaning)}"
+          for label, meaning in BUTTONS),
         "",
-        f"{style.listing} lists the models, LoRAs, embeddings and ControlNets you can use.",
+        _("{listing} lists the models, LoRAs, embeddings and ControlNets you can use."
+          ).format(listing=style.listing),
     ]
     if style.recall:
-        lines.append(style.recall)
+        lines.append(_(style.recall))
     return "\n".join(lines)

@@ -31,6 +31,7 @@ from bots.model_flags import Control, needs_control_image
 from generator.request import ImageRequest
 from generator.source_images import prepare_source
 from settings import Settings
+from settings.i18n import _
 from tasks.core import outbound
 from tasks.core.storage import ImageStore
 from tasks.errors import OutboundTooLarge
@@ -103,31 +104,33 @@ def _roles(given: list[str | bytes], cn: Control | None, control: bytes | None,
         if cn is None:
             raise _needs_cn()
         if len(given) > 1:
-            raise PromptError(f"{len(given)} images came with the control image: give one "
-                              "image prompt at most.")
+            raise PromptError(_("{count} images came with the control image: give one "
+                                "image prompt at most.").format(count=len(given)))
         return (given[0] if given else None), control
     if cn is not None:
         if not given:
             raise needs_control_image(cn)
         if len(given) > 2:
-            raise PromptError(f"{len(given)} images came with --cn: give one (the control "
-                              "image) or two (the image prompt, then the control image).")
+            raise PromptError(_("{count} images came with --cn: give one (the control image) "
+                                "or two (the image prompt, then the control image).").format(
+                                    count=len(given)))
         return (given[0], given[1]) if len(given) == 2 else (None, given[0])
     urls = sum(isinstance(item, str) for item in given)
     if urls > 1:
-        raise PromptError(f"The prompt starts with {urls} image URLs: give one image "
-                          "(one URL first, or one attachment).")
+        raise PromptError(_("The prompt starts with {count} image URLs: give one image "
+                            "(one URL first, or one attachment).").format(count=urls))
     if mixed:
-        raise PromptError("Give the image either attached or as a URL first, not both.")
+        raise PromptError(_("Give the image either attached or as a URL first, not both."))
     if len(given) > 1:
-        raise PromptError(f"{len(given)} images came with the prompt: give one, or add --cn "
-                          "KIND to use the second as a control image.")
+        raise PromptError(_("{count} images came with the prompt: give one, or add --cn "
+                            "KIND to use the second as a control image.").format(
+                                count=len(given)))
     return given[0], None
 
 
 def _needs_cn() -> PromptError:
-    return PromptError("A control image needs --cn KIND in the prompt (e.g. --cn canny): "
-                       "say which ControlNet it guides.")
+    return PromptError(_("A control image needs --cn KIND in the prompt (e.g. --cn canny): "
+                         "say which ControlNet it guides."))
 
 
 def _bytes(settings: Settings, image: str | bytes) -> bytes:
@@ -150,8 +153,8 @@ def controlled(prepared: Prepared, control: Control, data: bytes, limits: Limits
     if not keep_size:
         size = size_for_ratio((source.width, source.height), _area_limits(limits, size))
     elif abs(source.width / source.height - size[0] / size[1]) > 0.02 * size[0] / size[1]:
-        notes.append(f"The control image was cropped to the image prompt's shape "
-                     f"({size[0]}×{size[1]}).")
+        notes.append(_("The control image was cropped to the image prompt's shape "
+                       "({width}×{height}).").format(width=size[0], height=size[1]))
     png = source.png if (source.width, source.height) == size else _fitted_png(source.png, size)
     fields = {**request.model_dump(), "width": size[0], "height": size[1],
               "control": control.kind, "control_image": storage.put(png),
@@ -193,8 +196,8 @@ def read_image_reference(settings: Settings, ref: str) -> bytes:
     if ref[:5].lower() == "data:":
         return _data_url_bytes(ref, settings.max_upload_bytes)
     if not re.match(r"https?://", ref, re.I):
-        raise PromptError("An image must be an http(s) URL or a data:image/…;base64, URL, "
-                          f"not {ref[:40]!r}.")
+        raise PromptError(_("An image must be an http(s) URL or a data:image/…;base64, URL, "
+                            "not {given}.").format(given=repr(ref[:40])))
     limit = settings.max_upload_bytes
     try:
         response = outbound.request(
@@ -202,41 +205,46 @@ def read_image_reference(settings: Settings, ref: str) -> bytes:
             what="image", headers={"Accept": "image/*"}, max_bytes=limit,
             follow_redirects=True)
     except OutboundTooLarge:
-        raise PromptError(f"The image at that URL is larger than {_mib(limit)} "
-                          "(IMAGINE_MAX_UPLOAD_BYTES): link a smaller one.") from None
+        raise PromptError(_("The image at that URL is larger than {size} "
+                            "(IMAGINE_MAX_UPLOAD_BYTES): link a smaller one.").format(
+                                size=_mib(limit))) from None
     if response.status != 200:
-        raise PromptError(f"The image URL answered HTTP {response.status}: link an image "
-                          "that opens without logging in.")
+        raise PromptError(_("The image URL answered HTTP {status}: link an image that opens "
+                            "without logging in.").format(status=response.status))
     kind = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
     if not (kind.startswith("image/") or kind in _GENERIC_TYPES):
-        raise PromptError(f"The image URL gave {kind}, not an image: link the image file "
-                          "itself, not a page that shows it.")
+        raise PromptError(_("The image URL gave {kind}, not an image: link the image file "
+                            "itself, not a page that shows it.").format(kind=kind))
     return response.body
 
 
 def _data_url_bytes(ref: str, limit: int) -> bytes:
     match = _DATA_URL.match(ref)
     if not match or not match.group(3):
-        raise PromptError("A data URL image must look like data:image/png;base64,… "
-                          "(base64-encoded).")
+        raise PromptError(_("A data URL image must look like data:image/png;base64,… "
+                            "(base64-encoded)."))
     kind = (match.group(1) or "").lower()
     if not kind.startswith("image/"):
-        raise PromptError(f"The data URL holds {kind or 'text'}, not an image: use "
-                          "data:image/png;base64,… (or jpeg, webp, gif, bmp).")
+        raise PromptError(_("The data URL holds {kind}, not an image: use "
+                            "data:image/png;base64,… (or jpeg, webp, gif, bmp).").format(
+                                kind=kind or "text"))
     payload = ref[match.end():]
     # Checked before decoding: base64 is 4 characters for every 3 bytes.
     if len(payload) // 4 * 3 > limit + 3:
-        raise PromptError(f"The image is larger than {_mib(limit)} "
-                          "(IMAGINE_MAX_UPLOAD_BYTES): send a smaller one.")
+        raise _too_large(limit)
     try:
         data = base64.b64decode("".join(payload.split()), validate=True)
     except (binascii.Error, ValueError):
-        raise PromptError("The data URL's base64 is not valid: encode the image file again."
-                          ) from None
+        raise PromptError(_("The data URL's base64 is not valid: encode the image file "
+                            "again.")) from None
     if len(data) > limit:
-        raise PromptError(f"The image is larger than {_mib(limit)} "
-                          "(IMAGINE_MAX_UPLOAD_BYTES): send a smaller one.")
+        raise _too_large(limit)
     return data
+
+
+def _too_large(limit: int) -> PromptError:
+    return PromptError(_("The image is larger than {size} (IMAGINE_MAX_UPLOAD_BYTES): send a "
+                         "smaller one.").format(size=_mib(limit)))
 
 
 def _mib(count: int) -> str:

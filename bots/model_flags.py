@@ -23,6 +23,7 @@ from generator.request import (
     LORA_WEIGHT_MIN,
     LoraUse,
 )
+from settings.i18n import _
 
 # How long a listing of the LoRA folder is trusted: long enough that a burst of prompts
 # lists it once, short enough that a new file is there by the time its owner tries it.
@@ -93,8 +94,9 @@ def _weight(raw: str | None, low: float, high: float) -> float | None:
 def lora_name(name: str, limits: Limits) -> str:
     """The LoRA file `name` stands for (exact, else the one equal but for case)."""
     if limits.lora_dir is None:
-        raise PromptError("LoRAs are not enabled on this server (IMAGINE_LORA_DIR): leave out "
-                          f"--lora and <lora:…> tags ({_cut(name)!r} was asked for).")
+        raise PromptError(_("LoRAs are not enabled on this server (IMAGINE_LORA_DIR): leave "
+                            "out --lora and <lora:…> tags ({name} was asked for).").format(
+                                name=repr(_cut(name))))
     names = available_loras(limits.lora_dir)
     if name in names:
         return name
@@ -102,15 +104,15 @@ def lora_name(name: str, limits: Limits) -> str:
     if len(folded) == 1:
         return folded[0]
     near = closest(name, names)
-    hint = f" Did you mean {', '.join(near)}?" if near else ""
+    hint = _(" Did you mean {name}?").format(name=", ".join(near)) if near else ""
     listed = sorted(names)
     if not listed:
-        shown = " (there are no LoRAs in IMAGINE_LORA_DIR yet)"
+        shown = _(" (there are no LoRAs in IMAGINE_LORA_DIR yet)")
     elif len(listed) <= LISTED_MAX:
-        shown = f" (LoRAs: {', '.join(listed)})"
+        shown = _(" (LoRAs: {names})").format(names=", ".join(listed))
     else:
-        shown = f" ({len(listed)} LoRAs; the closest are suggested)"
-    raise PromptError(f"Unknown LoRA {_cut(name)!r}.{hint}{shown}")
+        shown = _(" ({count} LoRAs; the closest are suggested)").format(count=len(listed))
+    raise PromptError(_("Unknown LoRA {name}.").format(name=repr(_cut(name))) + hint + shown)
 
 
 def convert_lora(text: str, limits: Limits) -> LoraUse | None:
@@ -125,8 +127,8 @@ def convert_lora(text: str, limits: Limits) -> LoraUse | None:
 
 def convert_control(text: str, limits: Limits) -> Control | None:
     if not limits.control_kinds:
-        raise PromptError("ControlNet is not enabled on this server (IMAGINE_CONTROLNETS): "
-                          "leave out --cn.")
+        raise PromptError(_("ControlNet is not enabled on this server (IMAGINE_CONTROLNETS): "
+                            "leave out --cn."))
     kind, raw = _split_weight(text)
     weight = _weight(raw, 0.0, CONTROL_WEIGHT_MAX)
     kind = kind.lower()
@@ -136,19 +138,21 @@ def convert_control(text: str, limits: Limits) -> Control | None:
 
 
 def lora_wants(limits: Limits) -> str:
-    return (f"a LoRA name with an optional weight from {LORA_WEIGHT_MIN:g} to "
-            f"{LORA_WEIGHT_MAX:g}, e.g. --lora my-style:0.8")
+    return _("a LoRA name with an optional weight from {low} to {high}, e.g. --lora "
+             "my-style:0.8").format(low=f"{LORA_WEIGHT_MIN:g}", high=f"{LORA_WEIGHT_MAX:g}")
 
 
 def control_wants(limits: Limits) -> str:
     kinds = limits.control_kinds or CONTROL_KINDS
-    return (f"a ControlNet kind ({', '.join(kinds)}) with an optional weight "
-            f"from 0 to {CONTROL_WEIGHT_MAX:g}, e.g. --cn {kinds[0]}:0.8")
+    return _("a ControlNet kind ({kinds}) with an optional weight from 0 to {high}, e.g. "
+             "--cn {kind}:0.8").format(kinds=", ".join(kinds), high=f"{CONTROL_WEIGHT_MAX:g}",
+                                       kind=kinds[0])
 
 
 def needs_control_image(control: Control) -> PromptError:
-    return PromptError(f"--cn {control.kind} needs a control image: attach one (or put its "
-                       "URL first; REST: control_image, CLI: --control FILE).")
+    return PromptError(_("--cn {kind} needs a control image: attach one (or put its URL "
+                         "first; REST: control_image, CLI: --control FILE).").format(
+                             kind=control.kind))
 
 
 def format_lora(lora: LoraUse) -> str:

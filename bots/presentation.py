@@ -6,6 +6,8 @@ escapes, Discord's markdown) stays in its package and is applied after these.
 
 from __future__ import annotations
 
+from settings.i18n import _
+
 # Characters of a prompt repeated in a status line: enough to recognise it, never a wall.
 PROMPT_SHOWN = 300
 BAR_WIDTH = 10
@@ -28,4 +30,5 @@ def percent(step: int, total: int) -> int:
 
 
 def place_in_line(position: int) -> str:
-    return "next in line" if position <= 1 else f"#{position} in line"
+    return _("next in line") if position <= 1 else _("#{position} in line").format(
+        position=position)

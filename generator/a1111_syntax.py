@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass
 
 from settings.errors import ImagineError
+from settings.i18n import _
 
 UP = 1.1  # what one pair of round brackets multiplies by
 WEIGHT_MIN = 0.0
@@ -105,8 +106,9 @@ def _weight(match: re.Match[str]) -> float:
     weight = float(match["weight"])
     if not WEIGHT_MIN <= weight <= WEIGHT_MAX:
         raise PromptSyntaxError(
-            f"Prompt weight {match['weight']} is not allowed: write (words:W) with W from "
-            f"{WEIGHT_MIN:g} to {WEIGHT_MAX:g}, e.g. (red hat:1.3)."
+            _("Prompt weight {weight} is not allowed: write (words:W) with W from {low} to "
+              "{high}, e.g. (red hat:1.3).").format(weight=match["weight"], low=f"{WEIGHT_MIN:g}",
+                                                    high=f"{WEIGHT_MAX:g}")
         )
     return weight
 

@@ -139,6 +139,8 @@ def translations(locale: str) -> gettext.NullTranslations:
         for message in catalog:
             if message.id and message.string:
                 merged[message.id] = message
+    if merged is None:
+        return gettext.NullTranslations()
     buffer = io.BytesIO()
     write_mo(buffer, merged)
     buffer.seek(0)

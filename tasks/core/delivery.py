@@ -23,7 +23,8 @@ from typing import Protocol, TypeVar
 import redis
 
 from settings import Settings
-from tasks.core.jobs import Job
+from settings.i18n import use_locale
+from tasks.core.jobs import EXTRA_LOCALE, Job
 from tasks.core.storage import ImageStore
 from tasks.errors import ImageMissing
 from tasks.names import DELIVERED_KEY, DELIVERING_KEY, PROGRESS_PENDING_KEY
@@ -183,7 +184,8 @@ class Deliverer:
             raise DeliveryBusy(f"job {job.id} is being delivered by another task",
                                max(1.0, int(left) / 1000))  # type: ignore[arg-type]
         try:
-            self.adapter(job.requester.platform).deliver_result(ctx)
+            with use_locale(job.requester.extra.get(EXTRA_LOCALE)):  # the requester's language
+                self.adapter(job.requester.platform).deliver_result(ctx)
             ctx.once("complete", lambda: None)
         except ImageMissing as exc:  # it will not come back: fail now, not after 25 retries
             raise PermanentDeliveryError(f"job {job.id}: {exc.message}") from None
@@ -200,7 +202,8 @@ class Deliverer:
         if self.redis.exists(DELIVERED_KEY.format(job.id, "result:complete")):
             return  # the result is out: a progress edit now would only be stale
         ctx = DeliveryContext(self.settings, self.storage, self.redis, job, "progress")
-        self.adapter(job.requester.platform).deliver_progress(ctx, position)
+        with use_locale(job.requester.extra.get(EXTRA_LOCALE)):
+            self.adapter(job.requester.platform).deliver_progress(ctx, position)
 
 
 def claim_progress_slot(client: redis.Redis, job_id: str, seconds: float) -> bool:

@@ -24,7 +24,7 @@ from celery import Celery
 from generator.request import SEED_MAX
 from settings import Settings
 from settings.i18n import _
-from tasks.core import metrics, ops_metrics, routing, scheduler
+from tasks.core import metrics, ops_metrics, routing, scheduler, text_jobs
 from tasks.core.jobs import Job, JobStatus, JobStore, Requester
 from tasks.errors import QueueFullError, UserLimitError
 from tasks.names import (
@@ -134,8 +134,7 @@ class JobQueue:
             keys=[QUEUE_KEY, pool, SEQ_KEY, routing.model_key(job.request.model),
                   FAIR_CLOCK_KEY, FAIR_USER_KEY.format(job.requester.user_key)],
             args=[job.id, self.settings.max_queue, limit, self.settings.job_ttl, refusal,
-                  scheduler.tier(job.requester, self.settings)],
-        )
+                  scheduler.tier(job.requester, self.settings)])
         if position < 0:
             self.redis.delete(JOB_KEY.format(job.id))
             raise self._full_error(int(position), int(count))
@@ -151,7 +150,8 @@ class JobQueue:
         return Submitted(job, place, self.eta(place, job.request.model, workers))
 
     def _send(self, job: Job) -> None:
-        """The job's Celery message, on its model's queue (routing)."""
+        """The job's Celery message, on its model's queue (routing), after its text's (#16)."""
+        text_jobs.send_early(self.celery, self.settings, job)
         queue = routing.job_queue_name(job.request.model, self.settings.catalogue)
         self.celery.send_task(GENERATE_TASK, args=[job.id], task_id=job.id, queue=queue)
 
