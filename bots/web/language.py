@@ -1,0 +1,23 @@
+"""The web's language: each request's `Accept-Language` picks the catalog for the prompt-URL
+image cards and the JSON error messages (settings.i18n.negotiate), and the jobs it submits
+record it so the workers' messages match. Reset after the request: server threads are reused.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, request
+
+from settings.i18n import SOURCE_LOCALE, current_locale, negotiate, set_locale
+from tasks.core.jobs import EXTRA_LOCALE
+
+
+def install(app: Flask) -> None:
+    """Speak each request's language, and English again once it is answered."""
+    app.before_request(lambda: set_locale(negotiate(request.headers.get("Accept-Language"))))
+    app.teardown_request(lambda exc: set_locale(None))
+
+
+def locale_extra() -> dict[str, str]:
+    """A web job's requester extra for its language ({} for English)."""
+    locale = current_locale()
+    return {} if locale == SOURCE_LOCALE else {EXTRA_LOCALE: locale}
