@@ -231,8 +231,8 @@ class Quotas:
         """What a finished job means for its quota: its GPU time counted, or its images
         given back when it ended with none (failed, cancelled)."""
         if job.status is JobStatus.done and job.images:
-            if job.generation_seconds:
-                self.add_gpu_seconds(job, job.generation_seconds)
+            if job.generation_seconds:  # a batch's time, shared by the jobs drawn in it
+                self.add_gpu_seconds(job, job.generation_seconds / max(1, job.batch_size))
         elif job.status.finished and not job.images:
             self.refund(job)
 
