@@ -23,6 +23,7 @@ import pytest
 from PIL import Image
 
 from bots.discord.delivery import DiscordDelivery
+from bots.safety_view import withheld_lines
 from bots.slack.delivery import SlackDelivery
 from bots.web.app import create_app
 from bots.web.query import cache_key, read_query
@@ -31,7 +32,7 @@ from generator.request import ImageRequest
 from settings import Settings
 from tasks.core.connection import redis_client
 from tasks.core.delivery import AdapterRegistry, Deliverer
-from tasks.core.jobs import ImageVerdict, Job, JobStatus, JobStore, Requester
+from tasks.core.jobs import EXTRA_LOCALE, ImageVerdict, Job, JobStatus, JobStore, Requester
 from tasks.core.storage import Storage
 from tasks.policy.audit import AuditLog
 from tests.fakes.discord_server import BOT_TOKEN, Call, FakeDiscord
@@ -238,3 +239,16 @@ def test_api_and_webhook_show_verdicts(settings: Settings) -> None:
     schema = client.get("/api/v1/openapi.json").json
     image = schema["components"]["schemas"]["Job"]["properties"]["images"]["items"]
     assert "nsfw" in image["required"] and "451" in schema["paths"]["/"]["get"]["responses"]
+
+
+def test_withheld_lines_speak_the_requesters_language() -> None:
+    job = Job(requester=Requester(platform="discord", user="1", extra={EXTRA_LOCALE: "zh-CN"}),
+              request=ImageRequest(prompt="a fox"), status=JobStatus.done,
+              images=["a" * 64, "b" * 64, "c" * 64],
+              verdicts=[blocked(), blocked("pipeline"), ALLOWED])
+    assert withheld_lines(job, blur=False) == ["根据本服务器的图片政策，已扣留 1 张图片。",
+                                               "模型自带的安全检查器扣留了 1 张图片。"]
+    english = job.model_copy(update={"requester": Requester(platform="discord", user="1")})
+    assert withheld_lines(english, blur=False) == [
+        "1 image was withheld by this server's image policy.",
+        "1 image was withheld by the model's safety checker."]
