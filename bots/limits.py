@@ -49,6 +49,8 @@ class Limits:
     # negative prompt a model adds when the user gives no --no.
     model_defaults: tuple[tuple[str, ModelDefaults], ...] = ()
     default_negative: str = ""
+    # IMAGINE_ENHANCE_MODEL is set: --enhance is allowed (#16).
+    enhance: bool = False
 
     def __post_init__(self) -> None:
         # "default" (IMAGINE_MODEL) is always allowed, whatever the caller listed.
@@ -78,6 +80,7 @@ class Limits:
             control_kinds=tuple(kind for kind in CONTROL_KINDS if kind in settings.controlnets),
             model_defaults=tuple((name, entry.defaults) for name, entry
                                  in settings.catalogue.items() if entry.defaults.given()),
+            enhance=bool(settings.enhance_model),
         )
 
     def defaults_for(self, model: str) -> ModelDefaults:

@@ -40,6 +40,12 @@ MASK_IMAGE = "Mask image"
 CONTROLNET = "ControlNet"
 CONTROL_WEIGHT = "Control weight"
 CONTROL_IMAGE = "Control image"
+# What the user wrote when the prompt drawn differs (#16: translated into English, or
+# expanded by --enhance), the language it was detected in, and whether it was enhanced.
+ORIGINAL_PROMPT = "Original prompt"
+ORIGINAL_NEGATIVE = "Original negative prompt"
+PROMPT_LANGUAGE = "Prompt language"
+ENHANCED = "Enhanced"
 
 
 def parameters_text(
@@ -72,6 +78,17 @@ def parameters_text(
         lines.append(f"Negative prompt: {request.negative_prompt}")
     lines.append(", ".join(settings))
     return "\n".join(lines)
+
+
+def with_entries(parameters: str, entries: list[str]) -> str:
+    """`parameters` with `entries` added to its settings line (its last line)."""
+    return ", ".join([parameters, *entries]) if entries else parameters
+
+
+def quoted(value: str) -> str:
+    """A settings value as A1111 quotes one holding commas or quotes (JSON string syntax),
+    which parse_parameters unquotes."""
+    return json.dumps(value, ensure_ascii=False)
 
 
 def operation_entries(request: ImageRequest) -> list[str]:

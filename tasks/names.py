@@ -13,7 +13,8 @@ from __future__ import annotations
 # --- Celery: queues, and the tasks routed to them --------------------------------------
 GENERATE_QUEUE = "generate"  # GPU workers, one job at a time
 DELIVER_QUEUE = "deliver"  # I/O workers, many threads
-QUEUES = (GENERATE_QUEUE, DELIVER_QUEUE)
+TEXT_QUEUE = "text"  # IMAGINE_TEXT_QUEUE: translation and enhancement before drawing (CPU)
+QUEUES = (GENERATE_QUEUE, DELIVER_QUEUE, TEXT_QUEUE)
 # Jobs of catalogue models other than `default` wait in their own queue, generate.<name>,
 # so a worker takes only the models it serves; the default model keeps "generate", so
 # messages of a deployment from before per-model queues keep flowing.
@@ -23,7 +24,6 @@ MODEL_QUEUE_PREFIX = GENERATE_QUEUE + "."
 GENERATE_TASK = "imagine.generate"
 DELIVER_TASK = "imagine.deliver"
 DELIVER_PROGRESS_TASK = "imagine.deliver_progress"
-TEXT_QUEUE = "text"  # IMAGINE_TEXT_QUEUE: translation and enhancement before drawing (CPU)
 PREPARE_TEXT_TASK = "imagine.prepare_text"
 GC_TASK = "imagine.gc"  # image retention (tasks.core.retention), run on a deliver worker
 

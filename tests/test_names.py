@@ -84,7 +84,7 @@ def test_names_keep_the_values_already_in_use() -> None:
         "ENHANCEMENT_KEY": "imagine:enhancement:{}",
         "SLACK_USER_KEY": "imagine:slack:user:{}",
     }
-    assert names.QUEUES == (names.GENERATE_QUEUE, names.DELIVER_QUEUE)
+    assert names.QUEUES == (names.GENERATE_QUEUE, names.DELIVER_QUEUE, names.TEXT_QUEUE)
 
 
 def test_model_queues_keep_the_default_model_on_generate() -> None:

@@ -20,6 +20,8 @@ from tasks.names import (
     DELIVER_TASK,
     GENERATE_QUEUE,
     GENERATE_TASK,
+    PREPARE_TEXT_TASK,
+    TEXT_QUEUE,
     generate_queue,
 )
 
@@ -85,11 +87,12 @@ def create_celery(settings: Settings, adapters: AdapterRegistry | None = None,
     app.conf.update(
         # One generate queue per catalogue model (routing), "generate" for the default one.
         task_queues=[*(Queue(generate_queue(name)) for name in settings.catalogue),
-                     Queue(DELIVER_QUEUE)],
+                     Queue(DELIVER_QUEUE), Queue(TEXT_QUEUE)],
         task_default_queue=GENERATE_QUEUE,
         task_routes={GENERATE_TASK: {"queue": GENERATE_QUEUE},
                      DELIVER_TASK: {"queue": DELIVER_QUEUE},
-                     DELIVER_PROGRESS_TASK: {"queue": DELIVER_QUEUE}},
+                     DELIVER_PROGRESS_TASK: {"queue": DELIVER_QUEUE},
+                     PREPARE_TEXT_TASK: {"queue": TEXT_QUEUE}},
         task_serializer="json",
         accept_content=["json"],
         # Results live in our job records; Celery's result store stays empty.

@@ -17,12 +17,15 @@ from settings.errors import ConfigError
 from tasks.core.delivery import AdapterRegistry
 from tasks.core.routing import served_models, worker_queues
 from tasks.local.gpus import visible_gpus
-from tasks.names import GENERATE_QUEUE, QUEUES
+from tasks.names import GENERATE_QUEUE, QUEUES, TEXT_QUEUE
 from tasks.worker.celery_app import create_celery
 from tasks.worker.celery_tasks import register
 from tasks.worker.gc_task import register_gc
+from tasks.worker.text_task import register_text
 
 DEFAULT_DELIVER_THREADS = 16
+# A text worker's threads share one model (its generate calls take turns): two keep it busy.
+DEFAULT_TEXT_THREADS = 2
 # A worker that stops by itself once it was ready is started again after this long
 # (restart); one that fails while starting has a problem a restart would only repeat.
 RESTART_DELAY = 2.0
@@ -46,7 +49,8 @@ def worker_argv(queue: str, concurrency: int | None, loglevel: str, *,
         pool, threads = "prefork", 1
         queues = ",".join(worker_queues(models or ("default",)))
     else:
-        pool, threads = "threads", concurrency or DEFAULT_DELIVER_THREADS
+        default = DEFAULT_TEXT_THREADS if queue == TEXT_QUEUE else DEFAULT_DELIVER_THREADS
+        pool, threads = "threads", concurrency or default
         queues = queue
     return [
         "worker", "--queues", queues, "--pool", pool, "--concurrency", str(threads),
@@ -86,6 +90,7 @@ def run_worker(settings: Settings, queue: str, *, adapters: AdapterRegistry,
         app.warm_model = True
     register(app)
     register_gc(app)
+    register_text(app)
     hostname = app.node_name = worker_hostname(queue, settings.device)
     asked = threading.Event()  # a shutdown signal (SIGTERM, Ctrl-C) arrived
     ready = threading.Event()  # it started consuming: a later stop is not a start-up failure
