@@ -215,7 +215,8 @@ def _tiny_adapters(directory: Path) -> None:
 
 @cli.command()
 @click.option("--queues", type=click.Choice(list(QUEUES)), default=GENERATE_QUEUE,
-              show_default=True, help="generate: one GPU process; deliver: many I/O threads.")
+              show_default=True, help="generate: one GPU process; deliver: many I/O threads; "
+                                      "text: prompt translation and enhancement (IMAGINE_TEXT_QUEUE).")
 @click.option("--concurrency", type=int, default=None,
               help="Threads of a deliver worker (default 16); a generate worker always uses 1.")
 @click.option("--gpu", type=click.IntRange(min=0), default=None,

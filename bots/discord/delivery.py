@@ -98,7 +98,7 @@ class DiscordDelivery:
         body: dict[str, Any] = {
             "content": result_content(job, self.limits, notes),
             "allowed_mentions": no_pings(job.requester),
-            "components": result_components(job),
+            "components": result_components(job, enhance=self.limits.enhance),
             "attachments": [{"id": i, "filename": f.filename,
                              "description": shorten(job.request.prompt, 1024)}
                             for i, f in enumerate(files)],

@@ -15,6 +15,7 @@ from typing import Any
 from bots.followups import BUTTON_NAMES, REROLL, REVEAL, Button, button_label, result_rows
 from bots.followups import title as action_title
 from bots.grammar import format_request
+from bots.language_view import language_lines
 from bots.limits import Limits
 from bots.presentation import percent, place_in_line, progress_bar, shorten
 from generator.request import SAMPLER_LABELS
@@ -155,19 +156,20 @@ def result_content(job: Job, limits: Limits, notes: list[str]) -> str:
         line = f"Again: `{_quoted(again)}`"
         if len(line) <= 700:
             lines.append(line)
+    lines.extend(language_lines(job))  # the prompt as written, when translated or enhanced
     lines.extend(job.notes)  # what the worker must tell: scaled down, no upscaler, …
     lines.extend(notes)
     text = "\n".join(lines)
     return text if len(text) <= CONTENT_LIMIT else text[: CONTENT_LIMIT - 1] + "…"
 
 
-def result_components(job: Job) -> list[dict[str, Any]]:
+def result_components(job: Job, *, enhance: bool = False) -> list[dict[str, Any]]:
     """bots.followups.result_rows as Discord components: U1..Un / V1..Vn / Reroll under a
     grid, every operation under one image (at most 5 rows of 5). No Show original: Discord
     shows a spoilered image as a spoiler, which a click reveals."""
     return [{"type": 1, "components": [_button(button, index, job) for button, index in row
                                        if button.name != REVEAL]}
-            for row in result_rows(job)]
+            for row in result_rows(job, enhance=enhance)]
 
 
 def _button(button: Button, index: int, job: Job) -> dict[str, Any]:

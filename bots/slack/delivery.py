@@ -16,6 +16,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.webhook import WebhookClient
 
 from bots.grammar import format_request
+from bots.language_view import language_lines
 from bots.limits import Limits
 from bots.safety_view import shown, withheld_lines
 from bots.slack import text as say
@@ -125,8 +126,9 @@ class SlackDelivery:
         head = self._head(job)
         if job.status is JobStatus.done and job.images:
             text = say.with_notes(say.status_text(head, say.done_line(job.seeds, job.duration)),
-                                  [*job.notes, *withheld_lines(job, blur=True)])
-            return text, say.result_blocks(text, job)
+                                  [*language_lines(job), *job.notes,
+                                   *withheld_lines(job, blur=True)])
+            return text, say.result_blocks(text, job, enhance=self.limits.enhance)
         if job.status is JobStatus.cancelled:
             text = say.status_text(head, f"cancelled: {say.escape(job.error or '')}".rstrip(": "))
             return text, say.text_blocks(text)

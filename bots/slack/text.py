@@ -224,14 +224,14 @@ def cancel_blocks(text: str, job_id: str) -> list[dict[str, Any]]:
         _button("Cancel", ActionValue(CANCEL, job_id), "danger")]}]
 
 
-def result_blocks(text: str, job: Job) -> list[dict[str, Any]]:
+def result_blocks(text: str, job: Job, *, enhance: bool = False) -> list[dict[str, Any]]:
     """The finished status line with bots.followups.result_rows as actions blocks: U1..Un /
     V1..Vn / Reroll under a grid, every operation under one image (at most 5 rows of 5, far
     under Slack's 25 elements per block and 50 blocks per message)."""
     return [section(text), *({"type": "actions", "block_id": f"imagine-row-{number}",
                               "elements": [_follow_up_button(button, index, job)
                                            for button, index in row]}
-                             for number, row in enumerate(result_rows(job)))]
+                             for number, row in enumerate(result_rows(job, enhance=enhance)))]
 
 
 def _follow_up_button(button: Button, index: int, job: Job) -> dict[str, Any]:

@@ -75,6 +75,8 @@ class JobBody(BaseModel):
     lora: str | list[str] | None = None  # "name:0.8,other" or a list of such
     cn: str | None = None  # ControlNet kind[:weight]; needs control_image
     webhook: str | None = None
+    raw: bool | None = None  # draw the prompt as written, untranslated (#16)
+    enhance: bool | None = None  # a language model expands the prompt first (#16)
     image: str | None = None  # a data URL or an http(s) URL: an image prompt
     mask: str | None = None  # with image: the white parts are redrawn (inpaint)
     control_image: str | None = None  # like image: the control image of `cn`
@@ -383,6 +385,9 @@ def job_view(state: WebState, job: Job, position: int | None = None,
         "created_at": job.created_at,
         "started_at": job.started_at,
         "finished_at": job.finished_at,
+        # What the user wrote when the prompt drawn differs: translated or enhanced (#16).
+        "prompt_original": job.prompt_original, "prompt_language": job.prompt_language,
+        "enhanced": job.enhanced,
         "links": {"self": self_url},
     }
 

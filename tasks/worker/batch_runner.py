@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 # The share of the shorter of the soft time limit and the visibility timeout a message may
 # spend claiming: the batch drawn last and the finishing fit in the rest.
 CLAIM_SHARE = 1 / 3
+from tasks.worker.text_prep import prepare_job
 
 
 class BatchRunner:
@@ -90,8 +91,11 @@ class BatchRunner:
             self.queue.publish(job)
             if job.attempts > MAX_ATTEMPTS:
                 self.runner.finish(job, JobStatus.failed, error=too_many_attempts())
-            else:
-                drawable.append(job)
+                continue
+            # Translated and enhanced first (#16): batch_key ignores prompts, so the batch holds.
+            prepared = prepare_job(self.runner, self.runner.text, job)
+            if prepared is not None:
+                drawable.append(prepared)
         if not drawable:
             return
         began = time.perf_counter()
