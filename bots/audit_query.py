@@ -18,6 +18,7 @@ from tasks.policy.audit import AuditEntry, AuditLog
 
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+MAX_LIMIT = 10_000  # entries one GET /api/v1/audit answers with
 
 
 def parse_since(value: str, now: float | None = None) -> float:

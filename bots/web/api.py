@@ -323,8 +323,11 @@ def cancel_job(job_id: str) -> Response:
         # Not theirs: as if it did not exist (reading and following up stay open to the id).
         raise ApiError(404, f"No job {job_id} of yours: only whoever created it may cancel it.")
     if job.status.finished:
+        if request.args.get("purge") in ("1", "true"):  # delete its images (the Delete button)
+            from bots.web.audit_api import purge  # noqa: PLC0415 - it imports this module
+            return purge(state, job, _caller())
         raise ApiError(409, f"Job {job.id} already finished ({job.status.value}); "
-                            "nothing to cancel.")
+                            "nothing to cancel (?purge=1 deletes its images).")
     try:
         job = state.queue.cancel(job_id)
     except JobNotFound as exc:

@@ -12,8 +12,10 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bots.limits import Limits
 from bots.web import api, guards, images, models_api, ops, page, page_sign, previews_api, recall_api, region
+from bots.web.audit_api import bp as audit_bp
 from bots.web.cache import PromptCache
 from bots.web.hits import HitPath
+from bots.web.language import install as speak_request_language
 from bots.web.ratelimit import RateLimiter
 from bots.web.state import EXTENSION, WebState, web_state
 from settings import Settings
@@ -50,8 +52,9 @@ def create_app(settings: Settings) -> Flask:
     app.wsgi_app = HitPath(app.wsgi_app, state)  # type: ignore[method-assign]
     # Sizes first, before any view (or Slack's handler) reads the body.
     app.before_request(lambda: guards.check_request(web_state().settings))
+    speak_request_language(app)  # Accept-Language: cards and JSON errors
     for blueprint in (images.bp, api.bp, recall_api.bp, models_api.bp, ops.bp, region.bp,
-                      previews_api.bp, page.bp, page_sign.bp):
+                      previews_api.bp, page.bp, page_sign.bp, audit_bp):
         app.register_blueprint(blueprint)
     app.register_error_handler(HTTPException, http_error)
     for error in UNREACHABLE:

@@ -13,7 +13,10 @@ from tasks.core.jobs import EXTRA_LOCALE
 
 def install(app: Flask) -> None:
     """Speak each request's language, and English again once it is answered."""
-    app.before_request(lambda: set_locale(negotiate(request.headers.get("Accept-Language"))))
+    def speak() -> None:  # returns None: a before_request that returns a value answers it
+        set_locale(negotiate(request.headers.get("Accept-Language")))
+
+    app.before_request(speak)
     app.teardown_request(lambda exc: set_locale(None))
 
 
