@@ -34,7 +34,7 @@ TEMPERATURE = 0.7
 TOP_P = 0.9
 # Openings small models put before the prompt itself.
 _PREAMBLE = re.compile(
-    r"^\s*(?:sure[,!.]?\s*)?(?:here(?:'s| is)[^:]*:|(?:enhanced |image |detailed )?prompt:)\s*",
+    r"^\s*(?:sure[,!.]+\s*)?(?:here(?:'s| is)[^:]*:|(?:enhanced |image |detailed )?prompt:)?\s*",
     re.IGNORECASE)
 _QUOTES = "\"'`“”‘’«»*"
 
@@ -83,8 +83,9 @@ class Enhancer:
 def clean_prompt(answer: str, max_length: int) -> str:
     """The model's answer as one prompt line: its first non-empty line, without a
     preamble or surrounding quotes, cut at a word boundary to `max_length` characters."""
-    line = next((clean_line(part) for part in answer.splitlines() if clean_line(part)), "")
-    line = _PREAMBLE.sub("", line).strip().strip(_QUOTES).strip()
+    lines = (_PREAMBLE.sub("", clean_line(part)).strip().strip(_QUOTES).strip()
+             for part in answer.splitlines())
+    line = next((text for text in lines if text), "")  # a preamble alone is not the prompt
     if len(line) <= max_length:
         return line
     cut = line[:max_length + 1].rsplit(" ", 1)[0]
