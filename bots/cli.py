@@ -198,6 +198,11 @@ def _tiny_adapters(directory: Path) -> None:
     """LoRAs, an embedding and ControlNets that fit the tiny model, beside it."""
     import json  # noqa: PLC0415
 
+    from generator.tiny_language import build_tiny_language_models  # noqa: PLC0415
+
+    translator, enhancer = build_tiny_language_models(directory)
+    click.echo(f"tiny translation and enhancement models written; use them with "
+               f"IMAGINE_TRANSLATE_MODEL={translator} IMAGINE_ENHANCE_MODEL={enhancer}")
     from generator.tiny_adapters import build_tiny_embeddings, build_tiny_loras  # noqa: PLC0415
     from generator.tiny_controlnet import build_tiny_controlnets  # noqa: PLC0415
 
