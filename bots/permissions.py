@@ -40,6 +40,11 @@ def may_cancel(job: Job, user: str, role: Callable[[], Role]) -> bool:
     return role() >= Role.moderator
 
 
+def may_delete(job: Job, user: str, role: Callable[[], Role]) -> bool:
+    """Deleting a result (its messages and stored images): the same people as cancelling."""
+    return may_cancel(job, user, role)
+
+
 def discord_role(*, manage_messages: bool, manage_guild: bool) -> Role:
     """A Discord member's role from the permissions the interaction carries."""
     if manage_guild:

@@ -21,6 +21,7 @@ from discord import app_commands
 
 from bots.discord.buttons import JobButton, cancel_view, run_again_view, send_ephemeral
 from bots.discord.formatting import CANCEL, RUN_AGAIN, finished_text, queued_text
+from bots.discord.manage import MANAGED, manage_button
 from bots.discord.requesters import interaction_extra, message_extra
 from bots.discord.reveal import reveal_original
 from bots.discord.uploads import Uploads, first_image, needs_image_prompt, second_image
@@ -237,6 +238,9 @@ class ImagineBot(discord.Client):
             return
         if name == CANCEL:
             await self._cancel(interaction, parent)
+            return
+        if name in MANAGED:  # Report, Delete: make no job (bots/discord/manage.py)
+            await manage_button(self, interaction, name, parent, index)
             return
         if name == REVEAL:  # makes no job: the originals, for the requester alone
             await reveal_original(interaction, parent, self.uploads.storage, self.settings,

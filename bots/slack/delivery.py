@@ -146,9 +146,14 @@ class SlackDelivery:
         replay = format_request(job.request.with_seed(seeds[0]), self.limits)
         comment = say.upload_comment(self._head(job), seeds, job.request, replay,
                                      [*job.notes, *withheld_lines(job, blur=True)])
-        self.client.files_upload_v2(file_uploads=uploads, channel=requester.channel,
-                                    thread_ts=requester.thread or requester.message or None,
-                                    initial_comment=comment)
+        uploaded = self.client.files_upload_v2(
+            file_uploads=uploads, channel=requester.channel,
+            thread_ts=requester.thread or requester.message or None, initial_comment=comment)
+        ids = ",".join(str(f.get("id", "")) for f in uploaded.get("files") or [])
+        if ids:  # Delete (bots/slack/manage.py) removes the files by their ids
+            JobStore(ctx.redis, self.settings.job_ttl).update(job.id, lambda j: j.model_copy(
+                update={"requester": j.requester.model_copy(
+                    update={"extra": {**j.requester.extra, "files": ids}})}))
 
     def _show(self, job: Job, text: str, blocks: list[dict[str, Any]]) -> None:
         requester = job.requester

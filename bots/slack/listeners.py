@@ -19,7 +19,7 @@ from slack_bolt import Ack, App, BoltContext
 
 from bots.catalogue import listing, listing_text
 from bots.errors import PromptError
-from bots.followups import REVEAL, VARY_REGION
+from bots.followups import DELETE, REPORT, REVEAL, VARY_REGION
 from bots.grammar import USAGE, parse
 from bots.help import SLACK, help_text
 from bots.limits import Limits
@@ -28,6 +28,7 @@ from bots.slack import text as say
 from bots.slack.files import second_file, shared_file
 from bots.slack.intake import Held, SlackIntake, needs_download
 from bots.slack.jobs import Origin, Refusal, SlackJobs
+from bots.slack.manage import SlackManage
 from bots.slack.reveal import SlackReveal
 from tasks.core.jobs import Requester
 from tasks.core.queue import Submitted
@@ -119,6 +120,8 @@ NO_JOB_BUTTONS: dict[str, NoJobButton] = {
     say.CANCEL: lambda jobs, value, origin: jobs.cancel(value.job_id, origin),
     VARY_REGION: lambda jobs, value, origin: jobs.region_link(value, origin),
     REVEAL: lambda jobs, value, origin: SlackReveal(jobs).press(value, origin),
+    REPORT: lambda jobs, value, origin: SlackManage(jobs).handle(value, origin),
+    DELETE: lambda jobs, value, origin: SlackManage(jobs).handle(value, origin),
 }
 
 

@@ -1,6 +1,7 @@
 """A local fake of Slack's Web API, shaped like Slack's documentation, recording every call.
 
-Serves what the bot uses: auth.test, chat.postMessage/update/postEphemeral, users.info (GET),
+Serves what the bot uses: auth.test, chat.postMessage/update/postEphemeral/delete/
+getPermalink, files.delete, users.info (GET),
 the three steps of files_upload_v2 (files.getUploadURLExternal → POST bytes to upload_url →
 files.completeUploadExternal), response_url posts, files people shared (`share_file`: their
 bytes at `url_private_download`, only with the bot token, as Slack serves them), and the
@@ -255,6 +256,27 @@ class FakeSlack:
         file_id = f"F{next(self._ids):08d}"
         self.uploads[file_id] = b""
         return {"ok": True, "file_id": file_id, "upload_url": f"{self.url}/upload/{file_id}"}
+
+    def _chat_delete(self, params: dict[str, Any]) -> dict[str, Any]:
+        if self.messages.pop((params.get("channel", ""), params.get("ts", "")), None) is None:
+            return {"ok": False, "error": "message_not_found"}
+        return {"ok": True, "channel": params["channel"], "ts": params["ts"]}
+
+    def _chat_getPermalink(self, params: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        ts = str(params.get("message_ts", ""))
+        return {"ok": True, "channel": params.get("channel"),
+                "permalink": f"https://fake.slack.com/archives/{params.get('channel')}/p"
+                             + ts.replace(".", "")}
+
+    def _files_delete(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The file leaves every message that shared it."""
+        file_id = str(params.get("file", ""))
+        if self.uploads.pop(file_id, None) is None:
+            return {"ok": False, "error": "file_not_found"}
+        for message in self.messages.values():
+            if any(f["id"] == file_id for f in message.get("files", [])):
+                message["files"] = [f for f in message["files"] if f["id"] != file_id]
+        return {"ok": True}
 
     def _files_completeUploadExternal(self, params: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         files = _json(params.get("files")) or []
