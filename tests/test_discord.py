@@ -137,7 +137,8 @@ def test_slash_command_defers_then_follows_up(stack: DiscordStack) -> None:
     assert "a castle on a hill" in body["content"]
     assert body["allowed_mentions"]["parse"] == []
     ids = _custom_ids(body)
-    assert {i.split(":")[1] for i in ids} == {"upscale", "vary_subtle", "reroll"}
+    assert {i.split(":")[1] for i in ids} == {"upscale", "vary_subtle", "reroll", "report",
+                                              "delete"}
     assert len([i for i in ids if i.startswith("imagine:vary_subtle:")]) == 2
     # The status message (the original response) showed the place in line, then went away.
     edits = fake.find("PATCH", rf"/webhooks/\d+/{interaction['token']}/messages/@original")

@@ -48,9 +48,10 @@ def test_custom_ids_round_trip_and_stay_short() -> None:
         value = custom_id(action, job_id, 3)
         assert len(value) <= 100  # Discord's limit
         assert parse_custom_id(value) == (action, job_id, 3)
-    assert parse_custom_id("imagine:delete:0123456789abcdef:0") is None
+    # "delete" is a button now (#15): an action no button has stays unknown.
+    assert parse_custom_id("imagine:destroy:0123456789abcdef:0") is None
     with pytest.raises(ValueError):
-        custom_id("delete", job_id)
+        custom_id("destroy", job_id)
 
 
 def test_only_the_requester_can_be_pinged() -> None:
@@ -81,7 +82,7 @@ def test_result_message_names_seeds_and_reproduces_the_prompt() -> None:
     assert "seeds 5, 6" in text and "--seed 5" in text and text.endswith("note")
     rows = result_components(job)
     labels = [[b["label"] for b in row["components"]] for row in rows]
-    assert labels == [["U1", "U2"], ["V1", "V2"], ["Reroll"]]
+    assert labels == [["U1", "U2"], ["V1", "V2"], ["Reroll", "Report", "Delete"]]
 
 
 def test_jpeg_preview_fits_the_budget_or_gives_up() -> None:

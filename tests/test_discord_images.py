@@ -160,7 +160,8 @@ def test_every_button_under_one_image_makes_its_image(stack: DiscordStack, drawn
               for row in drawn.message["components"]]
     assert labels == [["Upscale (Subtle)", "Upscale (Creative)"],
                       ["Vary (Subtle)", "Vary (Strong)", "Vary (Region)"],
-                      ["Zoom Out 2x", "Zoom Out 1.5x"], ["⬅️", "➡️", "⬆️", "⬇️"], ["Reroll"]]
+                      ["Zoom Out 2x", "Zoom Out 1.5x"], ["⬅️", "➡️", "⬆️", "⬇️"],
+                      ["Reroll", "Report", "Delete"]]
     presser = fake.user("dora")
     pressed = {name: fake.dispatch("INTERACTION_CREATE", fake.button_payload(
         drawn.button(name), drawn.message, presser)) for name in PRESSES}

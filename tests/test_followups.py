@@ -137,19 +137,19 @@ def test_new_buttons_carry_the_new_names_and_keep_their_labels() -> None:
     job = parent_job("discord")
     ids = [b["custom_id"] for row in result_components(job) for b in row["components"]]
     assert [parse_custom_id(i)[0] for i in ids] == [  # type: ignore[index]
-        "upscale", "upscale", "vary_subtle", "vary_subtle", "reroll"]
+        "upscale", "upscale", "vary_subtle", "vary_subtle", "reroll", "report", "delete"]
     one = parent_job("discord", images=IMAGES[:1], seeds=[5])
     assert [[b.get("label") or b["emoji"]["name"] for b in row["components"]]
             for row in result_components(one)] == [
         ["Upscale (Subtle)", "Upscale (Creative)"],
         ["Vary (Subtle)", "Vary (Strong)", "Vary (Region)"], ["Zoom Out 2x", "Zoom Out 1.5x"],
-        ["⬅️", "➡️", "⬆️", "⬇️"], ["Reroll"]]
+        ["⬅️", "➡️", "⬆️", "⬇️"], ["Reroll", "Report", "Delete"]]
     assert parse_custom_id(result_components(one)[3]["components"][0]["custom_id"]) == (
         "pan_left", one.id, 0)
     slack = buttons({"blocks": say.result_blocks("done", job)})
     assert slack["V2"]["action_id"] == "imagine:vary_subtle:1"
     assert slack["🔄 Reroll"]["action_id"] == "imagine:reroll"
-    assert set(slack) == {"🔄 Reroll", "V1", "V2", "U1", "U2"}
+    assert set(slack) == {"🔄 Reroll", "V1", "V2", "U1", "U2", "🚩 Report", "🗑️ Delete"}
 
 
 def test_what_cannot_be_followed_up_says_why() -> None:

@@ -45,7 +45,8 @@ def test_slash_command_mention_and_buttons_across_restarts(stack: SlackStack, sl
     channel, root = status["channel"], status["ts"]
     result = finished(slack, channel, root, stack)
     assert result["text"].startswith("<@U0000USER>: a fox @channel")
-    assert set(buttons(result)) == {"🔄 Reroll", "V1", "V2", "U1", "U2"}
+    assert set(buttons(result)) == {"🔄 Reroll", "V1", "V2", "U1", "U2", "🚩 Report",
+                                    "🗑️ Delete"}
 
     # The images: uploaded in three steps into the status message's thread, exactly once
     # although the first completion was answered `ratelimited` (HTTP 429, Retry-After).

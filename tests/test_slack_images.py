@@ -197,7 +197,7 @@ def test_every_button_under_one_image_makes_its_image(stack: SlackStack, drawn: 
     assert rows == [["Upscale (Subtle)", "Upscale (Creative)"],
                     ["Vary (Subtle)", "Vary (Strong)", "🖌️ Vary (Region)"],
                     ["🔍 Zoom Out 2x", "🔍 Zoom Out 1.5x"], ["⬅️", "➡️", "⬆️", "⬇️"],
-                    ["🔄 Reroll"]]
+                    ["🔄 Reroll", "🚩 Report", "🗑️ Delete"]]
     before = len(slack.of("chat.postMessage"))
     for label in PRESSES:
         assert sender.click(buttons(drawn.result)[label], drawn.result).status_code == 200
