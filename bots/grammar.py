@@ -215,10 +215,7 @@ def _build(words: list[str], values: Mapping[str, Any], limits: Limits,
     _check_prompt(prompt, negative, limits)
     width, height = _dimensions(values, limits)
     return ImageRequest(
-        prompt=prompt,
-        negative_prompt=negative,
-        width=width,
-        height=height,
+        prompt=prompt, negative_prompt=negative, width=width, height=height,
         seed=values.get("seed"),
         num_inference_steps=values.get("steps", limits.default_steps),
         guidance_scale=values.get("cfg", limits.default_cfg),
@@ -226,8 +223,7 @@ def _build(words: list[str], values: Mapping[str, Any], limits: Limits,
         model=values.get("model", "default"),
         sampler=values.get("sampler", limits.default_sampler),
         loras=values.get("lora", ()),
-        raw=values.get("raw", False),
-        enhance=values.get("enhance", False),
+        raw=values.get("raw", False), enhance=values.get("enhance", False),
         # Only set when given: an unset field keeps published URLs' identities.
         **strength,
     )
