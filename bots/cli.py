@@ -17,6 +17,7 @@ from bots.cli_images import IMAGE_COMMANDS
 from bots.cli_jobs import jobs
 from bots.cli_ops import OPS_COMMANDS
 from bots.cli_recall import recall
+from bots.cli_safety import judge, warning
 from bots.cli_storage import storage
 from settings import Settings, load_settings
 from settings.errors import ImagineError
@@ -97,13 +98,18 @@ def generate(prompt: str, output: Path, image_path: Path | None, mask: Path | No
 
             images = engine.generate(request, on_progress=progress,
                                      load_image=lambda name: _opened(sources[name]))
+        verdicts = judge(settings, engine, request, images)  # image safety (#15)
     except ImagineError as exc:
         raise click.ClickException(exc.message) from None
     output.parent.mkdir(parents=True, exist_ok=True)
-    for index, image in enumerate(images):
+    for index, (image, verdict) in enumerate(zip(images, verdicts, strict=True)):
         path = output if index == 0 else output.with_name(f"{output.stem}-{index + 1}{output.suffix}")
-        path.write_bytes(image.png)
-        click.echo(f"seed {image.seed} → {path}")
+        if not (verdict.flagged and verdict.action == "block"):
+            path.write_bytes(image.png)
+            click.echo(f"seed {image.seed} → {path}")
+        flagged = warning(verdict, index + 1, str(path))
+        if flagged:
+            click.echo(flagged, err=True)
 
 
 def _from_local_image(request: ImageRequest, image: Path, mask: Path | None,

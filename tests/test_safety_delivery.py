@@ -15,13 +15,17 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from PIL import Image
 
+from bots.cli import cli
 from bots.discord.delivery import DiscordDelivery
 from bots.safety_view import withheld_lines
 from bots.slack.delivery import SlackDelivery
@@ -252,3 +256,16 @@ def test_withheld_lines_speak_the_requesters_language() -> None:
     assert withheld_lines(english, blur=False) == [
         "1 image was withheld by this server's image policy.",
         "1 image was withheld by the model's safety checker."]
+
+
+def test_imagine_generate_warns_of_a_flagged_image(tiny_model_dir: Path, tmp_path: Path) -> None:
+    env = {"IMAGINE_MODEL": str(tiny_model_dir), "IMAGINE_DEVICE": "cpu",
+           "IMAGINE_TORCH_THREADS": "2", "IMAGINE_DATA_DIR": str(tmp_path / "data"),
+           "IMAGINE_NSFW_MODEL": str(tiny_model_dir / "nsfw"), "IMAGINE_NSFW_THRESHOLD": "0.0"}
+    out = tmp_path / "fox.png"
+    result = CliRunner().invoke(cli, ["generate", "a fox --size 64 --steps 1 --seed 3", "-o",
+                                      str(out)], env=env)
+    assert result.exit_code == 0, result.output
+    assert out.exists()  # the cli destination allows it by default: written, with a warning
+    assert re.search(rf"warning: image 1 \({re.escape(str(out))}\) was flagged: NSFW score "
+                     r"[01]\.\d\d\.", result.output), result.output

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from bots.safety_view import BLOCK, SPOILER, verdict_view
+from bots.safety_view import BLOCK, PIPELINE, SPOILER, verdict_view
 from settings.i18n import N_, _
 from tasks.core.jobs import Job
 
@@ -33,8 +33,8 @@ def image_views(job: Job, image_url: Callable[[str], str]) -> list[dict[str, Any
             "nsfw": verdict_view(verdict)}
         if verdict.action == BLOCK:  # not even its name: /images/<name>.png would serve it
             view["name"] = view["url"] = None
-            view["withheld"] = _(WITHHELD_BY_MODEL if verdict.source == "pipeline"
-                                 else WITHHELD)
+            why = WITHHELD_BY_MODEL if verdict.source == PIPELINE else WITHHELD
+            view["withheld"] = _(why)
         elif verdict.action == SPOILER:
             view["url"] = image_url(verdict.blurred) if verdict.blurred else None
             view["original_url"] = image_url(name)
