@@ -19,6 +19,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
+from bots.admin import paused_wait
 from bots.discord.buttons import JobButton, cancel_view, run_again_view, send_ephemeral
 from bots.discord.formatting import CANCEL, RUN_AGAIN, finished_text, queued_text
 from bots.discord.manage import MANAGED, manage_button
@@ -43,7 +44,7 @@ from tasks.core.storage import open_storage
 log = logging.getLogger(__name__)
 
 EPHEMERAL_LIMIT = 2000
-Command = app_commands.Command[Any, Any, Any] | app_commands.ContextMenu
+Command = app_commands.Command[Any, Any, Any] | app_commands.ContextMenu | app_commands.Group
 
 
 class ImagineBot(discord.Client):
@@ -183,7 +184,8 @@ class ImagineBot(discord.Client):
 
         def estimate() -> tuple[int, str]:
             position = self.queue.next_position(model, job.requester)
-            return position, format_wait(self.queue.eta(position, model))
+            return position, (paused_wait(self.queue)
+                              or format_wait(self.queue.eta(position, model)))
 
         return await asyncio.to_thread(estimate)
 

@@ -12,6 +12,7 @@ import discord
 from discord import app_commands
 
 from bots.catalogue import listing, listing_text, model_items
+from bots.discord.admin_commands import admin_group
 from bots.discord.bot import EPHEMERAL_LIMIT, ImagineBot, interaction_requester, usage_message
 from bots.discord.buttons import send_ephemeral
 from bots.discord.uploads import UploadError, check_size, first_image, needs_image_prompt
@@ -185,7 +186,7 @@ def _check_control(cn: Control | None, control: discord.Attachment | None,
 
 
 def all_commands(limits: Limits) -> list[app_commands.Command[Any, Any, None]
-                                         | app_commands.ContextMenu]:
+                                         | app_commands.ContextMenu | app_commands.Group]:
     """Every command the bot registers, in the order `--sync` lists them."""
     return [imagine_command(limits), recall_command, recall_menu(), models_command,
-            help_command, quota_command]
+            help_command, quota_command, admin_group()]

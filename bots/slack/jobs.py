@@ -17,6 +17,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.webhook import WebhookClient
 
+from bots.admin import paused_wait
 from bots.errors import PromptError
 from bots.followups import FollowUpLimits, canonical_action, press
 from bots.permissions import Role, cancel_refusal, may_cancel, slack_role
@@ -100,7 +101,8 @@ class SlackJobs:
         job = submitted.job
         origin = _origin(job)
         head = say.headline(origin.user, job.request, job.action, _index(job.requester.extra))
-        line = say.queued_line(submitted.position, format_wait(submitted.eta_seconds))
+        line = say.queued_line(submitted.position, paused_wait(self.queue)
+                               or format_wait(submitted.eta_seconds))
         try:
             return ensure_status_message(self.client, self.queue.jobs, self.guard, job,
                                          say.status_text(head, line), wait=QUEUED_EDIT_WAIT)

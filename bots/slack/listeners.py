@@ -17,6 +17,7 @@ from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
 
+from bots.admin import is_admin_text
 from bots.catalogue import listing, listing_text
 from bots.errors import PromptError
 from bots.followups import DELETE, REPORT, REVEAL, VARY_REGION
@@ -25,6 +26,7 @@ from bots.help import SLACK, help_text
 from bots.limits import Limits
 from bots.quota_text import QUOTA, quota_answer
 from bots.slack import text as say
+from bots.slack.admin import SlackAdmin
 from bots.slack.files import second_file, shared_file
 from bots.slack.intake import Held, SlackIntake, needs_download
 from bots.slack.jobs import Origin, Refusal, SlackJobs
@@ -64,13 +66,13 @@ def register(app: App, jobs: SlackJobs, intake: SlackIntake, limits: Limits) -> 
             ack(text=listing_text(listing(jobs.settings), limit=TEXT_LIMIT,
                                   escape=say.escape), response_type="ephemeral")
             return
+        origin = _command_origin(command)
+        if _admin_command(ack, jobs, origin, command.get("text", "")):
+            return
         if text.lower() == QUOTA:  # the asker's day: used, left, when it resets
             ack(text=quota_answer(jobs.queue.policy.quotas, Requester(
                 platform="slack", user=command["user_id"])), response_type="ephemeral")
             return
-        origin = Origin(user=command["user_id"], channel=command["channel_id"],
-                        response_url=command.get("response_url", ""),
-                        team=command.get("team_id", ""))
         outcome = _accept_prompt(jobs, intake, limits, origin, text)  # in Redis before the ack
         if isinstance(outcome, Refusal):
             ack(text=outcome.text, response_type="ephemeral")
@@ -123,6 +125,21 @@ NO_JOB_BUTTONS: dict[str, NoJobButton] = {
     REPORT: lambda jobs, value, origin: SlackManage(jobs).handle(value, origin),
     DELETE: lambda jobs, value, origin: SlackManage(jobs).handle(value, origin),
 }
+
+
+def _command_origin(command: dict[str, Any]) -> Origin:
+    return Origin(user=command["user_id"], channel=command["channel_id"],
+                  response_url=command.get("response_url", ""), team=command.get("team_id", ""))
+
+
+def _admin_command(ack: Ack, jobs: SlackJobs, origin: Origin, raw: str) -> bool:
+    """`/imagine admin …`, answered after the ack (bots.slack.admin); False for any other
+    text. The raw text: its user arguments need Slack's markup (mentions) intact."""
+    if not is_admin_text(raw):
+        return False
+    ack()
+    SlackAdmin.of(jobs).handle(origin, raw)
+    return True
 
 
 def _message_middleware(jobs: SlackJobs, intake: SlackIntake,

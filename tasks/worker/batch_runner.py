@@ -13,6 +13,11 @@ acknowledged. A message delivered again means its holder died (a SIGKILL, a lost
 jobs of its list still running in a dead process are drawn again at once (MAX_ATTEMPTS
 honoured), the finished ones are handed to delivery again (which posts each once), the
 queued ones (requeued by the reaper) wait for their own message.
+
+While an admin has paused the queue (tasks.policy.pause) a message claims nothing: it waits
+a few seconds for a resume, then raises QueuePaused and the task puts it back in line (a
+message acknowledged without claiming would leave a waiting job without one). Jobs already
+drawing, or re-taken from a dead holder, finish; a pause seen between batches stops claiming.
 """
 
 from __future__ import annotations
@@ -26,16 +31,28 @@ from generator.batching import BatchOutcome, batch_key
 from tasks.core.jobs import Job, JobStatus
 from tasks.core.queue import server_time
 from tasks.names import RUNNING_KEY, TICKET_KEY, queue_model
-from tasks.worker.celery_app import visibility_timeout
+from tasks.policy.pause import QueuePause
+from tasks.worker.celery_app import retry_countdown, visibility_timeout
 from tasks.worker.finisher import Finisher
 from tasks.worker.runner import MAX_ATTEMPTS, JobRunner, drawer_name, too_many_attempts
+from tasks.worker.text_prep import prepare_job
 
 log = logging.getLogger(__name__)
 
 # The share of the shorter of the soft time limit and the visibility timeout a message may
 # spend claiming: the batch drawn last and the finishing fit in the rest.
 CLAIM_SHARE = 1 / 3
-from tasks.worker.text_prep import prepare_job
+# How long a message waits for a resume before going back in line, and how often it looks.
+PAUSE_HOLD = 10.0
+PAUSE_POLL = 0.5
+
+
+class QueuePaused(Exception):  # noqa: N818 - a state, not an error of the message
+    """An admin paused the queue: put this message (on `model`'s queue) back in line."""
+
+    def __init__(self, model: str) -> None:
+        super().__init__(f"the queue is paused; {model} jobs wait")
+        self.model = model
 
 
 class BatchRunner:
@@ -44,6 +61,7 @@ class BatchRunner:
         self.queue = runner.queue
         self.settings = runner.settings
         self.finisher = finisher
+        self.pause = QueuePause(self.queue.redis)
 
     def run_ticket(self, ticket: str, worker: str | None = None,
                    queue_name: str | None = None) -> None:
@@ -62,6 +80,8 @@ class BatchRunner:
             if model is None:
                 log.warning("message %s: no job record and no queue; nothing to claim", ticket)
                 return
+            if self._still_paused():
+                raise QueuePaused(model)
             longest = 0.0
             while True:
                 batch = self.queue.claim(model, drawer, ticket)
@@ -72,8 +92,21 @@ class BatchRunner:
                 longest = max(longest, time.monotonic() - started)
                 if not self._time_for_another(time.monotonic() - began, longest):
                     break  # the next message of this queue goes on where this one stops
+                if self.pause.current() is not None:
+                    break  # it claimed jobs, so the messages of the waiting ones remain
         finally:
             self.finisher.drain()
+
+    def _still_paused(self) -> bool:
+        """Whether the queue is still paused after waiting up to PAUSE_HOLD s for a resume
+        (less under a short visibility timeout: the message must go back in time)."""
+        deadline = time.monotonic() + min(retry_countdown(self.settings, PAUSE_HOLD),
+                                          self.settings.job_timeout * CLAIM_SHARE)
+        while self.pause.current() is not None:
+            if time.monotonic() >= deadline:
+                return True
+            time.sleep(PAUSE_POLL)
+        return False
 
     def _time_for_another(self, elapsed: float, longest: float) -> bool:
         """Whether a message that has held the GPU `elapsed` s may claim another batch: it

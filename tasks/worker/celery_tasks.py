@@ -17,7 +17,7 @@ import redis
 from celery import Task, signals
 
 from settings import Settings
-from tasks.core import delivery_watch, metrics
+from tasks.core import delivery_watch, metrics, routing
 from tasks.core.connection import redis_client
 from tasks.core.delivery import (
     AdapterBusy,
@@ -33,7 +33,7 @@ from tasks.core.queue import JobQueue
 from tasks.core.storage import ImageStore, open_storage
 from tasks.names import DELIVER_PROGRESS_TASK, DELIVER_TASK, GENERATE_TASK
 from tasks.worker import gpu_stats
-from tasks.worker.batch_runner import BatchRunner
+from tasks.worker.batch_runner import BatchRunner, QueuePaused
 from tasks.worker.celery_app import ImagineCelery, retry_countdown
 from tasks.worker.finisher import Finisher
 from tasks.worker.heartbeat import Heartbeat, report_loaded
@@ -120,6 +120,11 @@ def register(app: ImagineCelery) -> None:
         queue_name = (self.request.delivery_info or {}).get("routing_key")
         try:
             self.batches.run_ticket(job_id, worker=self.request.hostname, queue_name=queue_name)
+        except QueuePaused as paused:
+            # Sent again before this one is acknowledged: a worker dying in between leaves
+            # two copies (the second claims nothing), never none.
+            self.app.send_task(GENERATE_TASK, args=[job_id], task_id=job_id, queue=queue_name
+                               or routing.job_queue_name(paused.model, self.settings.catalogue))
         finally:
             _report_loaded(self.imagine_app, self.job_queue.redis, self.request.hostname)
 
