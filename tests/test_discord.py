@@ -267,7 +267,8 @@ def test_sync_registers_the_command_in_a_guild(stack: DiscordStack) -> None:
     done = subprocess.run(imagine_command("discord", "--sync"), env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=TIMEOUT)
     assert done.returncode == 0, done.stderr
-    assert "registered /imagine, /recall, /models, /help, /quota, /Recall in guild" in done.stdout
+    assert ("registered /imagine, /recall, /models, /help, /quota, /imagine-admin, /Recall "
+            "in guild") in done.stdout
     commands = {c["name"]: c for c in stack.fake.commands[stack.fake.guild_id]}
     assert commands["recall"]["options"][0] == {**commands["recall"]["options"][0],
                                                 "name": "image", "type": 11, "required": True}
