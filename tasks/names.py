@@ -100,6 +100,7 @@ SLACK_STATUS_THROTTLE_KEY = "imagine:slack:status-throttle:{}"  # job id → pro
 SLACK_PROGRESS_PACE_KEY = "imagine:slack:progress-pace:{}"  # team → progress edit paced
 SLACK_PROGRESS_PAUSE_KEY = "imagine:slack:progress-pause:{}"  # team → rate limited, resting
 SLACK_USER_KEY = "imagine:slack:user:{}"  # user id → locale and user groups (JSON), cached
+SLACK_GROUP_KEY = "imagine:slack:group:{}"  # user-group id → its members' ids (JSON), cached
 
 # --- Discord -------------------------------------------------------------------------------
 DISCORD_WAIT_KEY = "imagine:discord:wait:{}"  # rate-limit bucket → wait shared by processes

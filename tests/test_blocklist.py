@@ -49,6 +49,7 @@ def test_entries_in_disguise_are_found_and_ordinary_words_are_not(tmp_path: Path
         "a foo in the snow": "foo",
         "Ｆｏｏ": "foo",  # fullwidth
         "f.o.o": "foo", "f o o at dusk": "foo", "f-o-o": "foo", "f_o_o": "foo",
+        "a f o o": "foo", "a f . o . o": "foo",
         "fоо": "foo",  # Cyrillic о
         "FΟΟ's tail": "foo",  # Greek capital omicron, and a possessive
         "f\u200bo\u00ado": "foo",  # zero-width space and soft hyphen

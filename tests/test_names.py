@@ -83,6 +83,7 @@ def test_names_keep_the_values_already_in_use() -> None:
         "TRANSLATION_KEY": "imagine:translation:{}",
         "ENHANCEMENT_KEY": "imagine:enhancement:{}",
         "SLACK_USER_KEY": "imagine:slack:user:{}",
+        "SLACK_GROUP_KEY": "imagine:slack:group:{}",
     }
     assert names.QUEUES == (names.GENERATE_QUEUE, names.DELIVER_QUEUE, names.TEXT_QUEUE)
 

@@ -22,6 +22,7 @@ def test_manifest_matches_the_app() -> None:
     assert {"commands", "app_mentions:read", "chat:write", "files:write", "im:history",
             "users:read"} <= scopes  # users:read: users.info, who may cancel others' jobs
     assert "files:read" in scopes  # images shared with a prompt: downloaded with the token
+    assert "usergroups:read" in scopes  # who is in IMAGINE_SLACK_USER_GROUPS
     # A file shared in a direct message arrives as message.im (subtype file_share).
     urls = {features["slash_commands"][0]["url"], settings["interactivity"]["request_url"],
             settings["event_subscriptions"]["request_url"]}

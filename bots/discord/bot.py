@@ -20,10 +20,11 @@ import discord
 from discord import app_commands
 
 from bots.admin import paused_wait
+from bots.discord.access import DiscordAccess, Private, message_requester, tell_privately
 from bots.discord.buttons import JobButton, cancel_view, run_again_view, send_ephemeral
 from bots.discord.formatting import CANCEL, RUN_AGAIN, finished_text, queued_text
 from bots.discord.manage import MANAGED, manage_button
-from bots.discord.requesters import interaction_extra, message_extra
+from bots.discord.requesters import interaction_extra
 from bots.discord.reveal import reveal_original
 from bots.discord.uploads import Uploads, first_image, needs_image_prompt, second_image
 from bots.errors import PromptError
@@ -40,6 +41,7 @@ from tasks.core.jobs import Job, JobStatus, Requester
 from tasks.core.queue import JobQueue, format_wait
 from tasks.core.recalls import RecallStore
 from tasks.core.storage import open_storage
+from tasks.errors import PolicyRefusal
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,7 @@ class ImagineBot(discord.Client):
         self.limits = limits
         self.uploads = Uploads(settings, limits, open_storage(settings), queue.redis)
         self.region_links = RegionLinks(queue.redis, settings)
+        self.access = DiscordAccess(settings, queue)
         self.tree = app_commands.CommandTree(self)
         self._commands = commands
 
@@ -127,14 +130,19 @@ class ImagineBot(discord.Client):
     async def start_from_message(self, message: discord.Message, text: str,
                                  attachment: discord.Attachment | None = None,
                                  second: discord.Attachment | None = None) -> None:
-        try:
-            request, notes = await self.prepare(text, attachment, second)
-        except ImagineError as exc:
-            await message.reply(error_message(exc), mention_author=False)
+        requester = message_requester(message)
+        refusal = await self.access.refusal(requester, message.channel, prompt=text)
+        if refusal is None:
+            try:
+                request, notes = await self.prepare(text, attachment, second)
+            except ImagineError as exc:
+                await message.reply(error_message(exc), mention_author=False)
+                return
+            refusal = await self.access.refusal(requester, message.channel, request)
+        if refusal is not None:  # answered in place, like every answer to a mention
+            await message.reply(refusal, mention_author=False)
             return
-        job = Job(request=request, notes=notes, requester=Requester(
-            platform="discord", user=str(message.author.id), channel=str(message.channel.id),
-            thread=str(message.id), extra=message_extra(message)))
+        job = Job(request=request, notes=notes, requester=requester)
         text = queued_text(request.prompt, *await self._estimate(job))
         status = await message.reply(text, view=cancel_view(job.id), mention_author=False)
         job = with_status_message(job, str(status.id))
@@ -147,6 +155,8 @@ class ImagineBot(discord.Client):
                                  attachment: discord.Attachment | None,
                                  control: discord.Attachment | None = None) -> None:
         """`/imagine` with an image: defer first (downloading may take a while), then read."""
+        if await self.access.stops(interaction, interaction_requester(interaction)):
+            return
         await interaction.response.defer(thinking=True)
         try:
             request, notes = await self.prepare(text, attachment, control=control)
@@ -160,9 +170,12 @@ class ImagineBot(discord.Client):
                                      action: str | None = None,
                                      notes: Sequence[str] = ()) -> None:
         """Defer (Discord allows 3 s), show the place in line, then submit."""
+        requester = interaction_requester(interaction)
+        if await self.access.stops(interaction, requester, request):
+            return
         if not interaction.response.is_done():
             await interaction.response.defer(thinking=True)
-        job = Job(request=request, requester=interaction_requester(interaction),
+        job = Job(request=request, requester=requester,
                   parent=parent.id if parent else None, action=action, notes=list(notes))
         text = queued_text(request.prompt, *await self._estimate(job))
         try:
@@ -173,7 +186,9 @@ class ImagineBot(discord.Client):
             # The deliverer still reaches the original response through the token.
             log.warning("could not show the queue position: %s", exc)
         error = await self._submit(job)
-        if error is not None:
+        if isinstance(error, Private):  # a rule refused it: the user alone is told
+            await tell_privately(interaction, error)
+        elif error is not None:
             await interaction.edit_original_response(content=error, view=None)
 
     async def _estimate(self, job: Job) -> tuple[int, str]:
@@ -193,6 +208,8 @@ class ImagineBot(discord.Client):
         """Submit off the event loop; the message for the user when it was refused."""
         try:
             await asyncio.to_thread(self.queue.submit, job)
+        except PolicyRefusal as exc:
+            return Private(f"⚠️ {exc.message}")
         except ImagineError as exc:
             return f"⚠️ {exc.message}"
         except Exception:
@@ -269,6 +286,8 @@ class ImagineBot(discord.Client):
             channel=str(interaction.channel_id or ""),
             thread=str(interaction.message.id) if interaction.message else "",
             extra=interaction_extra(interaction))
+        if await self.access.stops(interaction, requester):
+            return
         url = await asyncio.to_thread(self.region_links.issue, parent, index, requester)
         await send_ephemeral(interaction, (
             f"🖌️ **{TITLES[VARY_REGION]}**: paint what to redraw on image {index + 1} here: "

@@ -23,6 +23,7 @@ from bots.followups import FollowUpLimits, canonical_action, press
 from bots.permissions import Role, cancel_refusal, may_cancel, slack_role
 from bots.region import RegionLinks
 from bots.slack import text as say
+from bots.slack.access import SlackAccess
 from bots.slack.client import ChannelUnreachable, error_code, translate
 from bots.slack.status import StatusGuard
 from bots.slack.status_message import ensure_status_message
@@ -67,6 +68,7 @@ class SlackJobs:
         self.queue = queue
         self.client = client
         self.guard = StatusGuard(queue.redis, settings.job_ttl)
+        self.access = SlackAccess(settings, queue, client)
 
     # --- the way in ---------------------------------------------------------------------
     def first_delivery(self, event_id: str) -> bool:
@@ -81,8 +83,11 @@ class SlackJobs:
                notes: tuple[str, ...] = (), job_id: str | None = None) -> Submitted | Refusal:
         """Record and submit the job: Redis only, no Slack call, so it runs before the ack and
         a front end that dies right after acking has lost nothing."""
-        job = Job(requester=_requester(origin, index), request=request, parent=parent,
-                  action=action, notes=list(notes))
+        requester = self.admit(origin, index, request.prompt)
+        if isinstance(requester, Refusal):
+            return requester
+        job = Job(requester=requester, request=request, parent=parent, action=action,
+                  notes=list(notes))
         if job_id:  # fixed when the prompt was held, so picking it up twice queues it once
             job.id = job_id
         try:
@@ -93,6 +98,14 @@ class SlackJobs:
             log.exception("submitting a Slack job failed")
             return Refusal(f"Nothing was queued: the queue is unreachable "
                            f"({type(exc).__name__}); try again in a minute.")
+
+    def admit(self, origin: Origin, index: int | None = None,
+              prompt: str = "") -> Requester | Refusal:
+        """The requester of a job from `origin`, or why this user may not use the bot here
+        (channels, user groups, DMs: audited). Before any job is built, for buttons too."""
+        requester, complete = self.access.requester(_requester(origin, index))
+        message = self.access.refusal(requester, prompt, complete=complete)
+        return requester if message is None else Refusal(message)
 
     def show(self, submitted: Submitted) -> Job:
         """After the ack: post the status message with the place in line, unless the
@@ -148,8 +161,12 @@ class SlackJobs:
             return
         links = RegionLinks(self.queue.redis, self.settings)
         index = value.index or 0
+        requester = self.admit(_in_thread_of(parent, origin), index)
+        if isinstance(requester, Refusal):
+            self.tell(origin, requester.text)
+            return
         try:
-            url = links.issue(parent, index, _requester(_in_thread_of(parent, origin), index))
+            url = links.issue(parent, index, requester)
         except ImagineError as exc:
             self.tell(origin, say.escape(exc.message))
             return

@@ -73,7 +73,7 @@ def register(app: App, jobs: SlackJobs, intake: SlackIntake, limits: Limits) -> 
             ack(text=quota_answer(jobs.queue.policy.quotas, Requester(
                 platform="slack", user=command["user_id"])), response_type="ephemeral")
             return
-        outcome = _accept_prompt(jobs, intake, limits, origin, text)  # in Redis before the ack
+        outcome = _admitted_prompt(jobs, intake, limits, origin, text)  # in Redis before the ack
         if isinstance(outcome, Refusal):
             ack(text=outcome.text, response_type="ephemeral")
             return
@@ -174,12 +174,24 @@ def _accept_message(jobs: SlackJobs, intake: SlackIntake, limits: Limits,
     text = say.prompt_text(say.strip_mention(event.get("text", ""), context.bot_user_id))
     origin = Origin(user=event.get("user", ""), channel=event["channel"],
                     thread=event.get("thread_ts") or event["ts"], team=event.get("team", ""))
+    admitted = jobs.admit(origin, prompt=text)  # before a file is held or downloaded
+    if isinstance(admitted, Refusal):
+        return origin, admitted
     file = shared_file(event)
     if file is not None:  # an image prompt, or a recall without text
         return origin, intake.hold(origin, text, file, second_file(event))
     if not text:
         return origin, Refusal(usage_text())
     return origin, _accept_prompt(jobs, intake, limits, origin, text)
+
+
+def _admitted_prompt(jobs: SlackJobs, intake: SlackIntake, limits: Limits, origin: Origin,
+                     text: str) -> Accepted:
+    """Who may use it where first (channels, user groups, DMs), then the prompt."""
+    admitted = jobs.admit(origin, prompt=text)
+    if isinstance(admitted, Refusal):
+        return admitted
+    return _accept_prompt(jobs, intake, limits, origin, text)
 
 
 def _accept_prompt(jobs: SlackJobs, intake: SlackIntake, limits: Limits, origin: Origin,

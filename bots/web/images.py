@@ -25,7 +25,7 @@ from tasks.core import metrics
 from tasks.core.jobs import ImageVerdict, Job, JobStatus, Requester
 from tasks.core.queue import format_wait
 from tasks.core.storage import Storage
-from tasks.errors import JobNotFound, QueueFullError, UserLimitError
+from tasks.errors import JobNotFound, PolicyRefusal, QueueFullError, UserLimitError
 
 bp = Blueprint("images", __name__)
 
@@ -37,7 +37,8 @@ RECORD_GRACE = 30.0  # s a claim may exist before its job record does (submit in
 MAX_RETRY_AFTER = 60
 
 
-def refusal(status: int, message: str, *, retry_after: float | None = None) -> Response:
+def refusal(status: int, message: str, *, retry_after: float | None = None,
+            title: str | None = None) -> Response:
     """An error as JSON for scripts, or as a small PNG that shows the message in an embed."""
     if wants_json():
         response = jsonify(error=message, status=status)
@@ -45,7 +46,7 @@ def refusal(status: int, message: str, *, retry_after: float | None = None) -> R
         titles = {400: "cannot draw this", 403: "unsigned URL", 413: "request too large",
                   414: "URL too long", 429: "too many new images", 451: _(WITHHELD_TITLE),
                   503: "busy, try again"}
-        response = Response(error_png(message, titles.get(status, "error")),
+        response = Response(error_png(message, title or titles.get(status, "error")),
                             mimetype="image/png")
     response.status_code = status
     response.headers["Cache-Control"] = "no-store"
@@ -121,9 +122,9 @@ def prompt_image() -> Response:
         if entry.job == new.id:  # this request won the claim: it, and only it, submits
             try:
                 state.queue.submit(new)
-            except QueueFullError as exc:
+            except (QueueFullError, PolicyRefusal) as exc:  # full, or a rule refused it
                 state.cache.forget(key, entry.job)
-                return _full(state, exc)
+                return _full(state, exc) if isinstance(exc, QueueFullError) else _refused(exc)
     job = _wait(state, entry.job, _wait_seconds(state, query))
     if job is None:
         if time.time() - entry.at > RECORD_GRACE:
@@ -181,6 +182,8 @@ def _fresh(state: WebState, query: PromptQuery) -> Response:
         submitted = state.queue.submit(Job(requester=_requester(), request=query.request))
     except QueueFullError as exc:
         return _full(state, exc)
+    except PolicyRefusal as exc:
+        return _refused(exc)
     job = _wait(state, submitted.job.id, _wait_seconds(state, query))
     if job is not None and job.status is JobStatus.done and job.images:
         return _safe_image(state, None, job.images[0], job.verdict(0), query.reveal,
@@ -201,6 +204,13 @@ def _full(state: WebState, exc: QueueFullError) -> Response:
         metrics.record_web(state.redis, "rate_limited")
         return refusal(429, exc.message, retry_after=_queue_retry(state))
     return refusal(503, exc.message, retry_after=_queue_retry(state))
+
+
+def _refused(exc: PolicyRefusal) -> Response:
+    """A rule of the server's policy refused the prompt: the message chat gives too (403;
+    over the daily quota 429 with the seconds to the reset)."""
+    title = _("daily limit reached") if exc.status == 429 else _("refused")
+    return refusal(exc.status, exc.message, retry_after=exc.retry_after, title=title)
 
 
 def _take_token(state: WebState) -> Response | None:

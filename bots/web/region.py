@@ -35,7 +35,7 @@ from generator.request import ImageRequest
 from generator.source_images import prepare_mask
 from tasks.core.jobs import Job
 from tasks.core.queue import Submitted
-from tasks.errors import QueueFullError, UserLimitError
+from tasks.errors import PolicyRefusal, QueueFullError, UserLimitError
 
 bp = Blueprint("region", __name__, url_prefix="/region", template_folder="templates",
                static_folder="static", static_url_path="/static")
@@ -138,6 +138,9 @@ def _queue(state: WebState, links: RegionLinks, token: str, grant: RegionGrant,
         status = 429 if isinstance(exc, UserLimitError) else 503
         raise ApiError(status, f"{exc.message} This link still works until it expires.",
                       min(MAX_RETRY_AFTER, state.queue.average_duration())) from None
+    except PolicyRefusal as exc:  # the prompt, the user or the quota: as on every front end
+        links.restore(token, grant)
+        raise ApiError(exc.status, exc.message, exc.retry_after) from None
     except Exception:
         with contextlib.suppress(redis.RedisError):  # the same Redis may be what failed
             links.restore(token, grant)

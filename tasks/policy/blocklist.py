@@ -6,8 +6,8 @@ modification time changes. `REFUSAL` is the one message a refused prompt gets on
 end (it never says which rule).
 
 The file: one entry a line; `#` starts a comment line; `re:` before a regular expression
-(case-insensitive, searched in the normalised text and in its spellings with punctuation and
-spaced-out letters joined); any other line is a word or a phrase that matches whole words
+(case-insensitive, searched in the normalised text and in its spelling with the punctuation
+inside words dropped: `k.i.l.l`); any other line is a word or a phrase that matches whole words
 only (`foo` refuses `a foo`, `Ｆｏｏ`, `f.o.o`, `f o o`, `fоо` in Cyrillic — not `food`). An entry
 in Chinese, Japanese or Thai, written without spaces, matches anywhere. tasks/policy/normalise.py
 says what normalisation undoes.
@@ -81,6 +81,8 @@ def parse(text: str, source: str) -> Entries:
             unspaced_lines.setdefault(phrase.replace(" ", ""), line)
         elif phrase:
             plain.setdefault(phrase, line)
+            if " " not in phrase and len(phrase) > 1:  # spaced out: `f o o`, `a f o o`
+                plain.setdefault(" ".join(phrase), line)
     pattern = None
     if plain:
         # Longest first, so that a phrase wins over a word it starts with.

@@ -9,9 +9,10 @@ person but different to a program are undone, on the entries and on the prompts 
 - case (casefold: `ß` → `ss`).
 
 `forms(text)` then gives the spellings a plain entry is looked for in, as words separated
-by single spaces: the words as written; each word with its inner punctuation dropped (`f.o.o`,
-`f-o-o`, `f_o_o` → `foo`); and runs of single letters joined (`f o o` → `foo`). Only single
-letters are joined, never longer words, so `an al` does not become `anal`.
+by single spaces: the words as written, and each word with its inner punctuation dropped
+(`f.o.o`, `f-o-o`, `f_o_o` → `foo`). Spaced-out letters (`f o o`) are the blocklist's to find:
+it looks for each word entry also as its letters separated by spaces, so only single letters
+match, never longer words (`an al` is not `anal`), and `a f o o` is found as well.
 """
 
 from __future__ import annotations
@@ -86,26 +87,7 @@ def forms(normalised: str) -> tuple[str, ...]:
     as_written = " ".join(words(normalised))
     squeezed = [joined for chunk in normalised.split()
                 if (joined := NOT_WORD.sub("", chunk))]
-    return tuple(dict.fromkeys((as_written, " ".join(squeezed),
-                                " ".join(_join_single_letters(squeezed)))))
-
-
-def _join_single_letters(tokens: list[str]) -> list[str]:
-    """Runs of two or more one-letter tokens as one word: `f o o bar` → `foo bar`."""
-    out: list[str] = []
-    run: list[str] = []
-    for token in [*tokens, ""]:
-        if len(token) == 1:
-            run.append(token)
-            continue
-        if len(run) >= 2:
-            out.append("".join(run))
-        else:
-            out.extend(run)
-        run = []
-        if token:
-            out.append(token)
-    return out
+    return tuple(dict.fromkeys((as_written, " ".join(squeezed))))
 
 
 def unspaced(entry: str) -> bool:

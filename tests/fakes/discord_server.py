@@ -86,6 +86,8 @@ class FakeDiscord:
         self.guild_id = snowflake()
         self.channel_id = snowflake()
         self.owner = self.user("owner")
+        # Roles of the guild besides @everyone (role objects, `role()`), sent in GUILD_CREATE.
+        self.roles: list[dict[str, Any]] = []
         self.calls: list[Call] = []
         self.messages: dict[str, dict[str, Any]] = {}
         self.deleted: set[str] = set()
@@ -165,7 +167,7 @@ class FakeDiscord:
                     "mentionable": False, "flags": 0}
         return {"id": self.guild_id, "name": "Test guild", "icon": None, "owner_id":
                 self.owner["id"], "unavailable": False, "member_count": 2, "large": False,
-                "features": [], "roles": [everyone], "emojis": [], "stickers": [],
+                "features": [], "roles": [everyone, *self.roles], "emojis": [], "stickers": [],
                 "channels": [self._channel()], "threads": [], "members":
                 [self._member(self.bot_user)], "voice_states": [], "presences": [],
                 "premium_tier": 0, "verification_level": 0, "explicit_content_filter": 0,
@@ -173,6 +175,14 @@ class FakeDiscord:
                 "system_channel_flags": 0, "preferred_locale": "en-US", "afk_timeout": 300,
                 "joined_at": "2024-01-01T00:00:00+00:00", "stage_instances": [],
                 "guild_scheduled_events": [], "soundboard_sounds": []}
+
+    def role(self, name: str) -> str:
+        """A new role of the guild (before the bot connects); its id."""
+        role_id = snowflake()
+        self.roles.append({"id": role_id, "name": name, "permissions": "0", "position": 1,
+                           "color": 0, "hoist": False, "managed": False,
+                           "mentionable": False, "flags": 0})
+        return role_id
 
     def attachment(self, data: bytes, filename: str = "image.png",
                    content_type: str | None = "image/png", size: int | None = None

@@ -1,7 +1,7 @@
 """A local fake of Slack's Web API, shaped like Slack's documentation, recording every call.
 
 Serves what the bot uses: auth.test, chat.postMessage/update/postEphemeral/delete/
-getPermalink, files.delete, users.info (GET),
+getPermalink, files.delete, users.info (GET), usergroups.users.list,
 the three steps of files_upload_v2 (files.getUploadURLExternal → POST bytes to upload_url →
 files.completeUploadExternal), response_url posts, files people shared (`share_file`: their
 bytes at `url_private_download`, only with the bot token, as Slack serves them), and the
@@ -70,6 +70,8 @@ class FakeSlack:
     outside: set[str] = field(default_factory=set)
     # users.info answers: overrides by user id (e.g. {"is_admin": True}); others are members.
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # usergroups.users.list answers: user-group id → its members' ids (others: no_such_subteam).
+    user_groups: dict[str, list[str]] = field(default_factory=dict)
     # Files people shared, by id: their bytes, served at url_private_download, and the file
     # objects files.info answers with.
     shared: dict[str, bytes] = field(default_factory=dict)
@@ -237,6 +239,12 @@ class FakeSlack:
             "is_admin": False, "is_owner": False, "is_primary_owner": False,
             "is_restricted": False, "is_ultra_restricted": False, "is_bot": False,
             **self.users.get(user, {})}}
+
+    def _usergroups_users_list(self, params: dict[str, Any]) -> dict[str, Any]:
+        group = str(params.get("usergroup", ""))
+        if group not in self.user_groups:
+            return {"ok": False, "error": "no_such_subteam"}
+        return {"ok": True, "users": list(self.user_groups[group])}
 
     def _conversations_open(self, params: dict[str, Any]) -> dict[str, Any]:
         """The app's DM with one user (`users`): "D" + the user id, the same every time."""
