@@ -98,7 +98,7 @@ def generate(prompt: str, output: Path, image_path: Path | None, mask: Path | No
 
             images = engine.generate(request, on_progress=progress,
                                      load_image=lambda name: _opened(sources[name]))
-        verdicts = judge(settings, engine, request, images)  # image safety (#15)
+        verdicts = judge(settings, engine.safety, request, images)  # image safety (#15)
     except ImagineError as exc:
         raise click.ClickException(exc.message) from None
     output.parent.mkdir(parents=True, exist_ok=True)

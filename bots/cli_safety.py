@@ -13,21 +13,22 @@ from settings import Settings
 from settings.i18n import _
 
 if TYPE_CHECKING:
-    from generator.engine import Engine
     from generator.request import ImageRequest
     from generator.results import GeneratedImage
+    from generator.safety import SafetyModel
     from tasks.core.jobs import ImageVerdict
 
 
-def judge(settings: Settings, engine: Engine, request: ImageRequest,
+def judge(settings: Settings, safety: SafetyModel | None, request: ImageRequest,
           images: Sequence[GeneratedImage]) -> list[ImageVerdict]:
-    """One verdict per image (allowed ones when nothing could flag them)."""
+    """One verdict per image (allowed ones when nothing could flag them); `safety`: the
+    engine's classifier (Engine.safety)."""
     from tasks.core.jobs import ImageVerdict, Job, Requester  # noqa: PLC0415
     from tasks.policy.safety import review  # noqa: PLC0415 - torch-free, but only here
 
     job = Job(requester=Requester(platform="cli"), request=request)
     # No blurred copies: the CLI writes the image itself or nothing.
-    verdicts = review(settings, job, images, engine.safety, store=lambda _png: "").verdicts
+    verdicts = review(settings, job, images, safety, store=lambda _png: "").verdicts
     return verdicts or [ImageVerdict() for _image in images]
 
 

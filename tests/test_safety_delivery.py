@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
+import torch
 from PIL import Image
 
-from bots.cli import cli
+from bots.cli_safety import judge, warning
 from bots.discord.delivery import DiscordDelivery
 from bots.safety_view import withheld_lines
 from bots.slack.delivery import SlackDelivery
@@ -33,6 +33,8 @@ from bots.web.app import create_app
 from bots.web.query import cache_key, read_query
 from bots.web.webhook_delivery import WebhookDelivery
 from generator.request import ImageRequest
+from generator.results import GeneratedImage
+from generator.safety import SafetyModel
 from settings import Settings
 from tasks.core.connection import redis_client
 from tasks.core.delivery import AdapterRegistry, Deliverer
@@ -258,14 +260,25 @@ def test_withheld_lines_speak_the_requesters_language() -> None:
         "1 image was withheld by the model's safety checker."]
 
 
-def test_imagine_generate_warns_of_a_flagged_image(tiny_model_dir: Path, tmp_path: Path) -> None:
-    env = {"IMAGINE_MODEL": str(tiny_model_dir), "IMAGINE_DEVICE": "cpu",
-           "IMAGINE_TORCH_THREADS": "2", "IMAGINE_DATA_DIR": str(tmp_path / "data"),
-           "IMAGINE_NSFW_MODEL": str(tiny_model_dir / "nsfw"), "IMAGINE_NSFW_THRESHOLD": "0.0"}
-    out = tmp_path / "fox.png"
-    result = CliRunner().invoke(cli, ["generate", "a fox --size 64 --steps 1 --seed 3", "-o",
-                                      str(out)], env=env)
-    assert result.exit_code == 0, result.output
-    assert out.exists()  # the cli destination allows it by default: written, with a warning
-    assert re.search(rf"warning: image 1 \({re.escape(str(out))}\) was flagged: NSFW score "
-                     r"[01]\.\d\d\.", result.output), result.output
+def test_imagine_generate_warns_of_a_flagged_image(tiny_model_dir: Path,
+                                                   settings: Settings) -> None:
+    """What `imagine generate` prints (bots/cli_safety.py), judged by the tiny classifier
+    through the worker's own review, without drawing (the engine's cost is not this test's)."""
+    request = ImageRequest(prompt="a fox", seed=3)
+    drawn = GeneratedImage(png("red"), seed=3, width=64, height=64)
+    flag_all = with_settings(settings, nsfw_threshold=0.0)
+    classifier = SafetyModel(str(tiny_model_dir / "nsfw"), flag_all.nsfw_labels, "cpu",
+                             torch.float32)
+    (verdict,) = judge(flag_all, classifier, request, [drawn])
+    assert (verdict.flagged, verdict.source, verdict.action) == (True, "classifier", "allow")
+    line = warning(verdict, 1, "out.png") or ""
+    assert re.fullmatch(r"warning: image 1 \(out\.png\) was flagged: NSFW score [01]\.\d\d\.",
+                        line), line
+    # The model's own safety checker, and a policy that blocks: not written, and said so.
+    black = GeneratedImage(png("black"), seed=4, width=64, height=64, pipeline_flagged=True)
+    blocking = with_settings(settings, nsfw_policy="cli=block")
+    (blocked_verdict,) = judge(blocking, None, request, [black])
+    assert warning(blocked_verdict, 2, "out-2.png") == (
+        "warning: image 2 was flagged (the model's own safety checker withheld it (a black "
+        "image)) and not written (IMAGINE_NSFW_POLICY cli=block).")
+    assert warning(ImageVerdict(), 1, "out.png") is None
