@@ -165,6 +165,8 @@ def _request(parsed: png.Parameters, limits: Limits, follow_ups: FollowUpLimits,
         "model": _model(entries.get("Model"), limits, notes),
         "sampler": _sampler(entries, limits, notes),
         "loras": loras,
+        # A prompt that was translated or enhanced (#16) is recalled as drawn, not again.
+        "raw": png.ORIGINAL_PROMPT in entries or png.ENHANCED in entries,
         **operation,
         **recalled_control(entries, str(operation.get("mode", "txt2img")), limits, notes),
     })

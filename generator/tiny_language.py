@@ -75,7 +75,8 @@ def build_tiny_enhancer(folder: Path, *, seed: int = 0) -> Path:
     tokenizer.chat_template = CHAT_TEMPLATE
     config = Qwen2Config(
         vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
+        # The system prompt alone is hundreds of byte-level tokens.
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048,
         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
         bos_token_id=tokenizer.convert_tokens_to_ids("<|im_start|>"),
         tie_word_embeddings=True)
@@ -109,7 +110,7 @@ def _tokenizer(*, pad: str, eos: str, unk: str, byte_level: bool = False) -> Any
                                       end_of_word_suffix=_SUFFIX, show_progress=False)
     core.train_from_iterator(_CORPUS, trainer=trainer)
     return PreTrainedTokenizerFast(tokenizer_object=core, pad_token=pad, eos_token=eos,
-                                   unk_token=unk, model_max_length=512)
+                                   unk_token=unk, model_max_length=2048)
 
 
 def _save(model: Any, tokenizer: Any, folder: Path) -> None:

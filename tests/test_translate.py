@@ -18,6 +18,7 @@ import pytest
 
 from bots.grammar import parse
 from bots.limits import Limits
+from bots.recall import recall_png
 from generator import png
 from generator.translate import Translator, detect_language, translate
 from settings import Settings
@@ -111,6 +112,8 @@ def test_a_chinese_prompt_is_drawn_from_its_translation_and_the_png_keeps_both(
     assert parsed.entries[png.ORIGINAL_PROMPT] == CHINESE
     assert parsed.entries[png.ORIGINAL_NEGATIVE] == "模糊"
     assert parsed.entries[png.PROMPT_LANGUAGE] == "zh"
+    recalled = recall_png(Storage(settings.images_dir).read(job.images[0]), Limits()).request
+    assert recalled.prompt == english.text and recalled.raw  # drawn again as it was drawn
 
 
 def test_raw_draws_the_prompt_as_written(draw: Draw) -> None:
