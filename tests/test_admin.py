@@ -28,8 +28,7 @@ from tasks.core.connection import redis_client
 from tasks.core.jobs import ImageVerdict, Job, JobStatus, Requester
 from tasks.core.queue import JobQueue
 from tasks.core.storage import Storage
-from tasks.names import BANNED_KEY, BLOCKED_IMAGES_KEY, GENERATE_QUEUE, GENERATE_TASK
-from tasks.names import QUOTA_OVERRIDE_KEY
+from tasks.names import BANNED_KEY, BLOCKED_IMAGES_KEY, GENERATE_QUEUE, GENERATE_TASK, QUOTA_OVERRIDE_KEY
 from tasks.policy.audit import AuditLog
 from tasks.policy.pause import QueuePause
 from tasks.worker.celery_app import create_celery
@@ -111,12 +110,14 @@ def slack_app(settings: Settings, slack: FakeSlack,
     mount_slack(web, Settings(_env_file=None), _queue(settings))
     client = web.test_client()
 
-    def send(text: str, user: str = ADMIN) -> str:
+    def send(text: str, user: str = ADMIN, *, answered: bool = True) -> str:
         answers = len(slack.of("response_url"))
         body = urlencode(command_payload(text, slack.response_url(), user=user)).encode()
         response = client.post("/slack/events", data=body, headers={
             **sign(body), "Content-Type": "application/x-www-form-urlencoded"})
         assert response.status_code == 200, response.data
+        if not answered:
+            return ""
         calls = wait_for(lambda: slack.of("response_url")[answers:], 20,
                          message=f"the answer to {text}")
         assert calls[0].params["response_type"] == "ephemeral"
@@ -143,10 +144,13 @@ def test_every_admin_command_on_slack(settings: Settings, slack: FakeSlack,
 
     assert "Paused" in slack_app("admin pause")
     waiting = [_waiting(queue, "slack", TARGET, f"a quiet lake {i}") for i in range(2)]
+    slack_app("a paused fox", user=TARGET, answered=False)  # accepted, told why it waits
+    status = wait_for(lambda: slack.of("chat.postMessage"), 20, message="the status")[0]
+    assert "an admin paused the queue" in status.params["text"]
     listing = slack_app("admin queue")
-    assert "Paused by" in listing and "Waiting: 2" in listing and waiting[0].id in listing
+    assert "Paused by" in listing and "Waiting: 3" in listing and waiting[0].id in listing
     assert f"<@{TARGET}>" in listing and "a quiet lake 0" in listing
-    assert "Cancelled 2 waiting job(s)" in slack_app(f"admin purge {TARGET}")
+    assert "Cancelled 3 waiting job(s)" in slack_app(f"admin purge {TARGET}")
     assert all(queue.jobs.get(j.id).status is JobStatus.cancelled for j in waiting)
     assert "Resumed" in slack_app("admin resume")
     assert "was not paused" in slack_app("admin resume")
