@@ -191,3 +191,20 @@ def test_discord_report_and_delete(settings: Settings, bot: Bot) -> None:
     assert fake.find("DELETE", rf"^/channels/{fake.channel_id}/messages/{result['id']}$")
     assert_removed(settings, job, f"discord:{owner['id']}")
     assert [e for e, _ in events(settings, job)] == ["image.reported", "image.deleted"]
+
+
+def test_rest_purge_deletes_a_finished_jobs_images_for_its_owner(settings: Settings) -> None:
+    from bots.web import tokens  # noqa: PLC0415
+    from bots.web.app import create_app  # noqa: PLC0415
+
+    chosen = with_settings(settings, api_tokens={"ci": "c" * 20, "other": "o" * 20})
+    job = done_job(chosen, Requester(platform="api", user="ci"))
+    JobStore(redis_client(chosen), chosen.job_ttl).update(job.id, lambda j: j.model_copy(
+        update={"owner": tokens.owner_of(chosen, "ci")}))
+    client = create_app(chosen).test_client()
+    mine, theirs = {"Authorization": "Bearer " + "c" * 20}, {"Authorization": "Bearer " + "o" * 20}
+    assert client.delete(f"/api/v1/jobs/{job.id}", headers=mine).status_code == 409
+    assert client.delete(f"/api/v1/jobs/{job.id}?purge=1", headers=theirs).status_code == 404
+    answer = client.delete(f"/api/v1/jobs/{job.id}?purge=1", headers=mine)
+    assert answer.status_code == 200 and answer.json["deleted"] is True
+    assert_removed(chosen, job, "api:ci")

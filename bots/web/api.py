@@ -39,6 +39,7 @@ from bots.web import tokens
 from bots.web.image_view import image_views
 from bots.web.openapi_page import openapi_document
 from bots.web.preview_links import preview_url
+from bots.web.purge import purged
 from bots.web.state import WebState, client_address, client_network, web_state
 from bots.web.webhook_delivery import check_webhook_url
 from generator.request import ImageRequest
@@ -324,8 +325,7 @@ def cancel_job(job_id: str) -> Response:
         raise ApiError(404, f"No job {job_id} of yours: only whoever created it may cancel it.")
     if job.status.finished:
         if request.args.get("purge") in ("1", "true"):  # delete its images (the Delete button)
-            from bots.web.audit_api import purge  # noqa: PLC0415 - it imports this module
-            return purge(state, job, _caller())
+            return jsonify({**job_view(state, purged(state, job.id, _caller())), "deleted": True})
         raise ApiError(409, f"Job {job.id} already finished ({job.status.value}); "
                             "nothing to cancel (?purge=1 deletes its images).")
     try:

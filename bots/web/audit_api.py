@@ -1,5 +1,4 @@
-"""`GET /api/v1/audit` for admin tokens, and the purge of a finished job's images
-(`DELETE /api/v1/jobs/<id>?purge=1`, routed by bots.web.api.cancel_job).
+"""`GET /api/v1/audit` for admin tokens.
 
 The audit trail holds every user's prompts: only a token named in IMAGINE_API_ADMINS reads
 it (401 without a valid token, 403 for any other token, also when the API is open).
@@ -12,12 +11,9 @@ from flask import Blueprint, Response, jsonify, request
 from bots.audit_query import MAX_LIMIT, entries_since, parse_since
 from bots.errors import PromptError
 from bots.web import api, tokens
-from bots.web.state import WebState, web_state
+from bots.web.state import web_state
 from settings.i18n import _
-from tasks.core.jobs import Job
-from tasks.errors import JobNotFound
 from tasks.policy.audit import AuditLog
-from tasks.policy.removal import remove_job
 
 bp = Blueprint("audit_api", __name__, url_prefix="/api/v1")
 bp.before_request(api.authorise)
@@ -59,14 +55,3 @@ def _limit(value: str | None) -> int:
                           .format(most=MAX_LIMIT, value=value))
     return int(value)
 
-
-def purge(state: WebState, job: Job, owner: str) -> Response:
-    """A finished job's images deleted by its owner (the REST twin of the Delete button)."""
-    try:
-        job = remove_job(state.settings, state.redis, state.storage, job.id, f"api:{owner}",
-                         detail="DELETE /api/v1/jobs/<id>?purge=1")
-    except JobNotFound as exc:
-        raise api.ApiError(404, exc.message) from None
-    view = api.job_view(state, job)
-    view["deleted"] = True
-    return jsonify(view)
