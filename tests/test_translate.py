@@ -146,3 +146,21 @@ def test_a_translation_that_hits_the_blocklist_fails_the_job(
     assert job.status is JobStatus.failed and "refused" in (job.error or "")
     audit = AuditLog(settings, redis_client(settings)).last(5)
     assert any(e.event == "policy.refused" and e.job == job.id for e in audit)
+
+
+def test_the_text_queue_translates_a_waiting_job_into_the_cache(
+        settings: Settings, language_dir: Path) -> None:
+    from tasks.names import PREPARE_TEXT_TASK, TEXT_QUEUE
+    from tasks.worker.text_task import register_text
+
+    source = str(language_dir / "translate")
+    changed = settings.model_copy(update={"translate_model": source, "text_queue": True})
+    app = create_celery(changed)
+    register_text(app)
+    queue = JobQueue(changed, redis_client(settings), app)
+    job = queue.submit(Job(requester=Requester(platform="api", user="u"),
+                           request=parse("кот в сапогах", Limits()))).job
+    assert redis_client(settings).llen(TEXT_QUEUE) == 1  # sent with the job, before drawing
+    app.tasks[PREPARE_TEXT_TASK](job.id)  # what `imagine worker --queues text` runs
+    cached = redis_client(settings).get(translation_key(source, "кот в сапогах"))
+    assert cached is not None and json.loads(cached)["language"] == "ru"
