@@ -27,6 +27,7 @@ from tasks.core import delivery_watch
 from tasks.core.jobs import Job, JobStatus
 from tasks.core.queue import JobQueue, server_time
 from tasks.names import DELIVER_TASK, DELIVERED_KEY, REAPER_LOCK_KEY, RUNNING_KEY, WORKERS_KEY
+from tasks.policy.gate import outcome_entry
 from tasks.worker import heartbeat
 from tasks.worker.runner import MAX_ATTEMPTS, too_many_attempts
 
@@ -108,6 +109,7 @@ class Reaper:
         if not failed.status.finished:
             return
         self.queue.mark_finished(failed)
+        self.queue.policy.audit.record(outcome_entry(failed))  # the audit trail's job.failed
         self._hand_off(failed)
 
     def _hand_off(self, job: Job) -> None:
