@@ -12,6 +12,7 @@ each image's `nsfw`, no url for a blocked one, `original_url` for a spoilered on
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -21,12 +22,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import discord as discord_py
 import pytest
 import torch
 from PIL import Image
 
 from bots.cli_safety import judge, warning
 from bots.discord.delivery import DiscordDelivery
+from bots.discord.reveal import reveal_original
 from bots.safety_view import withheld_lines
 from bots.slack.delivery import SlackDelivery
 from bots.web.app import create_app
@@ -282,3 +285,34 @@ def test_imagine_generate_warns_of_a_flagged_image(tiny_model_dir: Path,
         "warning: image 2 was flagged (the model's own safety checker withheld it (a black "
         "image)) and not written (IMAGINE_NSFW_POLICY cli=block).")
     assert warning(ImageVerdict(), 1, "out.png") is None
+
+
+def test_discord_show_original_answers_the_requester_alone(
+        discord: FakeDiscord, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Discord results carry no Show original; one pressed anyway (a real discord.py
+    interaction from the fake's payload) answers ephemerally: the original for the
+    requester, a refusal for anyone else."""
+    monkeypatch.setattr(discord_py.http.Route, "BASE", discord.api_url.rstrip("/"))
+    alice, eve = discord.user("alice"), discord.user("eve")
+    job = finished(settings, Requester(platform="discord", user=alice["id"],
+                                       channel=discord.channel_id), [spoiler(settings)])
+    storage = Storage(settings.images_dir)
+    message = {"id": "1", "channel_id": discord.channel_id, "content": "", "components": []}
+
+    async def press(user: dict[str, Any]) -> None:
+        client = discord_py.Client(intents=discord_py.Intents.none())
+        await client.login(BOT_TOKEN)
+        try:
+            payload = discord.button_payload(f"imagine:reveal:{job.id}:0", message, user)
+            interaction = discord_py.Interaction(data=payload, state=client._connection)
+            await reveal_original(interaction, job, storage, settings, redis_client(settings))
+        finally:
+            await client.close()
+
+    asyncio.run(press(eve))
+    asyncio.run(press(alice))
+    refusal, shown = [c for c in discord.calls if "/callback" in c.path]
+    assert refusal.json["data"]["flags"] == 64 and not refusal.files
+    assert "Only the person who asked" in refusal.json["data"]["content"]
+    assert shown.json["data"]["flags"] == 64
+    assert [f["data"] for f in shown.files] == [storage.read(job.images[0])]
