@@ -16,8 +16,11 @@ def install(app: Flask) -> None:
     def speak() -> None:  # returns None: a before_request that returns a value answers it
         set_locale(negotiate(request.headers.get("Accept-Language")))
 
+    def english_again(_exc: BaseException | None) -> None:
+        set_locale(None)
+
     app.before_request(speak)
-    app.teardown_request(lambda exc: set_locale(None))
+    app.teardown_request(english_again)
 
 
 def locale_extra() -> dict[str, str]:
