@@ -17,7 +17,7 @@ import pytest
 
 from bots.errors import PromptError
 from bots.followups import BUTTONS, ENHANCE, FollowUpLimits, follow_up, result_rows
-from bots.grammar import parse
+from bots.grammar import format_request, parse, request_from_fields
 from bots.limits import Limits
 from generator.enhance import Enhancer, clean_prompt
 from settings import Settings
@@ -77,7 +77,12 @@ def test_answers_are_cleaned_to_one_prompt_line() -> None:
 def test_enhance_is_refused_without_a_model_and_the_button_follows_the_setting() -> None:
     with pytest.raises(PromptError, match="IMAGINE_ENHANCE_MODEL"):
         parse("a cat --enhance", Limits())
-    assert parse("a cat --enhance", dataclasses.replace(Limits(), enhance=True)).enhance
+    enhancing = dataclasses.replace(Limits(), enhance=True)
+    request = parse("一只猫 --raw --enhance --no dog", enhancing)  # switches take no value
+    assert request.raw and request.enhance and request.negative_prompt == "dog"
+    assert parse(format_request(request, enhancing), enhancing) == request
+    fields = request_from_fields({"prompt": "a cat", "raw": "1", "enhance": "0"}, enhancing)
+    assert fields.raw and not fields.enhance  # web raw=1, REST "raw": true
     job = Job(requester=Requester(platform="api", user="u"), request=parse("a cat", Limits()),
               status=JobStatus.done, images=["x"], seeds=[1])
     names = [[b.name for b, _ in row] for row in result_rows(job, enhance=True)]

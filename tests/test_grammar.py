@@ -265,7 +265,7 @@ def test_unknown_flag_suggests_the_closest() -> None:
 def test_unknown_flag_without_a_close_one_lists_them() -> None:
     assert error_of("fox --help") == (
         "Unknown flag --help. Known: --ar, --size, --seed, --steps, --cfg, --no, --n, "
-        "--model, --sampler, --strength, --iw, --lora, --cn."
+        "--model, --sampler, --strength, --iw, --lora, --cn, --raw, --enhance."
     )
 
 
