@@ -37,6 +37,7 @@ from bots.region import RegionLinks
 from generator.request import ImageRequest
 from settings import Settings
 from settings.errors import ImagineError
+from settings.i18n import _, set_locale
 from tasks.core.jobs import Job, JobStatus, Requester
 from tasks.core.queue import JobQueue, format_wait
 from tasks.core.recalls import RecallStore
@@ -47,6 +48,16 @@ log = logging.getLogger(__name__)
 
 EPHEMERAL_LIMIT = 2000
 Command = app_commands.Command[Any, Any, Any] | app_commands.ContextMenu | app_commands.Group
+
+
+class LocaleTree(app_commands.CommandTree["ImagineBot"]):
+    """The command tree that speaks each user's language: every slash command, menu and
+    autocomplete runs in its own asyncio task, which this sets to the user's client locale
+    before the handler (and its error handler) runs."""
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        set_locale(str(interaction.locale.value))
+        return True
 
 
 class ImagineBot(discord.Client):
@@ -69,7 +80,7 @@ class ImagineBot(discord.Client):
         self.uploads = Uploads(settings, limits, open_storage(settings), queue.redis)
         self.region_links = RegionLinks(queue.redis, settings)
         self.access = DiscordAccess(settings, queue)
-        self.tree = app_commands.CommandTree(self)
+        self.tree: app_commands.CommandTree[ImagineBot] = LocaleTree(self)
         self._commands = commands
 
     async def setup_hook(self) -> None:
@@ -91,6 +102,9 @@ class ImagineBot(discord.Client):
             return
         if message.guild is not None and not self._mentioned(message):
             return
+        # A message carries no user language: the server's (a DM: English). This event's
+        # own task, so it ends with the handling.
+        set_locale(str(message.guild.preferred_locale.value) if message.guild else None)
         text = self._without_mentions(message)
         image = first_image(message.attachments)
         if not text and image is not None:
@@ -357,7 +371,8 @@ def with_status_message(job: Job, message_id: str) -> Job:
 
 
 def usage_message(error: PromptError) -> str:
-    return shorten(f"⚠️ {error.message}", EPHEMERAL_LIMIT - len(USAGE) - 2) + "\n\n" + USAGE
+    usage = _(USAGE)
+    return shorten(f"⚠️ {error.message}", EPHEMERAL_LIMIT - len(usage) - 2) + "\n\n" + usage
 
 
 def error_message(error: ImagineError) -> str:

@@ -16,6 +16,7 @@ import discord
 
 from bots.discord.formatting import CANCEL, CUSTOM_ID_PATTERN, RUN_AGAIN, custom_id
 from bots.followups import BUTTONS, LEGACY_BUTTONS
+from settings.i18n import set_locale
 
 
 @runtime_checkable
@@ -53,7 +54,9 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=CUSTOM_
         return cls(match["action"], match["job"], int(match["index"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        """Hand the press to the bot that received it."""
+        """Hand the press to the bot that received it, in the presser's language (each
+        press runs in its own asyncio task)."""
+        set_locale(str(interaction.locale.value))
         client = interaction.client
         assert isinstance(client, ButtonHandler)
         await client.on_job_button(interaction, self.name, self.target, self.index)

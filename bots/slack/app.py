@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from flask import Flask, request
@@ -25,6 +24,7 @@ from bots.slack.client import AUTH_ERRORS, check_token, error_code, web_client
 from bots.slack.intake import SlackIntake
 from bots.slack.jobs import SlackJobs
 from bots.slack.listeners import register
+from bots.slack.locale import ContextExecutor, SlackLocales, language_middleware
 from settings import Settings
 from tasks.core.queue import JobQueue
 
@@ -53,11 +53,13 @@ def create_slack_app(settings: Settings, queue: JobQueue, *, socket_mode: bool =
         # rest, so Bolt checks again (and answers with its error) on the first request.
         token_verification_enabled=token.ok,
         process_before_response=False,
-        # Listeners post to Slack after acking; enough threads that acks never queue.
-        listener_executor=ThreadPoolExecutor(max_workers=max(8, settings.web_threads),
-                                             thread_name_prefix="slack-listener"),
+        # Listeners post to Slack after acking; enough threads that acks never queue. Each
+        # runs in its request's context: the user's language (bots.slack.locale).
+        listener_executor=ContextExecutor(max_workers=max(8, settings.web_threads),
+                                          thread_name_prefix="slack-listener"),
         logger=logging.getLogger("imagine.slack"),
     )
+    app.use(language_middleware(SlackLocales(client, queue.redis)))
     limits = Limits.from_settings(settings)
     jobs = SlackJobs(settings, queue, client)
     intake = SlackIntake(settings, jobs, limits)

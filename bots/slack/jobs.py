@@ -31,8 +31,9 @@ from bots.status_lock import StatusBusy
 from generator.request import ImageRequest
 from settings import Settings
 from settings.errors import ImagineError
+from settings.i18n import SOURCE_LOCALE, current_locale
 from tasks.core.delivery import PermanentDeliveryError
-from tasks.core.jobs import Job, JobStatus, Requester
+from tasks.core.jobs import EXTRA_LOCALE, Job, JobStatus, Requester
 from tasks.core.queue import JobQueue, Submitted, format_wait
 from tasks.names import SLACK_EVENT_KEY
 
@@ -241,6 +242,8 @@ TOO_OLD = "That job is too old: its record has expired. Run the prompt again."
 
 def _requester(origin: Origin, index: int | None) -> Requester:
     extra = {"response_url": origin.response_url, "team": origin.team}
+    if current_locale() != SOURCE_LOCALE:  # set from users.info (bots.slack.locale)
+        extra[EXTRA_LOCALE] = current_locale()
     if index is not None:
         extra["index"] = str(index)
     return Requester(platform="slack", user=origin.user, channel=origin.channel,

@@ -32,6 +32,7 @@ from bots.slack.intake import Held, SlackIntake, needs_download
 from bots.slack.jobs import Origin, Refusal, SlackJobs
 from bots.slack.manage import SlackManage
 from bots.slack.reveal import SlackReveal
+from settings.i18n import _
 from tasks.core.jobs import Requester
 from tasks.core.queue import Submitted
 
@@ -49,7 +50,8 @@ ACCEPTED = "imagine_accepted"  # context key: what the middleware made of an eve
 
 def usage_text(error: str | None = None) -> str:
     lead = f"{say.escape(error)}\n" if error else ""
-    return f"{lead}{USAGE}\n`/imagine models` lists the models, LoRAs and ControlNets here."
+    return lead + _(USAGE) + "\n" + _("`/imagine models` lists the models, LoRAs and "
+                                     "ControlNets here.")
 
 
 def register(app: App, jobs: SlackJobs, intake: SlackIntake, limits: Limits) -> None:

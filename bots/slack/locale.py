@@ -22,7 +22,7 @@ import redis
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from settings.i18n import use_locale
+from settings.i18n import set_locale
 from tasks.names import SLACK_USER_KEY
 
 log = logging.getLogger(__name__)
@@ -95,11 +95,13 @@ def request_user(body: dict[str, Any]) -> str:
 
 def language_middleware(locales: SlackLocales) -> Callable[..., None]:
     """The global middleware: the rest of the request (and the listener Bolt submits to
-    the ContextExecutor) in the sender's language."""
+    the ContextExecutor) in the sender's language. Set, not scoped: Bolt's next() only
+    marks the chain to go on, the listeners run after this returns. Every request sets it
+    again, and the web app resets it after each request (bots.web.language)."""
 
     def speak_the_users_language(body: dict[str, Any],
                                  next: Callable[[], None]) -> None:  # noqa: A002 - Bolt's name
-        with use_locale(locales.of(request_user(body))):
-            next()
+        set_locale(locales.of(request_user(body)))
+        next()
 
     return speak_the_users_language

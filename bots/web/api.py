@@ -37,6 +37,7 @@ from bots.image_prompts import (
 from bots.model_flags import Control, needs_control_image
 from bots.web import tokens
 from bots.web.image_view import image_views
+from bots.web.language import locale_extra
 from bots.web.openapi_page import openapi_document
 from bots.web.preview_links import preview_url
 from bots.web.purge import purged
@@ -75,9 +76,9 @@ class JobBody(BaseModel):
     iw: float | None = None
     lora: str | list[str] | None = None  # "name:0.8,other" or a list of such
     cn: str | None = None  # ControlNet kind[:weight]; needs control_image
-    webhook: str | None = None
     raw: bool | None = None  # draw the prompt as written, untranslated (#16)
     enhance: bool | None = None  # a language model expands the prompt first (#16)
+    webhook: str | None = None
     image: str | None = None  # a data URL or an http(s) URL: an image prompt
     mask: str | None = None  # with image: the white parts are redrawn (inpaint)
     control_image: str | None = None  # like image: the control image of `cn`
@@ -151,7 +152,7 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
                                             image=body.image is not None)[0]
     except PromptError as exc:
         raise ApiError(400, exc.message) from None
-    requester = Requester(platform="api", user=_caller())
+    requester = Requester(platform="api", user=_caller(), extra=locale_extra())
     if body.webhook is not None:
         if len(body.webhook) > MAX_WEBHOOK_URL:
             raise ApiError(400, f"webhook must be a URL of at most {MAX_WEBHOOK_URL} characters.")
@@ -384,13 +385,13 @@ def job_view(state: WebState, job: Job, position: int | None = None,
         "platform": job.requester.platform,
         "images": image_views(job, state.image_url),
         "notes": list(job.notes),
+        # What the user wrote when the prompt drawn differs: translated or enhanced (#16).
+        "prompt_original": job.prompt_original, "prompt_language": job.prompt_language,
+        "enhanced": job.enhanced,
         "error": job.error,
         "created_at": job.created_at,
         "started_at": job.started_at,
         "finished_at": job.finished_at,
-        # What the user wrote when the prompt drawn differs: translated or enhanced (#16).
-        "prompt_original": job.prompt_original, "prompt_language": job.prompt_language,
-        "enhanced": job.enhanced,
         "links": {"self": self_url},
     }
 

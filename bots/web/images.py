@@ -15,6 +15,7 @@ from flask import Blueprint, Response, abort, jsonify, request, send_file
 
 from bots.errors import PromptError
 from bots.web import page
+from bots.web.language import locale_extra
 from bots.web.placeholder import error_png, placeholder_png, preview_placeholder_png
 from bots.web.preview_links import latest_preview
 from bots.web.query import PromptQuery, cache_key, memo_key, read_query
@@ -195,7 +196,7 @@ def _fresh(state: WebState, query: PromptQuery) -> Response:
 
 
 def _requester() -> Requester:
-    return Requester(platform="web", user=client_network())
+    return Requester(platform="web", user=client_network(), extra=locale_extra())
 
 
 def _full(state: WebState, exc: QueueFullError) -> Response:

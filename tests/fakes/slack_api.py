@@ -238,6 +238,9 @@ class FakeSlack:
             "id": user, "team_id": TEAM, "name": user.lower(), "deleted": False,
             "is_admin": False, "is_owner": False, "is_primary_owner": False,
             "is_restricted": False, "is_ultra_restricted": False, "is_bot": False,
+            # Slack adds the user's language only when asked (include_locale=true).
+            **({"locale": "en-US"} if str(params.get("include_locale")).lower() in (
+                "true", "1") else {}),
             **self.users.get(user, {})}}
 
     def _usergroups_users_list(self, params: dict[str, Any]) -> dict[str, Any]:
