@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 LOCALES_DIR = Path(__file__).resolve().parent / "locales"
@@ -120,7 +120,7 @@ def negotiate(accept_language: str | None) -> str | None:
     return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def translations(locale: str) -> gettext.NullTranslations:
     """The merged catalog of `locale` (every .po of its folder), compiled in memory."""
     from babel.messages.mofile import write_mo  # noqa: PLC0415 - only when a catalog exists
