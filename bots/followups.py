@@ -36,6 +36,10 @@ ACTIONS = (REROLL, VARY_SUBTLE, VARY_STRONG, UPSCALE, UPSCALE_CREATIVE, ZOOM_OUT
 REPORT, DELETE, REVEAL = "report", "delete", "reveal"
 MANAGE_BUTTONS = (REPORT, DELETE, REVEAL)
 DEFAULT_ZOOM = 2.0
+# Enhance pressed (or POSTed) on a server without an enhancement model (#16).
+NO_ENHANCER = N_("Enhance is not available: this server has no prompt enhancement model "
+                 "(IMAGINE_ENHANCE_MODEL). Use Reroll, or describe the image in more detail "
+                 "yourself.")
 
 # img2img strength: the share of the denoising schedule redrawn from the image. At 0.35 the
 # composition, colours and pose stay and details change (Midjourney's "Vary (Subtle)"); at
@@ -157,11 +161,13 @@ class FollowUpLimits:
     max_pixels: int = 1024 * 1024
     upscale_factor: int = 2
     max_upscale_pixels: int = 4096 * 4096
+    enhance: bool = True  # IMAGINE_ENHANCE_MODEL is set: the Enhance action works (#16)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FollowUpLimits:
         return cls(max_pixels=settings.max_pixels, upscale_factor=settings.upscale_factor,
-                   max_upscale_pixels=settings.max_upscale_pixels)
+                   max_upscale_pixels=settings.max_upscale_pixels,
+                   enhance=bool(settings.enhance_model))
 
 
 def find_button(name: str) -> Button:
@@ -217,6 +223,8 @@ def follow_up(parent: Job, index: int | None, action: str, limits: FollowUpLimit
     """
     action = canonical_action(action)
     if action == ENHANCE:
+        if not limits.enhance:
+            raise PromptError(_(NO_ENHANCER))
         if not parent.status.finished:
             raise _not_ready(parent)
         return parent.request.model_copy(update={"seed": None, "enhance": True})

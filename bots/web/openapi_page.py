@@ -9,6 +9,7 @@ from typing import Any
 from bots.limits import Limits
 from bots.web.openapi import openapi_document as _base_document
 from bots.web.openapi_audit import with_audit
+from bots.web.openapi_language import with_language
 from bots.web.openapi_safety import with_image_safety
 
 _ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
@@ -45,7 +46,7 @@ SIGN_PATHS: dict[str, Any] = {
 
 def openapi_document(limits: Limits) -> dict[str, Any]:
     """bots.web.openapi's document with the page's HTML answer and the signing route."""
-    document = with_audit(with_image_safety(_base_document(limits)))
+    document = with_language(with_audit(with_image_safety(_base_document(limits))))
     root = document["paths"]["/"]["get"]
     root["description"] = PAGE_HTML
     responses = root["responses"]

@@ -6,7 +6,9 @@ from __future__ import annotations
 import io
 import textwrap
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
+
+from bots.web.card_fonts import card_font
 
 # A placeholder keeps the shape of the image it stands for, at most this wide or tall:
 # page layout does not jump when the real image arrives, and the PNG stays a few KB.
@@ -33,9 +35,9 @@ def _card(size: tuple[int, int], title: str, body: str, title_colour: tuple[int,
           ) -> bytes:
     image = Image.new("RGB", size, BACKGROUND)
     draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default()
-    # The default bitmap font is about 6 px per character.
-    columns = max(10, (size[0] - 2 * MARGIN) // 6)
+    font, wide = card_font(title + body)
+    # The default font is about 6 px per character; a CJK font's glyphs are 12 px wide.
+    columns = max(10, (size[0] - 2 * MARGIN) // (12 if wide else 6))
     y = MARGIN
     lines = [(title, title_colour)]
     for paragraph in body.splitlines() or [""]:
