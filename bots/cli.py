@@ -69,6 +69,7 @@ def generate(prompt: str, output: Path, image_path: Path | None, mask: Path | No
     """Draw one prompt locally (no queue), e.g. "a red fox --ar 3:2 --seed 1"."""
     from tqdm import tqdm  # noqa: PLC0415
 
+    from bots.cli_language import prepared_request  # noqa: PLC0415
     from bots.grammar import parse  # noqa: PLC0415
     from bots.limits import Limits  # noqa: PLC0415
     from generator.engine import Engine  # noqa: PLC0415
@@ -90,6 +91,7 @@ def generate(prompt: str, output: Path, image_path: Path | None, mask: Path | No
         if request.seed is None:
             request = request.with_seed(random_seed())
         engine = Engine.from_settings(settings)
+        request = prepared_request(request, settings, engine.device)  # translate, enhance
         with tqdm(total=request.num_inference_steps, unit="step", desc="drawing") as bar:
             def progress(step: int, total: int, _preview: object = None) -> None:
                 bar.total = total
