@@ -59,7 +59,7 @@ def _done(images: int) -> Job:
 
 
 def test_result_buttons_fit_slack_block_limits() -> None:
-    for images, sizes in ((16, [5, 5, 1]), (1, [2, 3, 2, 4, 1])):
+    for images, sizes in ((16, [5, 5, 3]), (1, [2, 3, 2, 4, 3])):
         blocks = say.result_blocks("done", _done(images))
         actions = [b for b in blocks if b["type"] == "actions"]
         assert [len(b["elements"]) for b in actions] == sizes

@@ -151,9 +151,18 @@ class SlackDelivery:
             thread_ts=requester.thread or requester.message or None, initial_comment=comment)
         ids = ",".join(str(f.get("id", "")) for f in uploaded.get("files") or [])
         if ids:  # Delete (bots/slack/manage.py) removes the files by their ids
+            self._remember_files(ctx, job, ids)
+
+    def _remember_files(self, ctx: DeliveryContext, job: Job, ids: str) -> None:
+        """Note the uploaded files' ids on the job. The upload already happened: a failure
+        here must not make the delivery fail (it would be retried and post the images twice),
+        so it costs only Delete's removal of those files."""
+        try:
             JobStore(ctx.redis, self.settings.job_ttl).update(job.id, lambda j: j.model_copy(
                 update={"requester": j.requester.model_copy(
                     update={"extra": {**j.requester.extra, "files": ids}})}))
+        except Exception as exc:  # noqa: BLE001 - see above
+            log.warning("job %s: the ids of its Slack files were not recorded (%s)", job.id, exc)
 
     def _show(self, job: Job, text: str, blocks: list[dict[str, Any]]) -> None:
         requester = job.requester
