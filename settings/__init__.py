@@ -116,6 +116,9 @@ class Settings(GovernanceSettings, LanguageSettings, BaseSettings):
     max_web_jobs: int | None = Field(default=None, ge=1)
     job_ttl: int = Field(default=7 * 24 * 3600, ge=60, description="seconds a job record lives")
     job_timeout: int = Field(default=600, ge=10, description="longest a generation may run, s")
+    # A delivery holds its job's lock this long at most: if its deliver worker dies midway,
+    # the job's result goes out when the lock ends. Longer than any one delivery takes.
+    delivery_lock_seconds: int = Field(default=120, ge=5, le=3600)
     visibility_timeout: int | None = Field(
         default=None, ge=1,
         description="s before a job of a vanished worker host is handed out again; "

@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 import requests
 
-from tasks.core.delivery import LOCK_SECONDS
 from tasks.local.embedded_redis import EmbeddedRedis, free_port
 from tests.fakes.slack_api import FakeSlack, SlackSender
 from tests.fixtures_redis import Process, wait_for
 from tests.slack_support import SlackStack, healthz_ok, new_status, uploads_in
 
 OUTAGE_SECONDS = 3.0
+# A deliver worker that died mid-delivery holds that job's delivery lock this long.
+LOCK_SECONDS = 10
 # The first job is still drawing when Redis goes away, the others are waiting.
 SLOW_JOB = {"size": "256", "steps": 40}
 
@@ -51,7 +52,8 @@ def test_redis_restart_under_load(own_redis: EmbeddedRedis, slack: FakeSlack,
                                   start_process: Callable[..., Process],
                                   start_worker: Callable[..., Process]) -> None:
     stack = SlackStack(start_process, start_worker, slack, IMAGINE_REDIS_URL=own_redis.url,
-                       IMAGINE_MAX_JOBS_PER_USER="10")
+                       IMAGINE_MAX_JOBS_PER_USER="10",
+                       IMAGINE_DELIVERY_LOCK_SECONDS=str(LOCK_SECONDS))
     stack.start()
     base, logs = stack.app_url, stack.logs
 

@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-LOCK_SECONDS = 120
 # The longest wait a platform may ask of us; a longer Retry-After is most likely a mistake.
 MAX_RETRY_AFTER = 15 * 60.0
 
@@ -177,7 +176,7 @@ class Deliverer:
         ctx = DeliveryContext(self.settings, self.storage, self.redis, job, "result")
         if ctx.done("complete"):
             return
-        lock = self.redis.lock(DELIVERING_KEY.format(job.id, "result"), timeout=LOCK_SECONDS,
+        lock = self.redis.lock(DELIVERING_KEY.format(job.id, "result"), timeout=self.settings.delivery_lock_seconds,
                                blocking=False)
         if not lock.acquire():
             left = self.redis.pttl(DELIVERING_KEY.format(job.id, "result"))
