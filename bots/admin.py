@@ -81,7 +81,8 @@ def usage(prefix: str = "/imagine admin") -> str:
 
 
 def _bad(problem: str) -> AdminUsage:
-    return AdminUsage(f"⚠️ {problem}\n\n{usage()}")
+    # No words of its own: `problem` and `usage()` are translated where they are made.
+    return AdminUsage("\n\n".join(("⚠️ " + problem, usage())))
 
 
 def slack_user(value: str) -> str:

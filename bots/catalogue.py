@@ -16,6 +16,7 @@ from typing import Any
 
 from generator.library import embedding_files, lora_files
 from settings import Settings
+from settings.i18n import _
 
 # A LoRA's trigger words may sit beside it in `<name>.txt` (comma or line separated), as
 # civitai downloads often do; a sidecar is a line of words, so only its start is read.
@@ -109,7 +110,7 @@ def _sidecar_triggers(path: Path) -> tuple[str, ...]:
 
 
 def _defaults_text(defaults: dict[str, Any]) -> str:
-    shown = {"steps": "{} steps", "cfg": "cfg {:g}", "sampler": "sampler {}",
+    shown = {"steps": _("{} steps"), "cfg": _("cfg {:g}"), "sampler": _("sampler {}"),
              "size": "{0}x{0}", "negative": "--no {}"}
     return ", ".join(shown[key].format(value) for key, value in defaults.items())
 
@@ -121,20 +122,22 @@ def _model_line(item: ModelItem, code: Callable[[str], str],
     if item.defaults:
         parts.append(escape(_defaults_text(item.defaults)))
     if item.triggers:
-        parts.append("triggers: " + ", ".join(code(word) for word in item.triggers))
+        parts.append(_("triggers: {words}").format(
+            words=", ".join(code(word) for word in item.triggers)))
     return f"• {head}" + (f": {' · '.join(parts)}" if parts else "")
 
 
 def _file_line(item: FileItem, code: Callable[[str], str]) -> str:
-    triggers = f": triggers {', '.join(code(word) for word in item.triggers)}" \
+    triggers = _(": triggers {words}").format(
+        words=", ".join(code(word) for word in item.triggers)) \
         if item.triggers else ""
     return f"• {code(item.name)}{triggers}"
 
 
 def _control_line(item: ControlItem, code: Callable[[str], str]) -> str:
     families = f" ({', '.join(item.families)})" if item.families else ""
-    what = ("a map is computed from your image" if item.input == "photo"
-            else "your image is taken as the ready map")
+    what = (_("a map is computed from your image") if item.input == "photo"
+            else _("your image is taken as the ready map"))
     return f"• {code(item.name)}{families}: {what}"
 
 
@@ -147,27 +150,29 @@ def listing_text(items: Listing, *, limit: int, bold: str = "*",
         return f"`{escape(text.replace('`', chr(39)))}`"
 
     sections = [
-        (f"{bold}Models{bold}: `--model NAME`",
+        (_("{bold}Models{bold}: `--model NAME`").format(bold=bold),
          [_model_line(m, code, escape) for m in items.models]),
-        (f"{bold}LoRAs{bold}: `<lora:NAME:0.8>` in the prompt, or `--lora NAME:0.8`",
+        (_("{bold}LoRAs{bold}: `<lora:NAME:0.8>` in the prompt, or `--lora NAME:0.8`").format(
+            bold=bold),
          [_file_line(f, code) for f in items.loras]),
-        (f"{bold}Embeddings{bold}: the name as a word of the prompt or of `--no`",
+        (_("{bold}Embeddings{bold}: the name as a word of the prompt or of `--no`").format(
+            bold=bold),
          [_file_line(f, code) for f in items.embeddings]),
-        (f"{bold}ControlNets{bold}: `--cn KIND:0.8` with an image",
+        (_("{bold}ControlNets{bold}: `--cn KIND:0.8` with an image").format(bold=bold),
          [_control_line(c, code) for c in items.controlnets]),
     ]
     return _fit(sections, limit)
 
 
 def _more(count: int) -> str:
-    return f"… and {count} more"
+    return _("… and {count} more").format(count=count)
 
 
 def _fit(sections: Sequence[tuple[str, list[str]]], limit: int) -> str:
     """The sections in order; when they do not all fit, lines are taken a round at a time
     (the first of each section, then the second, …) so every section shows some, and each
     section cut short ends with "… and N more"."""
-    sections = [(header, lines or ["• none"]) for header, lines in sections]
+    sections = [(header, lines or ["• " + _("none")]) for header, lines in sections]
     full = "\n".join(line for header, lines in sections for line in (header, *lines))
     if len(full) <= limit:
         return full
@@ -176,7 +181,7 @@ def _fit(sections: Sequence[tuple[str, list[str]]], limit: int) -> str:
     kept = [0] * len(sections)
     open_ = [True] * len(sections)
     while any(open_):
-        for index, (_, lines) in enumerate(sections):
+        for index, (_header, lines) in enumerate(sections):
             if not open_[index]:
                 continue
             if kept[index] == len(lines) or used + len(lines[kept[index]]) + 1 > limit:

@@ -249,9 +249,16 @@ def follow_up(parent: Job, index: int | None, action: str, limits: FollowUpLimit
     return request.panned(source, seed, planned.width, planned.height, side)
 
 
+# A job's state as a word of a sentence; the state's value stays the English identifier.
+STATUS_WORDS = {JobStatus.queued: N_("queued"), JobStatus.running: N_("running"),
+                JobStatus.done: N_("done"), JobStatus.failed: N_("failed"),
+                JobStatus.cancelled: N_("cancelled")}
+
+
 def _not_ready(parent: Job) -> JobNotReady:
+    word = STATUS_WORDS.get(parent.status, parent.status.value)
     return JobNotReady(_("That job is still {status}; wait until it is done, then try "
-                         "again.").format(status=parent.status.value))
+                         "again.").format(status=_(word)))
 
 
 def _zoom_factor(factor: float | None) -> float:

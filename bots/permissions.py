@@ -19,6 +19,7 @@ from collections.abc import Callable, Collection, Mapping
 from enum import IntEnum
 from typing import Any
 
+from settings.i18n import _
 from tasks.core.jobs import Job
 
 
@@ -28,9 +29,10 @@ class Role(IntEnum):
     admin = 2
 
 
-def cancel_refusal(requester: str = "the person who asked") -> str:
+def cancel_refusal(requester: str | None = None) -> str:
     """What someone who may not cancel a job is told."""
-    return f"Only {requester} or a moderator can cancel this job."
+    return _("Only {requester} or a moderator can cancel this job.").format(
+        requester=requester or _("the person who asked"))
 
 
 def may_cancel(job: Job, user: str, role: Callable[[], Role]) -> bool:

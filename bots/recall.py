@@ -36,6 +36,7 @@ from generator.request import (
     UPSCALE_STRENGTH,
     ImageRequest,
 )
+from settings.i18n import _
 from tasks.core.storage import Storage
 
 # How much of a recorded value a note repeats.
@@ -109,20 +110,21 @@ def parameters_of(data: bytes) -> str:
         text = chunks.get(png.PARAMETERS_KEY)
         if text is not None and text.strip():
             return text
-        comfy = " It holds a ComfyUI workflow, which recall does not read." if (
+        comfy = _(" It holds a ComfyUI workflow, which recall does not read.") if (
             "workflow" in chunks or "prompt" in chunks) else ""
-        raise NoParameters("This PNG carries no generation parameters (A1111 `parameters` "
-                           "text): recall reads images saved by imagine, A1111, Forge and "
-                           f"tools that write the same text; use the original file.{comfy}")
+        raise NoParameters(_("This PNG carries no generation parameters (A1111 `parameters` "
+                             "text): recall reads images saved by imagine, A1111, Forge and "
+                             "tools that write the same text; use the original file.{comfy}").format(
+                               comfy=comfy))
     kind, comment = _other_image(data)
     if comment is not None and comment.strip():
         return comment  # A1111's JPEG and WebP files carry the same text in EXIF
     if kind is None:
-        raise PromptError("This file is not an image: recall reads a PNG that carries "
-                          "generation parameters (A1111 `parameters` text).")
-    raise NoParameters(f"This {kind} image carries no generation parameters: recall reads "
-                       "the A1111 `parameters` text of a PNG, which converting to "
-                       f"{kind} (as many chats do) drops; use the original PNG file.")
+        raise PromptError(_("This file is not an image: recall reads a PNG that carries "
+                            "generation parameters (A1111 `parameters` text)."))
+    raise NoParameters(_("This {kind} image carries no generation parameters: recall reads the "
+                         "A1111 `parameters` text of a PNG, which converting to {kind} (as "
+                         "many chats do) drops; use the original PNG file.").format(kind=kind))
 
 
 def _other_image(data: bytes) -> tuple[str | None, str | None]:
@@ -149,8 +151,8 @@ def _request(parsed: png.Parameters, limits: Limits, follow_ups: FollowUpLimits,
     text, loras = recalled_loras(parsed.prompt, limits, notes)
     prompt = _prompt(text, "prompt", limits, notes)
     if not prompt:
-        raise NoParameters("This image's parameters have an empty prompt: there is nothing "
-                           "to recall; write a prompt with /imagine instead.")
+        raise NoParameters(_("This image's parameters have an empty prompt: there is nothing "
+                             "to recall; write a prompt with /imagine instead."))
     operation = _operation(entries, notes)
     width, height = _size(entries.get("Size"), str(operation.get("mode", "txt2img")), limits,
                           follow_ups, notes)
@@ -182,8 +184,8 @@ def _prompt(text: str, what: str, limits: Limits, notes: list[str]) -> str:
     words = text.split()
     safe = [_FLAG_LIKE.sub("-", word) for word in words]
     if safe != words:
-        notes.append(f"Words of the {what} that read as flags (--word) now start with one "
-                     "dash, so they stay text.")
+        notes.append(_("Words of the {what} that read as flags (--word) now start with one "
+                       "dash, so they stay text.").format(what=what))
     joined = " ".join(safe)
     if what != "prompt":  # --no strips the commas at its edges, so the text parses back
         joined = joined.strip(" ,")
@@ -191,8 +193,10 @@ def _prompt(text: str, what: str, limits: Limits, notes: list[str]) -> str:
         cut = joined[:limits.max_prompt_length + 1].rsplit(" ", 1)[0]
         joined = (cut if len(cut) <= limits.max_prompt_length
                   else joined[:limits.max_prompt_length]).rstrip(" ,")
-        notes.append(f"The {what} was cut to {len(joined)} characters, this server's limit "
-                     f"being {limits.max_prompt_length} (IMAGINE_MAX_PROMPT_LENGTH).")
+        notes.append(_("The {what} was cut to {length} characters, this server's limit "
+                       "being {limit} (IMAGINE_MAX_PROMPT_LENGTH).").format(
+                         what=what, length=len(joined),
+                         limit=limits.max_prompt_length))
     return joined
 
 
@@ -209,12 +213,14 @@ def _steps(raw: str | None, limits: Limits, notes: list[str]) -> int:
     if raw is None:
         return limits.default_steps
     if value is None or value < 1 or not value.is_integer():
-        notes.append(f"Steps {_shown(raw)} is not a whole number of steps: "
-                     f"{limits.default_steps} used.")
+        notes.append(_("Steps {shown} is not a whole number of steps: {steps} "
+                       "used.").format(
+                         shown=_shown(raw), steps=limits.default_steps))
         return limits.default_steps
     if value > limits.max_steps:
-        notes.append(f"Steps {int(value)} is over this server's limit: {limits.max_steps} "
-                     "used (IMAGINE_MAX_STEPS).")
+        notes.append(_("Steps {value} is over this server's limit: {steps} used "
+                       "(IMAGINE_MAX_STEPS).").format(
+                         value=int(value), steps=limits.max_steps))
         return limits.max_steps
     return int(value)
 
@@ -224,11 +230,13 @@ def _cfg(raw: str | None, limits: Limits, notes: list[str]) -> float:
     if raw is None:
         return limits.default_cfg
     if value is None:
-        notes.append(f"CFG scale {_shown(raw)} is not a number: {limits.default_cfg:g} used.")
+        notes.append(_("CFG scale {shown} is not a number: {cfg:g} used.").format(
+                         shown=_shown(raw), cfg=limits.default_cfg))
         return limits.default_cfg
     if not 0.0 <= value <= CFG_MAX:
         clamped = min(max(value, 0.0), CFG_MAX)
-        notes.append(f"CFG scale {value:g} is outside 0 to {CFG_MAX:g}: {clamped:g} used.")
+        notes.append(_("CFG scale {value:g} is outside 0 to {most:g}: {clamped:g} used.").format(
+                         value=value, most=CFG_MAX, clamped=clamped))
         return clamped
     return value
 
@@ -238,13 +246,15 @@ def _seed(raw: str | None, notes: list[str]) -> int | None:
         return None
     value = raw.strip()
     if not _DIGITS.fullmatch(value):
-        notes.append(f"Seed {_shown(raw)} is not a seed: a new one is drawn.")
+        notes.append(_("Seed {shown} is not a seed: a new one is drawn.").format(
+                         shown=_shown(raw)))
         return None
     seed = int(value)
     if seed > SEED_MAX:
         # 64-bit seeds (ComfyUI) give other noise here anyway; keep them stable at least.
-        notes.append(f"Seed {seed} is over {SEED_MAX}: {seed % (SEED_MAX + 1)} used, so the "
-                     "image differs from the original.")
+        notes.append(_("Seed {seed} is over {most}: {number} used, so the image differs "
+                       "from the original.").format(
+                         seed=seed, most=SEED_MAX, number=seed % (SEED_MAX + 1)))
         return seed % (SEED_MAX + 1)
     return seed
 
@@ -255,8 +265,8 @@ def _size(raw: str | None, mode: str, limits: Limits, follow_ups: FollowUpLimits
         return limits.default_dims
     match = _SIZE.fullmatch(raw)
     if match is None or 0 in (int(match.group(1)), int(match.group(2))):
-        notes.append(f"Size {_shown(raw)} is not WxH: {'x'.join(map(str, limits.default_dims))} "
-                     "used.")
+        notes.append(_("Size {shown} is not WxH: {size} used.").format(
+                         shown=_shown(raw), size="x".join(map(str, limits.default_dims))))
         return limits.default_dims
     width, height = int(match.group(1)), int(match.group(2))
     cap, variable = limits.max_pixels, "IMAGINE_MAX_PIXELS"
@@ -268,8 +278,9 @@ def _size(raw: str | None, mode: str, limits: Limits, follow_ups: FollowUpLimits
     fitted = (fit_size(width, height, limits) if mode == "txt2img"
               else fit_within(width, height, cap))
     if fitted != (width, height):
-        why = (f"over this server's limit of {cap} pixels ({variable})" if width * height > cap
-               else "not a multiple of the sizes this server draws")
+        why = (_("over this server's limit of {cap} pixels ({variable})").format(
+                   cap=cap, variable=variable) if width * height > cap
+               else _("not a multiple of the sizes this server draws"))
         notes.append(f"Size {width}x{height} is {why}: {fitted[0]}x{fitted[1]} used.")
     return fitted
 
@@ -284,8 +295,8 @@ def _model(raw: str | None, limits: Limits, notes: list[str]) -> str:
     for name, label in limits.model_labels:
         if label.casefold() == folded:
             return name
-    notes.append(f"Model {_shown(raw.strip())} is not on this server: the default model is "
-                 "used.")
+    notes.append(_("Model {shown} is not on this server: the default model is used.").format(
+                     shown=_shown(raw.strip())))
     return "default"
 
 
@@ -295,8 +306,8 @@ def _sampler(entries: Mapping[str, str], limits: Limits, notes: list[str]) -> st
         return limits.default_sampler
     name = _SAMPLER_NAMES.get(raw.strip().casefold())
     if name is None:
-        notes.append(f"Sampler {_shown(raw)} is not available here: "
-                     f"{SAMPLER_LABELS[limits.default_sampler]} is used.")
+        notes.append(_("Sampler {shown} is not available here: {sampler} is used.").format(
+                         shown=_shown(raw), sampler=SAMPLER_LABELS[limits.default_sampler]))
         return limits.default_sampler
     # A1111 1.9+ writes the schedule apart ("DPM++ 2M" + "Schedule type: Karras"); ComfyUI
     # calls it "Scheduler".
@@ -304,11 +315,12 @@ def _sampler(entries: Mapping[str, str], limits: Limits, notes: list[str]) -> st
     if schedule.casefold() == "karras" and not name.endswith("_karras"):
         if f"{name}_karras" in SAMPLERS:
             return f"{name}_karras"
-        notes.append(f"The Karras schedule is not available with {SAMPLER_LABELS[name]} "
-                     "here: its usual schedule is used.")
+        notes.append(_("The Karras schedule is not available with {sampler} here: its "
+                       "usual schedule is used.").format(sampler=SAMPLER_LABELS[name]))
     elif schedule.casefold() not in (*_PLAIN_SCHEDULES, "karras"):
-        notes.append(f"Schedule type {_shown(schedule)} is not available here: "
-                     f"{SAMPLER_LABELS[name]}'s usual schedule is used.")
+        notes.append(_("Schedule type {shown} is not available here: {sampler}'s usual "
+                       "schedule is used.").format(
+                         shown=_shown(schedule), sampler=SAMPLER_LABELS[name]))
     return name
 
 
@@ -322,27 +334,27 @@ def _operation(entries: Mapping[str, str], notes: list[str]) -> dict[str, object
     fields: dict[str, object] = {"mode": mode, "source_image": source}
     problem = None
     if mode not in SOURCE_MODES:
-        problem = f"the operation {_shown(mode)} is unknown here"
+        problem = _("the operation {shown} is unknown here").format(shown=_shown(mode))
     elif not Storage.is_valid_name(source):
-        problem = "it does not name its source image"
+        problem = _("it does not name its source image")
     elif mode == "inpaint":
         fields["mask_image"] = entries.get(png.MASK_IMAGE, "").strip()
         if not Storage.is_valid_name(str(fields["mask_image"])):
-            problem = "it does not name its mask"
+            problem = _("it does not name its mask")
     elif mode == "zoom_out":
         fields["factor"] = _number(entries.get(png.ZOOM_FACTOR))
         if fields["factor"] not in ZOOM_FACTORS:
-            problem = "its zoom factor is not 1.5 or 2"
+            problem = _("its zoom factor is not 1.5 or 2")
     elif mode == "pan":
         fields["direction"] = entries.get(png.PAN, "").strip()
         if fields["direction"] not in DIRECTIONS:
-            problem = "its pan direction is not left, right, up or down"
+            problem = _("its pan direction is not left, right, up or down")
     elif mode in ("upscale", "upscale_creative"):
         factor = _number(entries.get(png.UPSCALE_FACTOR))
         fields["factor"] = factor if factor is not None and 1.0 < factor <= 4.0 else None
     if problem is not None:
-        notes.append(f"This image was made by an operation, but {problem}: recalled as a "
-                     "text prompt.")
+        notes.append(_("This image was made by an operation, but {problem}: recalled as a text "
+                       "prompt.").format(problem=problem))
         return {}
     fields["strength"] = _strength(entries.get(png.STRENGTH), mode, notes)
     return fields
@@ -354,8 +366,8 @@ def _strength(raw: str | None, mode: str, notes: list[str]) -> float:
     if raw is None:
         return default
     if value is None or not 0.0 < value <= 1.0:
-        notes.append(f"Denoising strength {_shown(raw)} is not above 0 and at most 1: "
-                     f"{default:g} used.")
+        notes.append(_("Denoising strength {shown} is not above 0 and at most 1: {default:g} "
+                       "used.").format(shown=_shown(raw), default=default))
         return default
     return value
 

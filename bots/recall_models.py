@@ -17,6 +17,7 @@ from generator.request import (
     ImageRequest,
     LoraUse,
 )
+from settings.i18n import _
 from tasks.core.storage import Storage
 
 _SHOWN = 40
@@ -38,12 +39,13 @@ def recalled_loras(prompt: str, limits: Limits, notes: list[str]
         try:
             known = lora_name(name, limits)
         except PromptError:
-            where = "LoRAs are off here" if limits.lora_dir is None else "not in IMAGINE_LORA_DIR"
-            notes.append(f"The LoRA {_shown(name)} is not on this server ({where}): the image "
-                         "is drawn without it.")
+            where = _("LoRAs are off here") if limits.lora_dir is None else _("not in IMAGINE_LORA_DIR")
+            notes.append(_("The LoRA {shown} is not on this server ({where}): the image is "
+                           "drawn without it.").format(shown=_shown(name), where=where))
             continue
         if any(lora.name == known for lora in loras):
-            notes.append(f"The LoRA {known} is named twice: its first weight is used.")
+            notes.append(_("The LoRA {known} is named twice: its first weight is used.").format(
+                             known=known))
             continue
         loras.append(LoraUse(name=known, weight=_weight(raw, known, notes)))
     return text, tuple(loras)
@@ -55,12 +57,15 @@ def _weight(raw: str, name: str, notes: list[str]) -> float:
     except ValueError:
         value = float("nan")
     if value != value:
-        notes.append(f"The weight {_shown(raw)} of LoRA {name} is not a number: 1 used.")
+        notes.append(_("The weight {shown} of LoRA {name} is not a number: 1 used.").format(
+                         shown=_shown(raw), name=name))
         return 1.0
     if not LORA_WEIGHT_MIN <= value <= LORA_WEIGHT_MAX:
         clamped = min(max(value, LORA_WEIGHT_MIN), LORA_WEIGHT_MAX)
-        notes.append(f"The weight {value:g} of LoRA {name} is outside {LORA_WEIGHT_MIN:g} to "
-                     f"{LORA_WEIGHT_MAX:g}: {clamped:g} used.")
+        notes.append(_("The weight {value:g} of LoRA {name} is outside {least:g} to "
+                       "{most:g}: {clamped:g} used.").format(
+                         value=value, name=name, least=LORA_WEIGHT_MIN,
+                         most=LORA_WEIGHT_MAX, clamped=clamped))
         return clamped
     return value
 
@@ -75,14 +80,15 @@ def recalled_control(entries: Mapping[str, str], mode: str, limits: Limits,
     image = entries.get(png.CONTROL_IMAGE, "").strip()
     problem = None
     if kind not in limits.control_kinds:
-        problem = f"this server has no {_shown(kind)} ControlNet (IMAGINE_CONTROLNETS)"
+        problem = _("this server has no {shown} ControlNet (IMAGINE_CONTROLNETS)").format(
+                      shown=_shown(kind))
     elif not Storage.is_valid_name(image):
-        problem = "it does not name its control image"
+        problem = _("it does not name its control image")
     elif mode not in ("txt2img", "img2img"):
-        problem = f"the operation {mode} takes no control image"
+        problem = _("the operation {mode} takes no control image").format(mode=mode)
     if problem is not None:
-        notes.append(f"This image was guided by a ControlNet, but {problem}: recalled "
-                     "without it.")
+        notes.append(_("This image was guided by a ControlNet, but {problem}: recalled without "
+                       "it.").format(problem=problem))
         return {}
     raw = entries.get(png.CONTROL_WEIGHT, "1").strip()
     try:
@@ -90,8 +96,8 @@ def recalled_control(entries: Mapping[str, str], mode: str, limits: Limits,
     except ValueError:
         weight = -1.0
     if not 0.0 <= weight <= CONTROL_WEIGHT_MAX:  # NaN too
-        notes.append(f"Control weight {_shown(raw)} is not from 0 to {CONTROL_WEIGHT_MAX:g}: "
-                     "1 used.")
+        notes.append(_("Control weight {shown} is not from 0 to {most:g}: 1 used.").format(
+                         shown=_shown(raw), most=CONTROL_WEIGHT_MAX))
         weight = 1.0
     return {"control": kind, "control_image": image, "control_weight": weight}
 
@@ -101,7 +107,8 @@ def control_line(request: ImageRequest) -> str | None:
     if request.control is None:
         return None
     control = format_control(Control(request.control, request.control_weight))
-    return f"ControlNet: --cn {control} with control image {request.control_image}"
+    return _("ControlNet: --cn {control} with control image {control_image}").format(
+               control=control, control_image=request.control_image)
 
 
 def without_control(request: ImageRequest) -> ImageRequest:

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from bots.followups import TITLES, VARY_REGION, parent_image
 from settings import Settings
 from settings.errors import ImagineError
+from settings.i18n import _, ngettext
 from tasks.core.jobs import Job, Requester
 from tasks.names import REGION_LINK_KEY
 
@@ -108,15 +109,20 @@ class RegionLinks:
     def lifetime(self) -> str:
         """How long a link works, in words: "15 minutes"."""
         seconds = self.settings.region_link_seconds
-        count, unit = (seconds, "second") if seconds < 120 else (round(seconds / 60), "minute")
-        return f"{count} {unit}{'' if count == 1 else 's'}"
+        if seconds < 120:
+            return ngettext("{count} second", "{count} seconds", seconds).format(count=seconds)
+        minutes = round(seconds / 60)
+        return ngettext("{count} minute", "{count} minutes", minutes).format(count=minutes)
 
     def _grant(self, raw: bytes | str | None) -> RegionGrant:
-        again = f"press {TITLES[VARY_REGION]} again under the image for a new one"
+        again = _("press {button} again under the image for a new one").format(
+            button=_(TITLES[VARY_REGION]))
         if raw is None:
-            raise LinkExpired(f"This link has expired (links last {self.lifetime}): {again}.")
+            raise LinkExpired(_("This link has expired (links last {lifetime}): {again}.").format(
+                lifetime=self.lifetime, again=again))
         if raw in (USED, USED.decode()):
-            raise LinkUsed(f"This link was already used (each link works once): {again}.")
+            raise LinkUsed(_("This link was already used (each link works once): {again}.").format(
+                again=again))
         return RegionGrant.model_validate_json(raw)
 
 

@@ -32,7 +32,7 @@ from bots.admin import (
 from bots.admin_view import AUDIT_DEFAULT, View
 from bots.discord.bot import EPHEMERAL_LIMIT, ImagineBot
 from bots.permissions import Role, discord_role
-from settings.i18n import use_locale
+from settings.i18n import N_, use_locale
 from tasks.core.storage import open_storage
 
 ADMIN_COMMAND = "imagine-admin"
@@ -80,56 +80,56 @@ def _user_key(user: discord.abc.User) -> str:
 def admin_group() -> app_commands.Group:
     """The command and its sub-commands, each a thin call of run_admin."""
     group = app_commands.Group(
-        name=ADMIN_COMMAND, description="Admin: bans, quotas, the queue, the audit trail",
+        name=ADMIN_COMMAND, description=N_("Admin: bans, quotas, the queue, the audit trail"),
         default_permissions=discord.Permissions(manage_guild=True), guild_only=True)
 
-    @group.command(name=BAN, description="Refuse a user's jobs everywhere")
-    @app_commands.describe(user="Who to ban", reason="Why (kept in the audit trail)")
+    @group.command(name=BAN, description=N_("Refuse a user's jobs everywhere"))
+    @app_commands.describe(user=N_("Who to ban"), reason=N_("Why (kept in the audit trail)"))
     async def ban(interaction: discord.Interaction, user: discord.User,
                   reason: app_commands.Range[str, 1, 300] | None = None) -> None:
         await run_admin(interaction, AdminCommand(BAN, user=_user_key(user),
                                                   reason=reason or ""))
 
-    @group.command(name=UNBAN, description="Let a banned user draw again")
+    @group.command(name=UNBAN, description=N_("Let a banned user draw again"))
     async def unban(interaction: discord.Interaction, user: discord.User) -> None:
         await run_admin(interaction, AdminCommand(UNBAN, user=_user_key(user)))
 
-    @group.command(name=QUOTA, description="Set a user's daily images, or go back to the rules")
-    @app_commands.describe(images="Images a day (0: no limit); leave out for the server's rules")
+    @group.command(name=QUOTA, description=N_("Set a user's daily images, or go back to the rules"))
+    @app_commands.describe(images=N_("Images a day (0: no limit); leave out for the server's rules"))
     async def quota(interaction: discord.Interaction, user: discord.User,
                     images: app_commands.Range[int, 0, 1_000_000] | None = None) -> None:
         await run_admin(interaction, AdminCommand(QUOTA, user=_user_key(user), images=images))
 
-    @group.command(name=PURGE, description="Cancel a user's unfinished jobs")
+    @group.command(name=PURGE, description=N_("Cancel a user's unfinished jobs"))
     async def purge(interaction: discord.Interaction, user: discord.User) -> None:
         await run_admin(interaction, AdminCommand(PURGE, user=_user_key(user)))
 
-    @group.command(name=PAUSE, description="Stop starting new jobs (they still queue)")
+    @group.command(name=PAUSE, description=N_("Stop starting new jobs (they still queue)"))
     async def pause(interaction: discord.Interaction) -> None:
         await run_admin(interaction, AdminCommand(PAUSE))
 
-    @group.command(name=RESUME, description="Start drawing waiting jobs again")
+    @group.command(name=RESUME, description=N_("Start drawing waiting jobs again"))
     async def resume(interaction: discord.Interaction) -> None:
         await run_admin(interaction, AdminCommand(RESUME))
 
-    @group.command(name=QUEUE, description="The waiting and running jobs")
+    @group.command(name=QUEUE, description=N_("The waiting and running jobs"))
     async def queue(interaction: discord.Interaction) -> None:
         await run_admin(interaction, AdminCommand(QUEUE))
 
-    @group.command(name=AUDIT, description="The last audit entries")
+    @group.command(name=AUDIT, description=N_("The last audit entries"))
     @app_commands.describe(count=f"How many ({AUDIT_DEFAULT} if left out)")
     async def audit(interaction: discord.Interaction,
                     count: app_commands.Range[int, 1, AUDIT_MAX] = AUDIT_DEFAULT) -> None:
         await run_admin(interaction, AdminCommand(AUDIT, count=count))
 
-    @group.command(name=REVEAL, description="See a withheld image (no job: the list)")
-    @app_commands.describe(job="The job's id", image="Which image (the first withheld if left out)")
+    @group.command(name=REVEAL, description=N_("See a withheld image (no job: the list)"))
+    @app_commands.describe(job=N_("The job's id"), image=N_("Which image (the first withheld if left out)"))
     async def reveal(interaction: discord.Interaction, job: JOB_ID | None = None,
                      image: app_commands.Range[int, 1, 99] | None = None) -> None:
         await run_admin(interaction, AdminCommand(REVEAL, job=(job or "").strip().lower(),
                                                   image=image))
 
-    @group.command(name=DELETE, description="Delete a job's images from storage")
+    @group.command(name=DELETE, description=N_("Delete a job's images from storage"))
     async def delete(interaction: discord.Interaction, job: JOB_ID) -> None:
         await run_admin(interaction, AdminCommand(DELETE, job=job.strip().lower()))
 

@@ -22,6 +22,7 @@ from discord import app_commands
 from bots.admin import paused_wait
 from bots.discord.access import DiscordAccess, Private, message_requester, tell_privately
 from bots.discord.buttons import JobButton, cancel_view, run_again_view, send_ephemeral
+from bots.discord.command_translator import CatalogTranslator
 from bots.discord.formatting import CANCEL, RUN_AGAIN, finished_text, queued_text
 from bots.discord.manage import MANAGED, manage_button
 from bots.discord.requesters import interaction_extra
@@ -88,6 +89,7 @@ class ImagineBot(discord.Client):
         for command in self._commands:
             self.tree.add_command(command)
         self.tree.error(on_command_error)
+        await self.tree.set_translator(CatalogTranslator())
         self.add_dynamic_items(JobButton)
 
     async def on_ready(self) -> None:
@@ -228,7 +230,7 @@ class ImagineBot(discord.Client):
             return f"⚠️ {exc.message}"
         except Exception:
             log.exception("submitting job %s failed", job.id)
-            return "⚠️ The queue cannot be reached right now; try again in a minute."
+            return _("⚠️ The queue cannot be reached right now; try again in a minute.")
         return None
 
     # --- recall ----------------------------------------------------------------------------
@@ -236,9 +238,9 @@ class ImagineBot(discord.Client):
                                      attachment: discord.Attachment | None) -> None:
         """`/recall` or the Recall menu: the image's parameters and Run again, or why not."""
         if attachment is None:
-            await send_ephemeral(interaction, "That message has no image attached: Recall "
-                                 "reads the prompt and settings recorded in an image made by "
-                                 "imagine (or A1111).")
+            await send_ephemeral(interaction, _("That message has no image attached: Recall "
+                                                "reads the prompt and settings recorded in an "
+                                                "image made by imagine (or A1111)."))
             return
         await interaction.response.defer(thinking=True)
         try:
@@ -266,8 +268,8 @@ class ImagineBot(discord.Client):
             return
         parent = await asyncio.to_thread(self.queue.jobs.find, target)
         if parent is None:
-            await send_ephemeral(interaction, "That job has expired; start a new one with "
-                                 "/imagine.")
+            await send_ephemeral(interaction, _("That job has expired; start a new one with "
+                                                "/imagine."))
             return
         if name == CANCEL:
             await self._cancel(interaction, parent)
@@ -304,16 +306,18 @@ class ImagineBot(discord.Client):
             return
         url = await asyncio.to_thread(self.region_links.issue, parent, index, requester)
         await send_ephemeral(interaction, (
-            f"🖌️ **{TITLES[VARY_REGION]}**: paint what to redraw on image {index + 1} here: "
-            f"<{url}>\nThe link is yours, works once and expires in "
-            f"{self.region_links.lifetime}; the new image will be posted in this channel."))
+            _("🖌️ **{title}**: paint what to redraw on image {number} here: <{url}>\nThe link "
+              "is yours, works once and expires in {lifetime}; the new image will be posted in "
+              "this channel.").format(
+                title=_(TITLES[VARY_REGION]), number=index + 1, url=url,
+                lifetime=self.region_links.lifetime)))
 
     async def _run_again(self, interaction: discord.Interaction, recall_id: str) -> None:
         store = RecallStore(self.queue.redis, self.settings.job_ttl)
         request = await asyncio.to_thread(store.find, recall_id)
         if request is None:
-            await send_ephemeral(interaction, "Those parameters are no longer kept; use "
-                                 "/recall on the image again.")
+            await send_ephemeral(interaction, _("Those parameters are no longer kept; use "
+                                                "/recall on the image again."))
             return
         await self.start_from_interaction(interaction, request)
 
@@ -328,9 +332,9 @@ class ImagineBot(discord.Client):
         if job.status is JobStatus.cancelled:
             await interaction.response.edit_message(content=finished_text(job), view=None)
         elif job.status is JobStatus.running:
-            await interaction.response.edit_message(content="🛑 Stopping…", view=None)
+            await interaction.response.edit_message(content=_("🛑 Stopping…"), view=None)
         else:
-            await send_ephemeral(interaction, "That job has already finished.")
+            await send_ephemeral(interaction, _("That job has already finished."))
 
 
 async def on_command_error(interaction: discord.Interaction,
@@ -339,8 +343,8 @@ async def on_command_error(interaction: discord.Interaction,
     log.error("/%s failed", interaction.command.name if interaction.command else "?",
               exc_info=error)
     try:
-        await send_ephemeral(interaction, "⚠️ Something went wrong on our side; the operator "
-                             "can find the details in the bot's log.")
+        await send_ephemeral(interaction, _("⚠️ Something went wrong on our side; the operator "
+                                            "can find the details in the bot's log."))
     except discord.HTTPException:
         pass  # the interaction itself is gone; the log has it
 

@@ -16,7 +16,7 @@ import discord
 
 from bots.discord.formatting import CANCEL, CUSTOM_ID_PATTERN, RUN_AGAIN, custom_id
 from bots.followups import BUTTONS, LEGACY_BUTTONS
-from settings.i18n import set_locale
+from settings.i18n import _, set_locale
 
 
 @runtime_checkable
@@ -30,9 +30,9 @@ class ButtonHandler(Protocol):
 
 def _label(name: str, index: int) -> str:
     if name == CANCEL:
-        return "Cancel"
+        return _("Cancel")
     if name == RUN_AGAIN:
-        return "Run again"
+        return _("Run again")
     button = BUTTONS.get(name) or LEGACY_BUTTONS[name]
     return button.label or button.emoji or name
 

@@ -24,11 +24,12 @@ from bots.model_flags import Control, needs_control_image
 from bots.quota_text import quota_answer
 from generator.library import lora_files
 from generator.request import SEED_MAX
+from settings.i18n import N_, _
 
 ASPECT_RATIOS = ("1:1", "16:9", "9:16", "3:2", "2:3", "4:3", "3:4", "21:9")
 AUTOCOMPLETE_LIMIT = 25  # Discord shows at most 25 choices
 CHOICE_MAX = 100  # characters of a choice's name and of its value
-RECALL_MENU = "Recall"
+RECALL_MENU = N_("Recall")
 
 
 def _bot(interaction: discord.Interaction) -> ImagineBot:
@@ -58,15 +59,16 @@ async def _any_too_large(interaction: discord.Interaction,
 def imagine_command(limits: Limits) -> app_commands.Command[Any, Any, None]:
     """`/imagine` with typed options whose bounds are this deployment's limits."""
 
-    @app_commands.command(name="imagine")
+    @app_commands.command(name="imagine", description=N_(
+        "Draw an image from a prompt (and an image to start from)."))
     @app_commands.describe(
-        prompt="What to draw; flags such as --ar 16:9 --seed 7 --no text work here too",
-        aspect_ratio="Shape of the image", seed="Same seed + same prompt = same image",
-        steps="More steps: slower, often finer", negative="What to leave out",
-        count="How many images", model="Which model draws it",
-        image="An image to start from (an image prompt)",
-        lora="LoRAs: name or name:0.8, several separated by commas",
-        control="A control image for --cn KIND in the prompt (ControlNet)")
+        prompt=N_("What to draw; flags such as --ar 16:9 --seed 7 --no text work here too"),
+        aspect_ratio=N_("Shape of the image"), seed=N_("Same seed + same prompt = same image"),
+        steps=N_("More steps: slower, often finer"), negative=N_("What to leave out"),
+        count=N_("How many images"), model=N_("Which model draws it"),
+        image=N_("An image to start from (an image prompt)"),
+        lora=N_("LoRAs: name or name:0.8, several separated by commas"),
+        control=N_("A control image for --cn KIND in the prompt (ControlNet)"))
     @app_commands.choices(aspect_ratio=[app_commands.Choice(name=r, value=r)
                                         for r in ASPECT_RATIOS])
     async def imagine(
@@ -135,20 +137,23 @@ async def lora_choices(interaction: discord.Interaction, current: str
             if len(prefix + name) <= CHOICE_MAX][:AUTOCOMPLETE_LIMIT]
 
 
-@app_commands.command(name="models")
+@app_commands.command(name="models", description=N_(
+    "List the models, LoRAs, embeddings and ControlNets you can use (only you see it)."))
 async def models_command(interaction: discord.Interaction) -> None:
     """List the models, LoRAs, embeddings and ControlNets you can use (only you see it)."""
     text = listing_text(listing(_bot(interaction).settings), limit=EPHEMERAL_LIMIT, bold="**")
     await send_ephemeral(interaction, text)
 
 
-@app_commands.command(name="help")
+@app_commands.command(name="help", description=N_(
+    "How to draw: the prompt's flags, the buttons, examples (only you see it)."))
 async def help_command(interaction: discord.Interaction) -> None:
     """How to draw: the prompt's flags, the buttons, examples (only you see it)."""
     await send_ephemeral(interaction, help_text(DISCORD))
 
 
-@app_commands.command(name="quota")
+@app_commands.command(name="quota", description=N_(
+    "Images you made today, how many are left and when that resets (only you see it)."))
 async def quota_command(interaction: discord.Interaction) -> None:
     """Images you made today, how many are left and when that resets (only you see it)."""
     quotas = _bot(interaction).queue.policy.quotas
@@ -156,8 +161,9 @@ async def quota_command(interaction: discord.Interaction) -> None:
         quota_answer, quotas, interaction_requester(interaction), "**"))
 
 
-@app_commands.command(name="recall")
-@app_commands.describe(image="An image made by imagine (or A1111): its prompt and settings")
+@app_commands.command(name="recall", description=N_(
+    "Show how an image was made, with a button to draw it again."))
+@app_commands.describe(image=N_("An image made by imagine (or A1111): its prompt and settings"))
 async def recall_command(interaction: discord.Interaction, image: discord.Attachment) -> None:
     """Show how an image was made, with a button to draw it again."""
     if not await _too_large(interaction, image):
@@ -179,8 +185,8 @@ def _check_control(cn: Control | None, control: discord.Attachment | None,
                    images: bool) -> None:
     """PromptError when --cn and the control image do not go together."""
     if control is not None and cn is None:
-        raise PromptError("The control image needs --cn KIND in the prompt (e.g. --cn canny): "
-                          "say which ControlNet it guides.")
+        raise PromptError(_("The control image needs --cn KIND in the prompt (e.g. --cn "
+                            "canny): say which ControlNet it guides."))
     if cn is not None and control is None and not images:
         raise needs_control_image(cn)
 

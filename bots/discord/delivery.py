@@ -33,6 +33,7 @@ from bots.limits import Limits
 from bots.presentation import shorten
 from bots.safety_view import shown, withheld_lines
 from settings import Settings
+from settings.i18n import _
 from tasks.core.connection import redis_client
 from tasks.core.delivery import DeliveryContext
 from tasks.core.jobs import Job, JobStatus, Requester
@@ -151,9 +152,11 @@ class DiscordDelivery:
             if preview is not None:
                 files.append(UploadFile(f"{prefix}imagine-{seed}-preview.jpg", preview,
                                         "image/jpeg"))
-                notes.append(f"Image {index + 1} is a preview; full size: {link}")
+                notes.append(_("Image {number} is a preview; full size: {link}").format(
+                                 number=index + 1, link=link))
             else:
-                notes.append(f"Image {index + 1} is too large to upload: {link}")
+                notes.append(_("Image {number} is too large to upload: {link}").format(
+                                 number=index + 1, link=link))
         return files, notes + withheld_lines(job, blur=False)
 
     # --- the status message ------------------------------------------------------------

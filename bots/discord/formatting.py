@@ -19,6 +19,7 @@ from bots.language_view import language_lines
 from bots.limits import Limits
 from bots.presentation import percent, place_in_line, progress_bar, shorten
 from generator.request import SAMPLER_LABELS
+from settings.i18n import _, ngettext
 from tasks.core.jobs import Job, JobStatus, Requester
 
 # Discord lets an interaction token be used for 15 minutes; stop a little early so a slow
@@ -105,33 +106,35 @@ def _shown(prompt: str) -> str:
 
 def queued_text(prompt: str, position: int, wait: str) -> str:
     where = place_in_line(position)
-    return f"🎨 **{_shown(prompt)}**\nQueued: {where}, done in {wait}."
+    return _("🎨 **{shown}**\nQueued: {where}, done in {wait}.").format(
+               shown=_shown(prompt), where=where, wait=wait)
 
 
 def progress_text(job: Job, position: int | None) -> str:
     head = f"🎨 **{_shown(job.request.prompt)}**\n"
     if job.status is JobStatus.queued and position is not None:
-        return head + f"Queued: {place_in_line(position)}."
+        return head + _("Queued: {where}.").format(where=place_in_line(position))
     if job.phase:
         return head + job.phase[:1].upper() + job.phase[1:]
     if not job.total_steps:
-        return head + "Starting…"
+        return head + _("Starting…")
     bar = progress_bar(job.step, job.total_steps)
-    return head + (f"Drawing {bar} {percent(job.step, job.total_steps)}% "
-                   f"(step {job.step}/{job.total_steps})")
+    return head + _("Drawing {bar} {percent}% (step {step}/{total})").format(
+        bar=bar, percent=percent(job.step, job.total_steps), step=job.step,
+        total=job.total_steps)
 
 
 def finished_text(job: Job) -> str:
     """The status message's last words for a job without images."""
     prompt = _shown(job.request.prompt)
     if job.status is JobStatus.cancelled:
-        return f"🛑 **{prompt}**\nCancelled."
-    return f"⚠️ **{prompt}**\n{job.error or 'Generation failed.'}"
+        return f"🛑 **{prompt}**\n" + _("Cancelled.")
+    return f"⚠️ **{prompt}**\n{job.error or _('Generation failed.')}"
 
 
 def cancel_components(job_id: str) -> list[dict[str, Any]]:
     return [{"type": 1, "components": [
-        {"type": 2, "style": SECONDARY, "label": "Cancel",
+        {"type": 2, "style": SECONDARY, "label": _("Cancel"),
          "custom_id": custom_id("cancel", job_id)}]}]
 
 
@@ -147,13 +150,17 @@ def result_content(job: Job, limits: Limits, notes: list[str]) -> str:
     sampler = SAMPLER_LABELS.get(request.sampler, request.sampler)
     seeds = ", ".join(str(seed) for seed in job.seeds)
     width, height = job.image_size(0)  # an operation's result may be capped below the plan
-    lines.append(f"{width}×{height} · {request.num_inference_steps} steps · "
-                 f"cfg {request.guidance_scale:g} · {sampler} · model {request.model} · "
-                 f"seed{'s' if len(job.seeds) > 1 else ''} {seeds}")
+    lines.append(ngettext(
+        "{width}×{height} · {steps} steps · cfg {cfg:g} · {sampler} · model {model} · "
+        "seed {seeds}",
+        "{width}×{height} · {steps} steps · cfg {cfg:g} · {sampler} · model {model} · "
+        "seeds {seeds}", max(len(job.seeds), 1)).format(
+            width=width, height=height, steps=request.num_inference_steps,
+            cfg=request.guidance_scale, sampler=sampler, model=request.model, seeds=seeds))
     if job.seeds and request.mode == "txt2img":
         again = format_request(request.model_copy(update={"num_images": 1}).with_seed(
             job.seeds[0]), limits)
-        line = f"Again: `{_quoted(again)}`"
+        line = _("Again: `{prompt}`").format(prompt=_quoted(again))
         if len(line) <= 700:
             lines.append(line)
     lines.extend(language_lines(job))  # the prompt as written, when translated or enhanced
@@ -187,5 +194,5 @@ def _button(button: Button, index: int, job: Job) -> dict[str, Any]:
 def run_again_components(recall_id: str) -> list[dict[str, Any]]:
     """The button under a recalled image's parameters: draw them again."""
     return [{"type": 1, "components": [
-        {"type": 2, "style": PRIMARY, "label": "Run again", "emoji": {"name": "🔁"},
+        {"type": 2, "style": PRIMARY, "label": _("Run again"), "emoji": {"name": "🔁"},
          "custom_id": custom_id(RUN_AGAIN, recall_id)}]}]

@@ -13,7 +13,7 @@ from bots.discord.bot import ImagineBot
 from bots.discord.commands import all_commands
 from bots.limits import Limits
 from settings import Settings
-from settings.errors import ImagineError
+from settings.errors import ConfigError
 from tasks.core.queue import JobQueue
 
 
@@ -34,7 +34,7 @@ def point_at(settings: Settings) -> None:
 
 def _token(settings: Settings) -> str:
     if settings.discord_token is None:
-        raise ImagineError("DISCORD_TOKEN is not set: copy the bot token from the Discord "
+        raise ConfigError("DISCORD_TOKEN is not set: copy the bot token from the Discord "
                            "developer portal (Bot → Reset Token) into DISCORD_TOKEN.")
     return settings.discord_token.get_secret_value()
 

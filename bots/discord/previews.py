@@ -21,6 +21,7 @@ import redis
 
 from bots.discord.rest import TIMEOUT, UploadFile
 from bots.status_lock import StatusBusy, StatusLock
+from settings.i18n import _
 from tasks.core.delivery import TransientDeliveryError
 from tasks.core.jobs import Job, JobStatus
 from tasks.core.previews import PreviewStore
@@ -47,7 +48,7 @@ class PreviewUpload:
     def attach(self, body: dict[str, Any]) -> dict[str, Any]:
         # Listing only the new file replaces whatever the message had attached before.
         return {**body, "attachments": [{"id": 0, "filename": PREVIEW_FILENAME,
-                                         "description": "live preview"}]}
+                                         "description": _("live preview")}]}
 
 
 class StatusPreviews:

@@ -24,6 +24,7 @@ from bots.presentation import shorten
 from bots.recall import recall_png
 from generator.request import ImageRequest
 from settings import Settings
+from settings.i18n import _
 from tasks.core.recalls import RecallStore
 from tasks.core.storage import ImageStore
 
@@ -64,9 +65,11 @@ def _megabytes(size: int) -> str:
 def check_size(attachment: discord.Attachment, max_bytes: int) -> None:
     """UploadError, before anything is downloaded, for an attachment over the limit."""
     if attachment.size > max_bytes:
-        raise UploadError(f"{shorten(attachment.filename, 80)} is {_megabytes(attachment.size)}"
-                          f": this bot takes images up to {_megabytes(max_bytes)}; send a "
-                          "smaller one.")
+        raise UploadError(_("{name} is {size}: this bot takes images up to "
+                            "{limit}; send a smaller one.").format(
+                              name=shorten(attachment.filename, 80),
+                              size=_megabytes(attachment.size),
+                              limit=_megabytes(max_bytes)))
 
 
 async def read_attachment(attachment: discord.Attachment, max_bytes: int) -> bytes:
@@ -75,12 +78,14 @@ async def read_attachment(attachment: discord.Attachment, max_bytes: int) -> byt
     try:
         data = await attachment.read()
     except discord.HTTPException as exc:
-        raise UploadError(f"Could not download {shorten(attachment.filename, 80)} from "
-                          f"Discord ({exc.status}); attach it again.") from None
+        raise UploadError(_("Could not download {name} from Discord ({status}); attach "
+                            "it again.").format(
+                              name=shorten(attachment.filename, 80), status=exc.status)) from None
     if len(data) > max_bytes:  # the size Discord told us was wrong
-        raise UploadError(f"{shorten(attachment.filename, 80)} is {_megabytes(len(data))}: "
-                          f"this bot takes images up to {_megabytes(max_bytes)}; send a "
-                          "smaller one.")
+        raise UploadError(_("{name} is {size}: this bot takes images up to "
+                            "{limit}; send a smaller one.").format(
+                              name=shorten(attachment.filename, 80),
+                              size=_megabytes(len(data)), limit=_megabytes(max_bytes)))
     return data
 
 
@@ -124,7 +129,7 @@ class Uploads:
 
 def recall_text(filename: str, text: str, notes: Sequence[str]) -> str:
     """The parameters as prompt text in a code span, within Discord's 2000 characters."""
-    head = f"🔎 **{_escaped(shorten(filename, 80))}** was drawn with:\n"
+    head = _("🔎 **{name}** was drawn with:\n").format(name=_escaped(shorten(filename, 80)))
     tail = "".join(f"\n{note}" for note in notes)
     room = CONTENT_LIMIT - len(head) - len(tail) - 2
     return f"{head}`{shorten(_code(text), room)}`{tail}"

@@ -26,6 +26,7 @@ from bots.slack.status import StatusGuard
 from bots.slack.status_message import ensure_status_message
 from bots.status_lock import StatusBusy
 from settings import Settings
+from settings.i18n import _
 from tasks.core.delivery import DeliveryContext, RateLimited, TransientDeliveryError
 from tasks.core.jobs import Job, JobStatus, JobStore
 
@@ -69,7 +70,7 @@ class SlackDelivery:
         if not guard.progress_slot(job.id, job.requester.extra.get("team", "")):
             return
         if job.status is JobStatus.queued and position:
-            line = say.queued_line(position, "waiting")
+            line = say.queued_line(position, _("waiting"))
         else:
             line = job.phase or say.drawing_line(job.step, job.total_steps)
         text = say.status_text(self._head(job), line)
@@ -130,9 +131,10 @@ class SlackDelivery:
                                    *withheld_lines(job, blur=True)])
             return text, say.result_blocks(text, job, enhance=self.limits.enhance)
         if job.status is JobStatus.cancelled:
-            text = say.status_text(head, f"cancelled: {say.escape(job.error or '')}".rstrip(": "))
+            text = say.status_text(head, _("cancelled: {reason}").format(
+                reason=say.escape(job.error)) if job.error else _("cancelled"))
             return text, say.text_blocks(text)
-        text = say.status_text(head, say.failed_line(job.error or "no images were made"))
+        text = say.status_text(head, say.failed_line(job.error or _("no images were made")))
         return text, say.failed_blocks(text, job.id)
 
     def _upload(self, ctx: DeliveryContext) -> None:

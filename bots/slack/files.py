@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel
 
 from bots.errors import PromptError
+from settings.i18n import _
 
 TIMEOUT = 20.0
 IMAGE_TYPES = "PNG, JPEG, WebP or GIF"
@@ -54,16 +55,18 @@ def second_file(event: dict[str, Any]) -> SharedFile | None:
 def check(file: SharedFile, max_bytes: int) -> None:
     """PromptError for a file that is not an image or is larger than `max_bytes`."""
     if not file.mimetype.startswith("image/"):
-        kind = file.mimetype or "of an unknown type"
-        raise PromptError(f"{file.name} is {kind}, not an image: share a {IMAGE_TYPES} "
-                          "with the prompt.")
+        kind = file.mimetype or _("of an unknown type")
+        raise PromptError(_("{file_name} is {kind}, not an image: share a {IMAGE_TYPES} with "
+                            "the prompt.").format(
+                              file_name=file.name, kind=kind, IMAGE_TYPES=IMAGE_TYPES))
     if file.size is not None and file.size > max_bytes:
         raise _too_big(file, max_bytes)
 
 
 def _too_big(file: SharedFile, max_bytes: int) -> PromptError:
-    return PromptError(f"{file.name} is larger than {_megabytes(max_bytes)}, the most an image "
-                       "may have (IMAGINE_MAX_UPLOAD_BYTES): share a smaller one.")
+    return PromptError(_("{file_name} is larger than {megabytes}, the most an image may have "
+                         "(IMAGINE_MAX_UPLOAD_BYTES): share a smaller one.").format(
+                           file_name=file.name, megabytes=_megabytes(max_bytes)))
 
 
 def _megabytes(count: int) -> str:
@@ -78,23 +81,26 @@ def download(file: SharedFile, token: str, max_bytes: int, api_url: str) -> byte
     allowed = _allowed_hosts(api_url)
     if not file.url or (urlsplit(file.url).hostname not in allowed
                         and not _slack_host(file.url)):
-        raise PromptError(f"Slack gave no download address for {file.name}: share it again.")
+        raise PromptError(_("Slack gave no download address for {file_name}: share it again.").format(
+                              file_name=file.name))
     opener = urllib.request.build_opener(_SlackOnlyRedirects(allowed))
     request = urllib.request.Request(file.url, headers={"Authorization": f"Bearer {token}"})
     try:
         with opener.open(request, timeout=TIMEOUT) as response:
             if response.headers.get_content_type() == "text/html":
                 # What Slack serves a token without files:read: its sign-in page.
-                raise PromptError(f"Slack answered with a sign-in page instead of {file.name}: "
-                                  "reinstall the app with the files:read scope.")
+                raise PromptError(_("Slack answered with a sign-in page instead of "
+                                    "{file_name}: reinstall the app with the files:read scope.").format(
+                                      file_name=file.name))
             data = response.read(max_bytes + 1)
     except urllib.error.HTTPError as exc:
-        hint = " (reinstall the app with the files:read scope)" if exc.code in (401, 403) else ""
-        raise PromptError(f"Slack would not hand over {file.name} (HTTP {exc.code}){hint}; "
-                          "share it again.") from None
+        hint = _(" (reinstall the app with the files:read scope)") if exc.code in (401, 403) else ""
+        raise PromptError(_("Slack would not hand over {file_name} (HTTP {exc_code}){hint}; "
+                            "share it again.").format(
+                              file_name=file.name, exc_code=exc.code, hint=hint)) from None
     except (urllib.error.URLError, OSError) as exc:
-        raise PromptError(f"Could not download {file.name} from Slack ({exc}); share it "
-                          "again.") from None
+        raise PromptError(_("Could not download {file_name} from Slack ({exc}); share it again.").format(
+                              file_name=file.name, exc=exc)) from None
     if len(data) > max_bytes:
         raise _too_big(file, max_bytes)
     return data

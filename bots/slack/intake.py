@@ -33,6 +33,7 @@ from bots.slack.files import SharedFile, download
 from bots.slack.jobs import Origin, Refusal, SlackJobs
 from settings import Settings
 from settings.errors import ImagineError
+from settings.i18n import _, current_locale, use_locale
 from tasks.core.jobs import JOB_ID_BYTES
 from tasks.core.queue import Submitted
 from tasks.core.recalls import RecallStore
@@ -68,6 +69,9 @@ class Held(BaseModel):
     file: SharedFile | None = None
     second: SharedFile | None = None  # a second image: with --cn, the control image
     at: float = Field(default_factory=time.time)
+    # The user's language when the prompt was acked: a hold finished later, by the sweeper
+    # of another front end, still answers (and queues the job) in it.
+    locale: str = Field(default_factory=current_locale)
 
     @property
     def origin(self) -> Origin:
@@ -103,13 +107,17 @@ class SlackIntake:
             self.redis.hset(SLACK_INTAKE_KEY, held.id, held.model_dump_json())
         except Exception as exc:  # Redis is away: say so while Slack still waits for the ack
             log.exception("holding a Slack prompt failed")
-            return Refusal(f"Nothing was queued: the queue is unreachable "
-                           f"({type(exc).__name__}); try again in a minute.")
+            return Refusal(_("Nothing was queued: the queue is unreachable ({name}); try again "
+                             "in a minute.").format(name=type(exc).__name__))
         return held
 
     # --- after it ---------------------------------------------------------------------------
     def finish(self, held: Held) -> None:
         """Download, prepare and queue a held prompt (or answer a recall), then let it go."""
+        with use_locale(held.locale):
+            self._finish(held)
+
+    def _finish(self, held: Held) -> None:
         outcome = self._prepare(held)
         try:
             self.redis.hdel(SLACK_INTAKE_KEY, held.id)
@@ -137,7 +145,7 @@ class SlackIntake:
             return Refusal(say.escape(exc.message))
         except Exception:  # a bug must not leave the hold to be retried forever
             log.exception("preparing a Slack image prompt failed")
-            return Refusal("That image could not be read; try another one.")
+            return Refusal(_("That image could not be read; try another one."))
         return self.jobs.accept(prepared.request, held.origin, notes=tuple(prepared.notes),
                                 job_id=held.job_id)
 
@@ -152,13 +160,14 @@ class SlackIntake:
         try:
             return SharedFile.from_event(dict(self.jobs.client.files_info(file=file.id)["file"]))
         except SlackApiError as exc:
-            hint = " (reinstall the app with the files:read scope)" if error_code(
+            hint = _(" (reinstall the app with the files:read scope)") if error_code(
                 exc) == "missing_scope" else ""
-            raise PromptError(f"Slack would not describe {file.name} "
-                              f"({error_code(exc)}){hint}; share it again.") from None
+            raise PromptError(_("Slack would not describe {file_name} ({exc}){hint}; share it "
+                                "again.").format(
+                                  file_name=file.name, exc=error_code(exc), hint=hint)) from None
         except (SlackClientError, OSError) as exc:
-            raise PromptError(f"Could not reach Slack to read {file.name} ({exc}); share it "
-                              "again.") from None
+            raise PromptError(_("Could not reach Slack to read {file_name} ({exc}); share it "
+                                "again.").format(file_name=file.name, exc=exc)) from None
 
     def _recall(self, held: Held, data: bytes) -> None:
         """The parameters of a shared PNG as prompt text, with Run again, in its thread."""
@@ -177,7 +186,7 @@ class SlackIntake:
         """Run again under a recall: its request queued for the presser, in that thread."""
         request = self.recalls.find(recall_id)
         if request is None:
-            return Refusal("Those parameters are no longer kept: share the image again.")
+            return Refusal(_("Those parameters are no longer kept: share the image again."))
         return self.jobs.accept(request, origin)
 
     # --- holds left by a front end that stopped -------------------------------------------

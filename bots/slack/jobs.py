@@ -31,7 +31,7 @@ from bots.status_lock import StatusBusy
 from generator.request import ImageRequest
 from settings import Settings
 from settings.errors import ImagineError
-from settings.i18n import SOURCE_LOCALE, current_locale
+from settings.i18n import N_, SOURCE_LOCALE, _, current_locale
 from tasks.core.delivery import PermanentDeliveryError
 from tasks.core.jobs import EXTRA_LOCALE, Job, JobStatus, Requester
 from tasks.core.queue import JobQueue, Submitted, format_wait
@@ -97,8 +97,8 @@ class SlackJobs:
             return Refusal(say.escape(exc.message))
         except Exception as exc:  # Redis or the broker is down: say so, nothing is queued
             log.exception("submitting a Slack job failed")
-            return Refusal(f"Nothing was queued: the queue is unreachable "
-                           f"({type(exc).__name__}); try again in a minute.")
+            return Refusal(_("Nothing was queued: the queue is unreachable ({name}); try again "
+                             "in a minute.").format(name=type(exc).__name__))
 
     def admit(self, origin: Origin, index: int | None = None,
               prompt: str = "") -> Requester | Refusal:
@@ -131,8 +131,8 @@ class SlackJobs:
                 self.tell(origin, say.not_in_channel_text())
             else:
                 log.error("posting a status message in %s failed: %s", origin.channel, exc)
-                self.tell(origin, f"Slack refused my message ({say.escape(error_code(exc))}); "
-                                  "the job was cancelled.")
+                self.tell(origin, _("Slack refused my message ({exc}); the job was cancelled.").format(
+                                      exc=say.escape(error_code(exc))))
         except (SlackClientError, OSError, StatusBusy) as exc:
             log.warning("status message of job %s not posted yet (%s); the deliverer will "
                         "post it", job.id, exc)
@@ -143,7 +143,7 @@ class SlackJobs:
         answered in the same thread (recorded before the ack, like a command)."""
         parent = self.queue.jobs.find(value.job_id)
         if parent is None:
-            return Refusal(TOO_OLD)
+            return Refusal(_(TOO_OLD))
         try:
             action = canonical_action(value.action)
             request = press(parent, value.index, value.action,
@@ -158,7 +158,7 @@ class SlackJobs:
         job it queues is delivered in the parent's thread like any follow-up."""
         parent = self.queue.jobs.find(value.job_id)
         if parent is None:
-            self.tell(origin, TOO_OLD)
+            self.tell(origin, _(TOO_OLD))
             return
         links = RegionLinks(self.queue.redis, self.settings)
         index = value.index or 0
@@ -173,17 +173,18 @@ class SlackJobs:
             return
         except Exception as exc:  # Redis is away: nothing was issued
             log.exception("issuing a Vary (Region) link failed")
-            self.tell(origin, f"No link was made: the queue is unreachable "
-                              f"({type(exc).__name__}); try again in a minute.")
+            self.tell(origin, _("No link was made: the queue is unreachable ({name}); try "
+                                "again in a minute.").format(name=type(exc).__name__))
             return
-        self.tell(origin, f"<{url}|Paint the part of image {index + 1} to redraw>: the link "
-                          f"works once, for {links.lifetime}, and only you can see it.")
+        self.tell(origin, _("<{url}|Paint the part of image {number} to redraw>: the link "
+                            "works once, for {links_lifetime}, and only you can see it.").format(
+                              url=url, number=index + 1, links_lifetime=links.lifetime))
 
     def cancel(self, job_id: str, origin: Origin) -> None:
         """Cancel a queued or running job: the requester's own, or anyone's for a moderator."""
         job = self.queue.jobs.find(job_id)
         if job is None or job.status.finished:
-            self.tell(origin, "That job has already finished.")
+            self.tell(origin, _("That job has already finished."))
             return
         if not may_cancel(job, origin.user, lambda: self.role(origin.user)):
             self.tell(origin, cancel_refusal(f"<@{job.requester.user}>"))
@@ -192,10 +193,10 @@ class SlackJobs:
         head = say.headline(job.requester.user, job.request, job.action,
                             _index(job.requester.extra))
         if job.status is JobStatus.cancelled:
-            text = say.status_text(head, "cancelled before it started")
+            text = say.status_text(head, _("cancelled before it started"))
             self.guard.final(job.id, lambda: self._edit(job, text))
         elif job.status is JobStatus.running:
-            text = say.status_text(head, "cancelling…")
+            text = say.status_text(head, _("cancelling…"))
             self.guard.edit(job.id, lambda: self._edit(job, text), wait=QUEUED_EDIT_WAIT)
 
     def role(self, user: str) -> Role:
@@ -237,7 +238,7 @@ class SlackJobs:
             log.warning("could not tell %s: %s (%s)", origin.user, text, exc)
 
 
-TOO_OLD = "That job is too old: its record has expired. Run the prompt again."
+TOO_OLD = N_("That job is too old: its record has expired. Run the prompt again.")
 
 
 def _requester(origin: Origin, index: int | None) -> Requester:

@@ -13,6 +13,7 @@ import ipaddress
 from typing import Any
 from urllib.parse import urlsplit
 
+from settings.i18n import _
 from tasks.core.jobs import Job, JobStatus
 
 PREVIEW_PATH = "/api/v1/jobs/{}/preview.jpg"
@@ -46,4 +47,4 @@ def preview_block(public_url: str, job: Job) -> dict[str, Any] | None:
         return None
     url = f"{public_url.strip().rstrip('/')}{PREVIEW_PATH.format(job.id)}?v={job.preview}"
     return {"type": "image", "block_id": "imagine-preview", "image_url": url,
-            "alt_text": "live preview"}
+            "alt_text": _("live preview")}

@@ -36,7 +36,7 @@ class SlackReveal:
     def press(self, value: say.ActionValue, origin: Origin) -> None:
         job = self.jobs.queue.jobs.find(value.job_id)
         if job is None:
-            self.jobs.tell(origin, TOO_OLD)
+            self.jobs.tell(origin, _(TOO_OLD))
             return
         if not may_reveal(job, origin.user):
             self.jobs.tell(origin, reveal_refusal())

@@ -92,24 +92,28 @@ def headline(user: str, request: ImageRequest, action: str | None = None,
     title = action_title(action, request)
     label = ""
     if title:
-        label = f" _({title}" + (f" of image {index + 1}" if index is not None else "") + ")_"
+        label = (_(" _({title} of image {number})_").format(title=title, number=index + 1)
+                 if index is not None else f" _({title})_")
     return f"{user_part}{escape(shorten(request.prompt))}{label}"
 
 
 def queued_line(position: int, wait: str) -> str:
-    return f"queued, #{position}, {wait}"
+    return _("queued, #{position}, {wait}").format(position=position, wait=wait)
 
 
 def drawing_line(step: int, total: int) -> str:
     if not total:
-        return "drawing…"
-    return f"drawing {progress_bar(step, total)} step {step}/{total}"
+        return _("drawing…")
+    return _("drawing {bar} step {step}/{total}").format(bar=progress_bar(step, total),
+                                                         step=step, total=total)
 
 
 def done_line(seeds: list[int], seconds: float | None) -> str:
-    took = f" in {seconds:.1f} s" if seconds is not None else ""
     seed_text = ", ".join(str(s) for s in seeds)
-    return f"done{took} · seed {seed_text} · images in the thread"
+    if seconds is None:
+        return _("done · seed {seeds} · images in the thread").format(seeds=seed_text)
+    return _("done in {seconds:.1f} s · seed {seeds} · images in the thread").format(
+        seconds=seconds, seeds=seed_text)
 
 
 def with_notes(text: str, notes: list[str] | tuple[str, ...]) -> str:
@@ -118,7 +122,7 @@ def with_notes(text: str, notes: list[str] | tuple[str, ...]) -> str:
 
 
 def failed_line(error: str) -> str:
-    return f"failed: {escape(error)}"
+    return _("failed: {error}").format(error=escape(error))
 
 
 def status_text(head: str, line: str) -> str:
@@ -126,8 +130,9 @@ def status_text(head: str, line: str) -> str:
 
 
 def not_in_channel_text(command: str = "/invite @imagine") -> str:
-    return (f"I can't post in this channel yet. Invite me with `{command}` (or add the app "
-            "from the channel's details → Integrations), then try again.")
+    return _("I can't post in this channel yet. Invite me with `{command}` (or add the app "
+             "from the channel's details → Integrations), then try again.").format(
+                 command=command)
 
 
 # ---------------------------------------------------------------------------------------
@@ -136,11 +141,14 @@ def not_in_channel_text(command: str = "/invite @imagine") -> str:
 
 def parameters_line(request: ImageRequest) -> str:
     sampler = request.sampler
-    mode = "" if request.mode == "txt2img" else f" · {request.mode} strength {request.strength:g}"
-    negative = f" · no: {escape(shorten(request.negative_prompt, 120))}" if request.negative_prompt else ""
-    return (f"{request.width}×{request.height} · {request.num_inference_steps} steps · "
-            f"cfg {request.guidance_scale:g} · {sampler} · model {escape(request.model)}"
-            f"{mode}{negative}")
+    mode = "" if request.mode == "txt2img" else _(" · {mode} strength {strength:g}").format(
+        mode=request.mode, strength=request.strength)
+    negative = _(" · no: {negative}").format(negative=escape(shorten(
+        request.negative_prompt, 120))) if request.negative_prompt else ""
+    return _("{width}×{height} · {steps} steps · cfg {cfg:g} · {sampler} · model {model}").format(
+        width=request.width, height=request.height, steps=request.num_inference_steps,
+        cfg=request.guidance_scale, sampler=sampler, model=escape(request.model),
+    ) + mode + negative
 
 
 def upload_comment(head: str, seeds: list[int], request: ImageRequest, replay: str,
@@ -148,8 +156,8 @@ def upload_comment(head: str, seeds: list[int], request: ImageRequest, replay: s
     """The comment above the images: who, what, seeds, parameters, the text to redo it, and
     what the user must know about them (scaled down to fit, no upscaler configured)."""
     seed_text = ", ".join(str(s) for s in seeds)
-    return with_notes(f"{head}\nseed {seed_text} · {parameters_line(request)}\n"
-                      f"{code(replay)}", notes)
+    seed_line = _("seed {seeds}").format(seeds=seed_text)
+    return with_notes(f"{head}\n{seed_line} · {parameters_line(request)}\n{code(replay)}", notes)
 
 
 def upload_of(image: ShownImage, data: bytes) -> dict[str, Any]:
@@ -157,7 +165,8 @@ def upload_of(image: ShownImage, data: bytes) -> dict[str, Any]:
     if image.spoiler:
         return {"file": data, "filename": f"imagine-{image.seed}-blurred.png",
                 "title": _("seed {seed} (blurred)").format(seed=image.seed)}
-    return {"file": data, "filename": f"imagine-{image.seed}.png", "title": f"seed {image.seed}"}
+    return {"file": data, "filename": f"imagine-{image.seed}.png",
+            "title": _("seed {seeds}").format(seeds=image.seed)}
 
 
 def code(text: str) -> str:
@@ -168,7 +177,8 @@ def code(text: str) -> str:
 def recall_text(user: str, text: str, notes: tuple[str, ...] = ()) -> str:
     """A recalled image's parameters as the prompt that draws it again."""
     user_part = f"<@{user}>: " if re.fullmatch(r"[UW][A-Z0-9]+", user) else ""
-    return with_notes(f"{user_part}this image was drawn with\n{code(text)}", notes)
+    return with_notes(user_part + _("this image was drawn with\n{parameters}").format(
+        parameters=code(text)), notes)
 
 
 # ---------------------------------------------------------------------------------------
@@ -221,7 +231,7 @@ def section(text: str) -> dict[str, Any]:
 def cancel_blocks(text: str, job_id: str) -> list[dict[str, Any]]:
     """A status line with a Cancel button, while the job waits or runs."""
     return [section(text), {"type": "actions", "block_id": "imagine-cancel", "elements": [
-        _button("Cancel", ActionValue(CANCEL, job_id), "danger")]}]
+        _button(_("Cancel"), ActionValue(CANCEL, job_id), "danger")]}]
 
 
 def result_blocks(text: str, job: Job, *, enhance: bool = False) -> list[dict[str, Any]]:
@@ -244,7 +254,7 @@ def _follow_up_button(button: Button, index: int, job: Job) -> dict[str, Any]:
 def run_again_blocks(text: str, recall_id: str) -> list[dict[str, Any]]:
     """A recalled image's parameters with a button that draws them again."""
     return [section(text), {"type": "actions", "block_id": "imagine-run-again", "elements": [
-        _button("🔁 Run again", ActionValue(RUN_AGAIN, recall_id), "primary")]}]
+        _button(_("🔁 Run again"), ActionValue(RUN_AGAIN, recall_id), "primary")]}]
 
 
 def failed_blocks(text: str, job_id: str) -> list[dict[str, Any]]:
