@@ -46,6 +46,7 @@ from bots.web.webhook_delivery import check_webhook_url
 from generator.request import ImageRequest
 from generator.source_images import mask_for, prepare_source
 from settings.errors import ImagineError
+from settings.i18n import _
 from tasks.core import metrics
 from tasks.core.jobs import Job, JobStatus, Requester
 from tasks.core.queue import format_wait
@@ -127,8 +128,8 @@ def authorise() -> None:
     if name is not None:
         tokens.remember(name)  # the job's user (api:<name>) and owner
     else:
-        raise ApiError(401, "This API needs `Authorization: Bearer <IMAGINE_API_TOKEN>`; "
-                            "ask the operator for the token.")
+        raise ApiError(401, _("This API needs `Authorization: Bearer <IMAGINE_API_TOKEN>`; ask "
+                              "the operator for the token."))
 
 
 @bp.get("/openapi.json")
@@ -155,7 +156,8 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     requester = Requester(platform="api", user=_caller(), extra=locale_extra())
     if body.webhook is not None:
         if len(body.webhook) > MAX_WEBHOOK_URL:
-            raise ApiError(400, f"webhook must be a URL of at most {MAX_WEBHOOK_URL} characters.")
+            raise ApiError(400, _("webhook must be a URL of at most {most} "
+                                  "characters.").format(most=MAX_WEBHOOK_URL))
         try:  # checked again at each send: DNS may change in between
             check_webhook_url(state.settings, body.webhook)
         except ImagineError as exc:  # an OutboundError: which rule, and what to do
@@ -181,25 +183,26 @@ def _placed(body: JobBody, urls: list[str], control: Control | None) -> JobBody:
     PromptError when the images and `cn` do not go together."""
     if control is not None and body.control_image is None and body.image is None and urls:
         if len(urls) > 2:
-            raise PromptError(f"The prompt starts with {len(urls)} image URLs: with cn give "
-                              "one (the control image) or two (the image prompt, then it).")
+            raise PromptError(_("The prompt starts with {count} image URLs: with cn give "
+                                "one (the control image) or two (the image prompt, then it).").format(
+                                  count=len(urls)))
         first = urls[0] if len(urls) == 2 else None
         return body.model_copy(update={"image": first, "control_image": urls[-1]})
     if urls:  # Midjourney style, as in chat: the image's URL first in the prompt
         if len(urls) > 1 or body.image is not None:
-            raise PromptError("Give one image: as `image`, or one URL first in the prompt.")
+            raise PromptError(_("Give one image: as `image`, or one URL first in the prompt."))
         body = body.model_copy(update={"image": urls[0]})
     if body.mask is not None and body.image is None:
-        raise PromptError("mask needs image: send the image to redraw parts of as `image`, "
-                          "and the mask (white = redraw) as `mask`.")
+        raise PromptError(_("mask needs image: send the image to redraw parts of as `image`, "
+                            "and the mask (white = redraw) as `mask`."))
     if control is not None and body.control_image is None:
         raise needs_control_image(control)
     if control is None and body.control_image is not None:
-        raise PromptError("control_image needs cn: say which ControlNet it guides, e.g. "
-                          '"cn": "canny" (or --cn canny in the prompt).')
+        raise PromptError(_("control_image needs cn: say which ControlNet it guides, e.g. "
+                            "\"cn\": \"canny\" (or --cn canny in the prompt)."))
     if body.control_image is not None and body.mask is not None:
-        raise PromptError("control_image does not go with mask: an inpaint takes no "
-                          "ControlNet; send one or the other.")
+        raise PromptError(_("control_image does not go with mask: an inpaint takes no "
+                            "ControlNet; send one or the other."))
     return body
 
 
@@ -225,8 +228,8 @@ def _with_image(state: WebState, request: ImageRequest, image: str,
         if mask is None:
             return drawn_from(request, data, state.limits, settings, storage)
         if given_strength(request) is not None:
-            raise PromptError("strength and iw do not apply with a mask: the masked part is "
-                              "drawn anew, the rest is kept.")
+            raise PromptError(_("strength and iw do not apply with a mask: the masked part is "
+                                "drawn anew, the rest is kept."))
         # Only the masked part is drawn, at full resolution around it: the image keeps its
         # size up to the largest the server handles.
         source = prepare_source(data, max_bytes=settings.max_upload_bytes,
@@ -247,12 +250,14 @@ def act_on_job(job_id: str) -> tuple[Response, int, dict[str, str]]:
     state = web_state()
     body = read_body(ActionBody, '{"action": "upscale", "index": 0}')
     if body.action not in ACTIONS:
-        raise ApiError(400, f"action must be one of {', '.join(ACTIONS)}; got {body.action!r}.")
+        raise ApiError(400, _("action must be one of {actions}; got {action!r}.").format(
+                                actions=', '.join(ACTIONS), action=body.action))
     if body.factor is not None and body.action != ZOOM_OUT:
-        raise ApiError(400, f"factor applies to zoom_out only (1.5 or 2), not {body.action}.")
+        raise ApiError(400, _("factor applies to zoom_out only (1.5 or 2), not {action}.").format(
+                                action=body.action))
     if body.direction is not None and body.action != PAN:
-        raise ApiError(400, f"direction applies to pan only (left, right, up or down), not "
-                            f"{body.action}.")
+        raise ApiError(400, _("direction applies to pan only (left, right, up or down), not "
+                              "{action}.").format(action=body.action))
     parent = _find(state, job_id)
     try:
         image_request = follow_up(parent, body.index, body.action,
@@ -271,8 +276,8 @@ def read_body(model: type[BodyT], example: str) -> BodyT:
     """The JSON body validated by `model`; a 400 naming the first wrong field."""
     payload = request.get_json(silent=True)
     if not isinstance(payload, dict):
-        raise ApiError(400, f"Send a JSON object, e.g. {example}, "
-                            "with Content-Type: application/json.")
+        raise ApiError(400, _("Send a JSON object, e.g. {example}, with Content-Type: "
+                              "application/json.").format(example=example))
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
@@ -286,8 +291,8 @@ def _admit(state: WebState) -> None:
     decision = state.limiter.take(client_network())
     if not decision.allowed:
         metrics.record_web(state.redis, "rate_limited")
-        raise ApiError(429, f"Too many jobs from your address; try again in "
-                            f"{format_wait(decision.retry_after)}.", decision.retry_after)
+        raise ApiError(429, _("Too many jobs from your address; try again in {wait}.").format(
+                                wait=format_wait(decision.retry_after)), decision.retry_after)
 
 
 def _submit(state: WebState, job: Job, *,
@@ -323,12 +328,14 @@ def cancel_job(job_id: str) -> Response:
     job = _find(state, job_id)
     if job.owner is None or not hmac.compare_digest(job.owner.encode(), _owner().encode()):
         # Not theirs: as if it did not exist (reading and following up stay open to the id).
-        raise ApiError(404, f"No job {job_id} of yours: only whoever created it may cancel it.")
+        raise ApiError(404, _("No job {job_id} of yours: only whoever created it may cancel it.").format(
+                                job_id=job_id))
     if job.status.finished:
         if request.args.get("purge") in ("1", "true"):  # delete its images (the Delete button)
             return jsonify({**job_view(state, purged(state, job.id, _caller())), "deleted": True})
-        raise ApiError(409, f"Job {job.id} already finished ({job.status.value}); "
-                            "nothing to cancel (?purge=1 deletes its images).")
+        raise ApiError(409, _("Job {job_id} already finished ({status}); nothing to cancel "
+                              "(?purge=1 deletes its images).").format(
+                                job_id=job.id, status=job.status.value))
     try:
         job = state.queue.cancel(job_id)
     except JobNotFound as exc:

@@ -19,6 +19,7 @@ from bots.web.language import install as speak_request_language
 from bots.web.ratelimit import RateLimiter
 from bots.web.state import EXTENSION, WebState, web_state
 from settings import Settings
+from settings.i18n import _
 from tasks.core.connection import redis_client
 from tasks.core.queue import JobQueue
 from tasks.core.storage import StorageError, open_storage
@@ -75,7 +76,7 @@ def unreachable(exc: Exception) -> Response:
     """Redis did not answer: 503 with Retry-After; the log has the details, the body none."""
     log.warning("%s %s: Redis is unreachable (%s)", request.method, request.path, exc)
     response = http_error(ServiceUnavailable(
-        "The queue's database is unreachable (restarting?); try again in a few seconds."))
+        _("The queue's database is unreachable (restarting?); try again in a few seconds.")))
     response.headers["Retry-After"] = str(OUTAGE_RETRY_AFTER)
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -85,7 +86,7 @@ def storage_failed(exc: StorageError) -> Response:
     """The image bucket failed (down, or refusing us): 503 with what the operator must fix."""
     log.warning("%s %s: %s", request.method, request.path, exc.message)
     response = http_error(ServiceUnavailable(
-        "The image storage is not answering; try again in a few seconds."))
+        _("The image storage is not answering; try again in a few seconds.")))
     response.headers["Retry-After"] = str(OUTAGE_RETRY_AFTER)
     response.headers["Cache-Control"] = "no-store"
     return response

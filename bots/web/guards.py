@@ -17,6 +17,7 @@ from flask import request
 from werkzeug.exceptions import RequestEntityTooLarge, RequestURITooLarge
 
 from settings import Settings
+from settings.i18n import _
 
 # Endpoints whose body may hold images: add a route here when it takes uploads.
 IMAGE_ENDPOINTS = frozenset({"api.create_job", "api.act_on_job", "region.submit",
@@ -60,18 +61,21 @@ def check_request(settings: Settings) -> None:
     """Before every view: refuse what is too large, and cap what a chunked body may send."""
     if len(request.query_string) > query_limit(settings):
         raise RequestURITooLarge(
-            f"The query string is {len(request.query_string)} bytes; the limit is "
-            f"{query_limit(settings)} (prompts of at most {settings.max_prompt_length} "
-            "characters).")
+            _("The query string is {length} bytes; the limit is {query_limit} "
+              "(prompts of at most {max_prompt_length} characters).").format(
+                length=len(request.query_string), query_limit=query_limit(settings),
+                max_prompt_length=settings.max_prompt_length))
     limit = body_limit(settings, request.endpoint)
     request.max_content_length = limit
     length = request.content_length
     if length is not None and length > limit:
         raise RequestEntityTooLarge(
-            f"The body is {length} bytes; this route takes at most {limit}.")
+            _("The body is {length} bytes; this route takes at most {limit}.").format(
+                length=length, limit=limit))
     if length is None and request.environ.get("wsgi.input_terminated"):
         # A body without Content-Length (chunked): Werkzeug's stream would stop quietly at
         # the limit and hand the view a truncated body; read one byte past it to tell.
         request.max_content_length = limit + 1
         if len(request.get_data(cache=True)) > limit:
-            raise RequestEntityTooLarge(f"The body is over this route's {limit} bytes.")
+            raise RequestEntityTooLarge(_("The body is over this route's {limit} bytes.").format(
+                                            limit=limit))

@@ -44,10 +44,10 @@ def refusal(status: int, message: str, *, retry_after: float | None = None,
     if wants_json():
         response = jsonify(error=message, status=status)
     else:
-        titles = {400: "cannot draw this", 403: "unsigned URL", 413: "request too large",
-                  414: "URL too long", 429: "too many new images", 451: _(WITHHELD_TITLE),
-                  503: "busy, try again"}
-        response = Response(error_png(message, title or titles.get(status, "error")),
+        titles = {400: _("cannot draw this"), 403: _("unsigned URL"),
+                  413: _("request too large"), 414: _("URL too long"),
+                  429: _("too many new images"), 451: _(WITHHELD_TITLE), 503: _("busy, try again")}
+        response = Response(error_png(message, title or titles.get(status, _("error"))),
                             mimetype="image/png")
     response.status_code = status
     response.headers["Cache-Control"] = "no-store"
@@ -79,7 +79,7 @@ def stored_image(name: str) -> Response:
     """One stored image by its content hash."""
     state = web_state()
     if not state.storage.exists(name):
-        abort(404, f"No image {name[:40]} in storage: check the URL.")
+        abort(404, _("No image {name} in storage: check the URL.").format(name=name[:40]))
     return serve_image(state, name)
 
 
@@ -101,9 +101,10 @@ def prompt_image() -> Response:
     secret = state.secret
     if secret is not None and not verify(secret, query.signing_text(), query.sig):
         metrics.record_web(state.redis, "forbidden")
-        what = "carries a wrong signature" if query.sig else "is not signed"
-        return refusal(403, f"This prompt URL {what}; this server draws only signed URLs. "
-                            "Ask its operator for one (`imagine sign-url \"PROMPT\"`).")
+        what = _("carries a wrong signature") if query.sig else _("is not signed")
+        return refusal(403, _("This prompt URL {what}; this server draws only signed URLs. Ask "
+                              "its operator for one (`imagine sign-url \"PROMPT\"`).").format(
+                                what=what))
     if query.random:
         return _fresh(state, query)
     key = cache_key(query.request, state.model_source(query.request.model))
@@ -138,8 +139,9 @@ def prompt_image() -> Response:
         return _safe_image(state, memo, job.images[0], job.verdict(0), query.reveal)
     if job.status.finished:
         state.cache.forget(key, job.id)
-        reason = job.error or "its file is no longer in storage."
-        return refusal(503, f"The image could not be drawn: {reason} Reload to try again.",
+        reason = job.error or _("its file is no longer in storage.")
+        return refusal(503, _("The image could not be drawn: {reason} Reload to try again.").format(
+                                reason=reason),
                        retry_after=1)
     return _placeholder(state, query, job)
 
@@ -190,7 +192,8 @@ def _fresh(state: WebState, query: PromptQuery) -> Response:
         return _safe_image(state, None, job.images[0], job.verdict(0), query.reveal,
                            cacheable=False)
     if job is not None and job.status.finished:
-        return refusal(503, f"The image could not be drawn: {job.error or job.status.value}.",
+        return refusal(503, _("The image could not be drawn: {reason}.").format(
+                                reason=job.error or job.status.value),
                        retry_after=1)
     return _placeholder(state, query, job)
 
@@ -219,9 +222,9 @@ def _take_token(state: WebState) -> Response | None:
     if decision.allowed:
         return None
     metrics.record_web(state.redis, "rate_limited")
-    return refusal(429, f"Too many new images from your address; try again in "
-                        f"{format_wait(decision.retry_after)}. Images already made are not "
-                        "limited.", retry_after=decision.retry_after)
+    return refusal(429, _("Too many new images from your address; try again in {wait}. "
+                          "Images already made are not limited.").format(
+                            wait=format_wait(decision.retry_after)), retry_after=decision.retry_after)
 
 
 def _queue_retry(state: WebState) -> float:
@@ -269,7 +272,8 @@ def _placeholder(state: WebState, query: PromptQuery, job: Job | None, *,
         wait = state.queue.eta(position, job.request.model)
         # No running worker serves its model: say so, and look again in a job's time.
         eta = wait if wait is not None else state.queue.average_duration()
-        detail = f"position {position} in the queue, ready in {format_wait(wait)}"
+        detail = _("position {position} in the queue, ready in {wait}").format(
+                     position=position, wait=format_wait(wait))
     retry = max(1, min(MAX_RETRY_AFTER, math.ceil(eta)))
     if wants_json():
         response = jsonify(status=job.status.value if job else "queued",

@@ -15,6 +15,7 @@ from bots.web import tokens
 from bots.web.page_gallery import Gallery, GalleryItem
 from bots.web.page_headers import page_response
 from bots.web.state import WebState, web_state
+from settings.i18n import _
 
 bp = Blueprint("page", __name__, template_folder="templates", static_folder="static",
                static_url_path="/assets")
@@ -58,7 +59,7 @@ def builder_page() -> Response:
 def gallery() -> Response:
     state = web_state()
     if not state.settings.gallery:
-        abort(404, "The gallery is off on this server (IMAGINE_GALLERY=false).")
+        abort(404, _("The gallery is off on this server (IMAGINE_GALLERY=false)."))
     items = [(item, state.image_url(item.image)) for item in Gallery(state.redis).recent()]
     return _page(render_template("gallery.html", items=items))
 

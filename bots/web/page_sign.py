@@ -14,15 +14,16 @@ from bots.errors import PromptError
 from bots.web import api, tokens
 from bots.web.signing import signed_url
 from bots.web.state import web_state
+from settings.i18n import _
 
 bp = Blueprint("sign_api", __name__, url_prefix="/api/v1")
 # The same bearer-token rule and the same JSON errors as every other API route.
 bp.before_request(api.authorise)
 bp.register_error_handler(api.ApiError, api.api_error)
 
-NO_TOKEN = ("Signing is off: this server requires signed prompt URLs (IMAGINE_URL_SECRET) "
-            "but has no IMAGINE_API_TOKEN, so it cannot tell who may sign. Ask the operator "
-            "to set IMAGINE_API_TOKEN, or for a URL made with `imagine sign-url`.")
+NO_TOKEN = (_("Signing is off: this server requires signed prompt URLs (IMAGINE_URL_SECRET) "
+              "but has no IMAGINE_API_TOKEN, so it cannot tell who may sign. Ask the operator "
+              "to set IMAGINE_API_TOKEN, or for a URL made with `imagine sign-url`."))
 
 
 class SignBody(BaseModel):

@@ -9,6 +9,7 @@ import textwrap
 from PIL import Image, ImageDraw
 
 from bots.web.card_fonts import card_font
+from settings.i18n import _
 
 # A placeholder keeps the shape of the image it stands for, at most this wide or tall:
 # page layout does not jump when the real image arrives, and the PNG stays a few KB.
@@ -74,6 +75,6 @@ def preview_placeholder_png(width: int, height: int, detail: str, preview: bytes
     return out.getvalue()
 
 
-def error_png(message: str, title: str = "cannot draw this") -> bytes:
+def error_png(message: str, title: str | None = None) -> bytes:
     """An error card for clients that asked for an image."""
-    return _card((MAX_SIDE, MAX_SIDE // 2), title, message, ERROR_TITLE)
+    return _card((MAX_SIDE, MAX_SIDE // 2), title or _("cannot draw this"), message, ERROR_TITLE)

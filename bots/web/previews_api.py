@@ -12,6 +12,7 @@ from flask import Blueprint, Response
 from bots.web import api
 from bots.web.preview_links import latest_preview
 from bots.web.state import web_state
+from settings.i18n import _
 
 bp = Blueprint("previews_api", __name__, url_prefix="/api/v1")
 # The same bearer-token rule and the same JSON errors as every other API route.
@@ -25,13 +26,16 @@ def job_preview(job_id: str) -> Response:
     state = web_state()
     job = state.queue.jobs.find(job_id)
     if job is None:
-        raise api.ApiError(404, f"No job {job_id}: it never existed or has expired.")
+        raise api.ApiError(404, _("No job {job_id}: it never existed or has expired.").format(
+                                    job_id=job_id))
     jpeg = latest_preview(state, job)
     if jpeg is None:
-        raise api.ApiError(404, f"Job {job.id} has no preview now ({job.status.value}"
-                                f"{', not started' if job.started_at is None else ''}); "
-                                "previews exist while a job is drawn, when the server has "
-                                "IMAGINE_PREVIEW_INTERVAL above 0.")
+        state = job.status.value if job.started_at is not None else _(
+            "{status}, not started").format(status=job.status.value)
+        raise api.ApiError(404, _("Job {job_id} has no preview now ({state}); previews "
+                                  "exist while a job is drawn, when the server has "
+                                  "IMAGINE_PREVIEW_INTERVAL above 0.").format(
+                                    job_id=job.id, state=state))
     response = Response(jpeg, mimetype="image/jpeg")
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Imagine-Preview"] = str(job.preview)

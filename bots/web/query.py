@@ -18,6 +18,7 @@ from bots.errors import PromptError
 from bots.grammar import request_from_fields
 from bots.limits import Limits
 from generator.request import ImageRequest
+from settings.i18n import _
 
 # Query parameters that steer the answer rather than the image.
 CONTROL_FIELDS: tuple[str, ...] = ("sig", "wait", "reveal")
@@ -80,7 +81,8 @@ def memo_key(args: Mapping[str, list[str]]) -> str | None:
 def _single(args: Mapping[str, list[str]], name: str) -> str | None:
     values = args.get(name) or []
     if len(values) > 1:
-        raise PromptError(f"The query parameter {name} is given {len(values)} times; give it once.")
+        raise PromptError(_("The query parameter {name} is given {count} times; give "
+                            "it once.").format(name=name, count=len(values)))
     return values[0] if values else None
 
 
@@ -92,7 +94,8 @@ def _wait(text: str | None) -> float | None:
     except ValueError:
         value = math.nan
     if not math.isfinite(value) or value < 0:
-        raise PromptError(f"wait must be a number of seconds, 0 or more, not {text[:40]!r}.")
+        raise PromptError(_("wait must be a number of seconds, 0 or more, not {text!r}.").format(
+                              text=text[:40]))
     return value
 
 
@@ -107,22 +110,23 @@ def read_query(args: Mapping[str, list[str]], limits: Limits) -> PromptQuery:
         if key in CONTROL_FIELDS:
             continue
         if key in ("n", "count"):
-            raise PromptError("A prompt URL draws one image: leave out n "
-                              "(the REST API at /api/v1/jobs draws several).")
+            raise PromptError(_("A prompt URL draws one image: leave out n (the REST API at "
+                                "/api/v1/jobs draws several)."))
         if key in fields:
-            raise PromptError(f"The query parameter {key} is given twice; give it once.")
+            raise PromptError(_("The query parameter {key} is given twice; give it once.").format(
+                                  key=key))
         fields[key] = _single(args, name)
     if "prompt" not in fields:
-        raise PromptError("Add ?prompt=… to the URL: describe the image, e.g. "
-                          "/?prompt=a+red+fox+in+snow&ar=16:9")
+        raise PromptError(_("Add ?prompt=… to the URL: describe the image, e.g. "
+                            "/?prompt=a+red+fox+in+snow&ar=16:9"))
     seed = fields.get("seed")
     random = seed is not None and seed.strip().lower() == RANDOM_SEED
     if random:
         fields.pop("seed")
     request = request_from_fields(fields, limits)
     if request.num_images != 1:
-        raise PromptError("A prompt URL draws one image: leave out --n "
-                          "(the REST API at /api/v1/jobs draws several).")
+        raise PromptError(_("A prompt URL draws one image: leave out --n (the REST API at "
+                            "/api/v1/jobs draws several)."))
     return PromptQuery(
         request=request if random else request.seeded(),
         random=random,

@@ -17,6 +17,7 @@ from bots.recall import NoParameters, recall_png
 from bots.web import api
 from bots.web.state import client_network, web_state
 from settings.errors import ImagineError
+from settings.i18n import _
 from tasks.core import metrics
 from tasks.core.queue import format_wait
 
@@ -44,8 +45,9 @@ def recall() -> Response:
         decision = state.limiter.take(client_network())
         if not decision.allowed:
             metrics.record_web(state.redis, "rate_limited")
-            raise api.ApiError(429, "Too many requests from your address; try again in "
-                                    f"{format_wait(decision.retry_after)}.",
+            raise api.ApiError(429, _("Too many requests from your address; try again in "
+                                      "{wait}.").format(
+                                        wait=format_wait(decision.retry_after)),
                                decision.retry_after)
     try:
         data = read_image_reference(state.settings, body.image)

@@ -33,6 +33,7 @@ from bots.web.state import WebState, web_state
 from generator.errors import ImageRejected
 from generator.request import ImageRequest
 from generator.source_images import prepare_mask
+from settings.i18n import _
 from tasks.core.jobs import Job
 from tasks.core.queue import Submitted
 from tasks.errors import PolicyRefusal, QueueFullError, UserLimitError
@@ -41,7 +42,7 @@ bp = Blueprint("region", __name__, url_prefix="/region", template_folder="templa
                static_folder="static", static_url_path="/static")
 
 _DATA_URL = re.compile(r"data:image/[\w.+-]+;base64,(?P<data>[A-Za-z0-9+/=\s]*)", re.ASCII)
-QUEUED = "Queued: the new image will appear where you pressed the button."
+QUEUED = _("Queued: the new image will appear where you pressed the button.")
 MAX_RETRY_AFTER = 60.0
 
 
@@ -72,16 +73,16 @@ class Target:
             raise Gone(exc.message) from None
         parent = state.queue.jobs.find(self.grant.job_id)
         if parent is None:
-            raise Gone("The image this link is for is no longer kept (its job record "
-                       "expired): draw it again and press Vary (Region) on the new one.")
+            raise Gone(_("The image this link is for is no longer kept (its job record "
+                         "expired): draw it again and press Vary (Region) on the new one."))
         try:
             self.source, self.seed, (self.width, self.height) = parent_image(
                 parent, self.grant.index)
         except PromptError as exc:
             raise Gone(exc.message) from None
         if not state.storage.exists(self.source):
-            raise Gone("The image this link is for is no longer stored: draw it again and "
-                       "press Vary (Region) on the new one.")
+            raise Gone(_("The image this link is for is no longer stored: draw it again and "
+                         "press Vary (Region) on the new one."))
         self.parent = parent
 
 
@@ -136,7 +137,8 @@ def _queue(state: WebState, links: RegionLinks, token: str, grant: RegionGrant,
     except QueueFullError as exc:
         links.restore(token, grant)
         status = 429 if isinstance(exc, UserLimitError) else 503
-        raise ApiError(status, f"{exc.message} This link still works until it expires.",
+        raise ApiError(status, _("{reason} This link still works until it expires.").format(
+                                   reason=exc.message),
                       min(MAX_RETRY_AFTER, state.queue.average_duration())) from None
     except PolicyRefusal as exc:  # the prompt, the user or the quota: as on every front end
         links.restore(token, grant)
@@ -172,8 +174,8 @@ def _prompt(text: str, limits: Limits) -> tuple[str, str]:
     words_only = parse(parsed.prompt, limits).model_copy(
         update={"negative_prompt": parsed.negative_prompt})
     if parsed != words_only:
-        raise ApiError(400, "Only the prompt's words and --no can change here: the size, seed "
-                           "and sampling stay the image's own; remove the other flags.")
+        raise ApiError(400, _("Only the prompt's words and --no can change here: the size, "
+                              "seed and sampling stay the image's own; remove the other flags."))
     return parsed.prompt, parsed.negative_prompt
 
 
@@ -187,12 +189,12 @@ def _prompt_text(request_: ImageRequest) -> str:
 def _data_url_bytes(value: str) -> bytes:
     match = _DATA_URL.fullmatch(value.strip())
     if match is None:
-        raise ApiError(400, "mask must be a data URL of a PNG (data:image/png;base64,…), "
-                           f"not {value[:30]!r}.")
+        raise ApiError(400, _("mask must be a data URL of a PNG (data:image/png;base64,…), not "
+                              "{value!r}.").format(value=value[:30]))
     try:
         return base64.b64decode(re.sub(r"\s", "", match["data"]), validate=True)
     except (binascii.Error, ValueError):
-        raise ApiError(400, "mask is not valid base64 after data:image/…;base64,.") from None
+        raise ApiError(400, _("mask is not valid base64 after data:image/…;base64,.")) from None
 
 
 def _absolute(state: WebState, path: str) -> str:
