@@ -31,7 +31,7 @@ from bots.model_flags import Control, needs_control_image
 from generator.request import ImageRequest
 from generator.source_images import prepare_source
 from settings import Settings
-from settings.i18n import _
+from settings.i18n import N_, _
 from tasks.core import outbound
 from tasks.core.storage import ImageStore
 from tasks.errors import OutboundTooLarge
@@ -147,7 +147,7 @@ def controlled(prepared: Prepared, control: Control, data: bytes, limits: Limits
     size."""
     request = prepared.request
     source = prepare_source(data, max_bytes=settings.max_upload_bytes,
-                            max_pixels=settings.max_upscale_pixels, what="control image")
+                            max_pixels=settings.max_upscale_pixels, what=N_("control image"))
     notes = [note for note in source.notes if "scaled down" not in note]
     size = (request.width, request.height)
     if not keep_size:

@@ -16,6 +16,7 @@ from PIL import Image
 
 from generator.errors import ModelError, first_line
 from settings.errors import ConfigError
+from settings.i18n import _
 
 # kind → the transformers pipeline task whose model draws that kind's map.
 ANNOTATOR_TASKS: dict[str, str] = {"depth": "depth-estimation"}
@@ -56,7 +57,8 @@ def _load(kind: str, source: str, device: str) -> Any:
 
     path = Path(source).expanduser()
     if source.startswith((".", "/", "~")) and not path.is_dir():
-        raise ModelError(f"the {kind} annotator {source!r} is not a folder: fix IMAGINE_ANNOTATORS")
+        raise ModelError(_("the {kind} annotator {source!r} is not a folder: fix "
+                           "IMAGINE_ANNOTATORS").format(kind=kind, source=source))
     try:
         # float32 whatever the engine's dtype: annotators are small (tens of millions of
         # weights), so half precision would save little memory.
@@ -64,12 +66,15 @@ def _load(kind: str, source: str, device: str) -> Any:
         return pipeline(task, model=str(path) if path.is_dir() else source, device=device)
     except OSError as exc:
         raise ModelError(
-            f"could not load the {kind} annotator {source!r} ({first_line(exc)}): it is not in the "
-            "local Hugging Face cache and the Hub is unreachable; download it and point "
-            "IMAGINE_ANNOTATORS at the folder"
+            _("could not load the {kind} annotator {source!r} ({first_line}): it is not in the "
+              "local Hugging Face cache and the Hub is unreachable; download it and point "
+              "IMAGINE_ANNOTATORS at the folder").format(
+                kind=kind, source=source, first_line=first_line(exc))
         ) from exc
     except Exception as exc:
         raise ModelError(
-            f"could not load the {kind} annotator {source!r}: {first_line(exc)} (it must be a "
-            f"transformers {ANNOTATOR_TASKS[kind]} model)"
+            _("could not load the {kind} annotator {source!r}: {first_line} (it must be a "
+              "transformers {ANNOTATOR_TASKS} model)").format(
+                kind=kind, source=source, first_line=first_line(exc),
+                ANNOTATOR_TASKS=ANNOTATOR_TASKS[kind])
         ) from exc

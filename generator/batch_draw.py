@@ -45,6 +45,7 @@ from generator.progress import Listener, StepReporter
 from generator.request import SEED_MAX, ImageRequest
 from generator.results import GeneratedImage, pipeline_images
 from generator.samplers import sampler_label
+from settings.i18n import _
 
 if TYPE_CHECKING:
     from generator.engine import Engine
@@ -139,7 +140,7 @@ class _Batch:
         if request.seed is None:
             raise ValueError("request.seed is None: pass request.seeded()")
         if member.should_cancel is not None and member.should_cancel():
-            raise GenerationCancelled("cancelled before it started")
+            raise GenerationCancelled(_("cancelled before it started"))
         seeds = [(request.seed + i) % (SEED_MAX + 1) for i in range(request.num_images)]
         pipe, request, inputs = self.engine._prepare(model, request, self.load_image)
         listener = Listener(member.on_progress, member.should_cancel)

@@ -24,6 +24,7 @@ from generator.loading import dtype_argument
 from generator.request import CONTROL_KINDS
 from settings.catalogue import FAMILIES
 from settings.errors import ConfigError
+from settings.i18n import N_, _
 
 # The thresholds of diffusers' and A1111's canny examples: strong edges, little texture.
 CANNY_LOW, CANNY_HIGH = 100, 200
@@ -46,7 +47,8 @@ _EXAMPLES: dict[str, dict[str, str]] = {
         "tile": "xinsir/controlnet-tile-sdxl-1.0",
     },
 }
-_OFFLINE_HINT = "download it on a machine with internet and point IMAGINE_CONTROLNETS at the folder"
+_OFFLINE_HINT = N_("download it on a machine with internet and point IMAGINE_CONTROLNETS at "
+                   "the folder")
 
 
 class ControlNets:
@@ -83,11 +85,13 @@ class ControlNets:
         if configured is not None and family in configured:
             return configured[family]
         example = _EXAMPLES.get(family, {}).get(kind, "HUB_ID_OR_FOLDER")
-        others = f" (it is set for {', '.join(sorted(configured))} only)" if configured else ""
+        others = _(" (it is set for {families} only)").format(
+            families=", ".join(sorted(configured))) if configured else ""
         raise ModelError(
-            f"no ControlNet for {kind} on {family} models{others}: set "
-            f"IMAGINE_CONTROLNETS='{{\"{kind}\": {{\"{family}\": \"{example}\"}}}}' "
-            f"(a hub id or a diffusers folder), or use another model"
+            _("no ControlNet for {kind} on {family} models{others}: set "
+              "IMAGINE_CONTROLNETS='{{\"{kind}\": {{\"{family}\": \"{example}\"}}}}' (a hub id "
+              "or a diffusers folder), or use another model").format(
+                kind=kind, family=family, others=others, example=example)
         )
 
     def model(self, kind: str, family: str) -> Any:
@@ -148,7 +152,8 @@ def controlled(pipe: Any, controlnet: Any) -> Any:
         # would cast the shared (float16) weights to float32 in place.
         derived = auto.from_pipe(pipe, controlnet=controlnet)
     except ValueError as exc:
-        raise ModelError(f"{name} has no ControlNet variant for {what}: use --cn with another model") from exc
+        raise ModelError(_("{name} has no ControlNet variant for {what}: use --cn with another "
+                           "model").format(name=name, what=what)) from exc
     derived.set_progress_bar_config(disable=True)
     return derived
 
@@ -223,15 +228,17 @@ def _load_controlnet(source: str, kind: str, family: str, device: str, dtype: to
     path = Path(source).expanduser()
     if path.suffix.lower() in (".safetensors", ".ckpt", ".pth", ".bin"):
         raise ModelError(
-            f"{what} is a single file: use a diffusers folder (config.json and weights, as "
-            "on the Hugging Face Hub) or a hub id in IMAGINE_CONTROLNETS"
+            _("{what} is a single file: use a diffusers folder (config.json and weights, as on "
+              "the Hugging Face Hub) or a hub id in IMAGINE_CONTROLNETS").format(what=what)
         )
     looks_local = source.startswith((".", "/", "~")) or source.count("/") != 1
     if looks_local and not path.is_dir():
-        raise ModelError(f"{what} is not a folder: fix IMAGINE_CONTROLNETS (a hub id or a diffusers folder)")
+        raise ModelError(_("{what} is not a folder: fix IMAGINE_CONTROLNETS (a hub id or a "
+                           "diffusers folder)").format(what=what))
     if path.is_dir() and not (path / "config.json").is_file():
         raise ModelError(
-            f"{what} is a folder without config.json: point IMAGINE_CONTROLNETS at a diffusers ControlNet"
+            _("{what} is a folder without config.json: point IMAGINE_CONTROLNETS at a "
+              "diffusers ControlNet").format(what=what)
         )
     try:
         name = str(path) if path.is_dir() else source
@@ -240,11 +247,13 @@ def _load_controlnet(source: str, kind: str, family: str, device: str, dtype: to
     except OSError as exc:
         # Offline, unreachable, unknown repo and missing weights all arrive as OSError.
         raise ModelError(
-            f"could not load {what} ({first_line(exc).rstrip('.')}): it is not in the local Hugging Face "
-            f"cache and the Hub is unreachable or has no such model; {_OFFLINE_HINT}"
+            _("could not load {what} ({reason}): it is not in the local Hugging Face cache and "
+              "the Hub is unreachable or has no such model; {hint}").format(
+                what=what, reason=first_line(exc).rstrip('.'), hint=_(_OFFLINE_HINT))
         ) from exc
     except Exception as exc:
-        raise ModelError(f"could not load {what}: {first_line(exc)}") from exc
+        raise ModelError(_("could not load {what}: {first_line}").format(
+                             what=what, first_line=first_line(exc))) from exc
 
 
 
@@ -258,9 +267,10 @@ def _check_fits(pipe: Any, controlnet: Any) -> None:
         theirs = getattr(controlnet.config, field, None)
         if ours is not None and theirs is not None and _same(ours) != _same(theirs):
             raise ModelError(
-                f"the ControlNet {_label(controlnet)} does not fit this model ({field} "
-                f"{_same(theirs)} against {_same(ours)}: it was made for another base model); "
-                "set IMAGINE_CONTROLNETS per family, or the model's family in IMAGINE_MODELS"
+                _("the ControlNet {label} does not fit this model ({field} {same} against "
+                  "{same2}: it was made for another base model); set IMAGINE_CONTROLNETS per "
+                  "family, or the model's family in IMAGINE_MODELS").format(
+                    label=_label(controlnet), field=field, same=_same(theirs), same2=_same(ours))
             )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from generator.errors import GenerationError, first_line
 from generator.library import model_label
+from settings.i18n import _
 
 # SDXL embeddings hold one tensor per text encoder under these keys.
 SDXL_KEYS: tuple[str, str] = ("clip_l", "clip_g")
@@ -41,7 +42,7 @@ def _names(name: str, text: str) -> bool:
 
 def _load(pipe: Any, name: str, path: Path) -> None:
     pairs = _encoder_pairs(pipe, name)
-    if all(_has_token(tokenizer, name) for _, tokenizer in pairs):
+    if all(_has_token(tokenizer, name) for _encoder, tokenizer in pairs):
         return
     if len(pairs) == 1:
         _add(pipe, name, path, str(path), *pairs[0])
@@ -51,14 +52,16 @@ def _load(pipe: Any, name: str, path: Path) -> None:
     missing = [key for key in SDXL_KEYS if key not in state]
     if missing:
         raise GenerationError(
-            f"Embedding {name} does not fit model {model_label(pipe)}: it has no {missing[0]} "
-            "tensor (it was made for SD 1.x/2.x; SDXL needs clip_l and clip_g)")
+            _("Embedding {name} does not fit model {model_label}: it has no {missing} tensor "
+              "(it was made for SD 1.x/2.x; SDXL needs clip_l and clip_g)").format(
+                name=name, model_label=model_label(pipe), missing=missing[0]))
     widths = [encoder.get_input_embeddings().weight.shape[-1] for encoder, _ in pairs]
     if any(state[key].shape[-1] != width for key, width in zip(SDXL_KEYS, widths, strict=True)):
         # Checked for both first, so that a misfit leaves neither tokenizer changed.
         raise GenerationError(
-            f"Embedding {name} does not fit model {model_label(pipe)}: its vectors are not "
-            f"{widths[0]} and {widths[1]} wide (it was made for another base model)")
+            _("Embedding {name} does not fit model {model_label}: its vectors are not {widths} "
+              "and {widths2} wide (it was made for another base model)").format(
+                name=name, model_label=model_label(pipe), widths=widths[0], widths2=widths[1]))
     for key, (encoder, tokenizer) in zip(SDXL_KEYS, pairs, strict=True):
         _add(pipe, name, path, state[key], encoder, tokenizer)
 
@@ -66,8 +69,8 @@ def _load(pipe: Any, name: str, path: Path) -> None:
 def _encoder_pairs(pipe: Any, name: str) -> list[tuple[Any, Any]]:
     if not hasattr(pipe, "load_textual_inversion") or getattr(pipe, "tokenizer", None) is None:
         raise GenerationError(
-            f"Model {model_label(pipe)} takes no textual-inversion embeddings; leave {name} "
-            "out of the prompt")
+            _("Model {model_label} takes no textual-inversion embeddings; leave {name} out of "
+              "the prompt").format(model_label=model_label(pipe), name=name))
     pairs = [(pipe.text_encoder, pipe.tokenizer)]
     if getattr(pipe, "text_encoder_2", None) is not None and getattr(pipe, "tokenizer_2", None) is not None:
         pairs.append((pipe.text_encoder_2, pipe.tokenizer_2))
@@ -94,18 +97,21 @@ def _add(pipe: Any, name: str, path: Path, source: Any, encoder: Any, tokenizer:
     if token in tokenizer.get_vocab():
         # diffusers refuses to redefine a token the tokenizer already has.
         raise GenerationError(
-            f"Embedding {name} cannot be used: {name!r} is already a token of model "
-            f"{model_label(pipe)}'s tokenizer; the operator renames the file (e.g. {name}-emb)")
+            _("Embedding {name} cannot be used: {name!r} is already a token of model "
+              "{model_label}'s tokenizer; the operator renames the file (e.g. {name}-emb)").format(
+                name=name, model_label=model_label(pipe)))
     width = encoder.get_input_embeddings().weight.shape[-1]
     try:
         pipe.load_textual_inversion(source, token=token, text_encoder=encoder, tokenizer=tokenizer)
     except (ValueError, RuntimeError, OSError, KeyError) as exc:
         if "incorrect shape" in str(exc):
             raise GenerationError(
-                f"Embedding {name} does not fit model {model_label(pipe)}: its vectors are not "
-                f"{width} wide (it was made for another base model)") from exc
-        raise GenerationError(f"Embedding {name} ({path.name}) could not be loaded: "
-                              f"{first_line(exc)}") from exc
+                _("Embedding {name} does not fit model {model_label}: its vectors are not "
+                  "{width} wide (it was made for another base model)").format(
+                    name=name, model_label=model_label(pipe), width=width)) from exc
+        raise GenerationError(_("Embedding {name} ({path_name}) could not be loaded: "
+                                "{first_line}").format(
+                                  name=name, path_name=path.name, first_line=first_line(exc))) from exc
 
 
 def _read_state(name: str, path: Path) -> dict[str, Any]:
@@ -118,5 +124,5 @@ def _read_state(name: str, path: Path) -> dict[str, Any]:
 
         return dict(torch.load(str(path), map_location="cpu", weights_only=True))
     except Exception as exc:
-        raise GenerationError(f"Embedding {name} ({path.name}) could not be read: "
-                              f"{first_line(exc)}") from exc
+        raise GenerationError(_("Embedding {name} ({path_name}) could not be read: {first_line}").format(
+                                  name=name, path_name=path.name, first_line=first_line(exc))) from exc

@@ -33,6 +33,7 @@ from generator.results import GeneratedImage, is_pipeline_flagged
 from generator.safety import SafetyModel
 from generator.samplers import sampler_label
 from generator.speedups import SpeedOptions
+from settings.i18n import _
 
 if TYPE_CHECKING:
     from generator.batching import BatchMember, BatchOutcome
@@ -189,7 +190,7 @@ class Engine:
         if first_seed is None:
             raise ValueError("request.seed is None: pass request.seeded()")
         if should_cancel is not None and should_cancel():
-            raise GenerationCancelled("cancelled before it started")
+            raise GenerationCancelled(_("cancelled before it started"))
         seeds = [(first_seed + i) % (SEED_MAX + 1) for i in range(request.num_images)]
         with self._lock:
             model = self._model(request.model, on_status)
@@ -235,7 +236,8 @@ class Engine:
             return self.sources[model_name]
         except KeyError:
             known = ", ".join(sorted(self.sources)) or "none"
-            raise ModelError(f"unknown model {model_name!r}: this worker has {known}") from None
+            raise ModelError(_("unknown model {model_name!r}: this worker has {known}").format(
+                                 model_name=model_name, known=known)) from None
 
     def _model(self, model_name: str, on_status: StatusCallback | None = None) -> LoadedModel:
         self._source(model_name)  # an unknown name fails before anything is said or evicted
@@ -355,7 +357,8 @@ def _derived(auto_class: Any, model: LoadedModel, what: str) -> Any:
     try:
         pipe = auto_class.from_pipe(model.text2image)
     except ValueError as exc:
-        raise ModelError(f"model {model.label} has no {what} pipeline") from exc
+        raise ModelError(_("model {model_label} has no {what} pipeline").format(
+                             model_label=model.label, what=what)) from exc
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

@@ -23,9 +23,10 @@ import torch
 
 from generator.errors import ModelError, first_line
 from settings.errors import ConfigError
+from settings.i18n import N_, _
 
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
-OFFLINE_HINT = "set IMAGINE_MODEL to a local folder or run `imagine model tiny DIR`"
+OFFLINE_HINT = N_("set IMAGINE_MODEL to a local folder or run `imagine model tiny DIR`")
 # owner/name on the Hub (a bare name is also a valid repo id, but far more often a typo'd path)
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
@@ -92,20 +93,23 @@ def load_pipeline(source: str, device: str, dtype: str, *, config: str | None = 
         pipe = _load_folder(path, torch_dtype)
     elif path.exists():
         raise ModelError(
-            f"model {source!r} is a file but not a checkpoint: use a .safetensors or .ckpt "
-            "file, a diffusers folder (with model_index.json) or a hub id"
+            _("model {source!r} is a file but not a checkpoint: use a .safetensors or .ckpt "
+              "file, a diffusers folder (with model_index.json) or a hub id").format(
+                source=source)
         )
     elif _HUB_ID.match(source) and not source.startswith((".", "/", "~")):
         pipe = _load_hub(source, torch_dtype)
     else:
         raise ModelError(
-            f"model path {source!r} does not exist: point IMAGINE_MODEL at a diffusers folder, "
-            "a .safetensors file or a hub id like stabilityai/sd-turbo"
+            _("model path {source!r} does not exist: point IMAGINE_MODEL at a diffusers "
+              "folder, a .safetensors file or a hub id like stabilityai/sd-turbo").format(
+                source=source)
         )
     try:
         pipe.to(device)
     except RuntimeError as exc:
-        raise ModelError(f"could not move {source!r} to {device}: {first_line(exc)}") from exc
+        raise ModelError(_("could not move {source!r} to {device}: {first_line}").format(
+                             source=source, device=device, first_line=first_line(exc))) from exc
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -113,17 +117,20 @@ def load_pipeline(source: str, device: str, dtype: str, *, config: str | None = 
 def _load_folder(path: Path, torch_dtype: torch.dtype) -> Any:
     if not (path / "model_index.json").is_file():
         checkpoints = sorted(p.name for p in path.glob("*") if p.suffix in SINGLE_FILE_SUFFIXES)
-        hint = f" It holds {', '.join(checkpoints)}: point at one of those." if checkpoints else ""
+        hint = _(" It holds {files}: point at one of those.").format(
+            files=", ".join(checkpoints)) if checkpoints else ""
         raise ModelError(
-            f"{path} is a folder but not a diffusers model (no model_index.json): point "
-            f"IMAGINE_MODEL at the folder that contains model_index.json.{hint}"
+            _("{path} is a folder but not a diffusers model (no model_index.json): point "
+              "IMAGINE_MODEL at the folder that contains model_index.json.{hint}").format(
+                path=path, hint=hint)
         )
     try:
         return _from_pretrained(str(path), torch_dtype)
     except ModelError:
         raise
     except Exception as exc:
-        raise ModelError(f"could not load the diffusers folder {path}: {first_line(exc)}") from exc
+        raise ModelError(_("could not load the diffusers folder {path}: {first_line}").format(
+                             path=path, first_line=first_line(exc))) from exc
 
 
 def _load_hub(repo_id: str, torch_dtype: torch.dtype) -> Any:
@@ -133,21 +140,25 @@ def _load_hub(repo_id: str, torch_dtype: torch.dtype) -> Any:
         return _from_pretrained(repo_id, torch_dtype)
     except GatedRepoError as exc:
         raise ModelError(
-            f"{repo_id} is gated on the Hugging Face Hub: accept its licence on the model page "
-            "and log in with `hf auth login` (or set HF_TOKEN), or " + OFFLINE_HINT
+            _("{repo_id} is gated on the Hugging Face Hub: accept its licence on the model "
+              "page and log in with `hf auth login` (or set HF_TOKEN), or ").format(
+                repo_id=repo_id) + _(OFFLINE_HINT)
         ) from exc
     except RepositoryNotFoundError as exc:
         raise ModelError(
-            f"no model {repo_id!r} on the Hugging Face Hub (check the spelling), or " + OFFLINE_HINT
+            _("no model {repo_id!r} on the Hugging Face Hub (check the spelling), or ").format(
+                repo_id=repo_id) + _(OFFLINE_HINT)
         ) from exc
     except OSError as exc:
         # Offline, unreachable and "no such file in the cache" all arrive as OSError.
         raise ModelError(
-            f"could not load {repo_id!r}: it is not in the local Hugging Face cache and the Hub "
-            f"is unreachable (no network, or HF_HUB_OFFLINE=1); {OFFLINE_HINT}"
+            _("could not load {repo_id!r}: it is not in the local Hugging Face cache and the "
+              "Hub is unreachable (no network, or HF_HUB_OFFLINE=1); {hint}").format(
+                repo_id=repo_id, hint=_(OFFLINE_HINT))
         ) from exc
     except Exception as exc:
-        raise ModelError(f"could not load {repo_id!r} from the Hub: {first_line(exc)}") from exc
+        raise ModelError(_("could not load {repo_id!r} from the Hub: {first_line}").format(
+                             repo_id=repo_id, first_line=first_line(exc))) from exc
 
 
 def dtype_argument(torch_dtype: torch.dtype) -> dict[str, torch.dtype]:
@@ -182,10 +193,12 @@ def find_single_file_config(path: Path) -> Path | None:
 
 def _load_single_file(path: Path, torch_dtype: torch.dtype, config: str | None) -> Any:
     if not path.is_file():
-        raise ModelError(f"model file {path} does not exist: check IMAGINE_MODEL")
+        raise ModelError(_("model file {path} does not exist: check IMAGINE_MODEL").format(
+                             path=path))
     config_dir = Path(config) if config else find_single_file_config(path)
     if config_dir is not None and not (config_dir / "model_index.json").is_file():
-        raise ModelError(f"config folder {config_dir} for {path.name} has no model_index.json")
+        raise ModelError(_("config folder {config_dir} for {path_name} has no model_index.json").format(
+                             config_dir=config_dir, path_name=path.name))
     pipeline_class = _single_file_pipeline_class(path, config_dir)
     try:
         if config_dir is not None:
@@ -200,8 +213,9 @@ def _load_single_file(path: Path, torch_dtype: torch.dtype, config: str | None) 
         if config_dir is None:
             raise ModelError(_missing_config_message(path, pipeline_class.__name__)) from exc
         raise ModelError(
-            f"could not load {path.name} with the configs in {config_dir}: {first_line(exc)} "
-            "(do the configs belong to the same base model as the checkpoint?)"
+            _("could not load {path_name} with the configs in {config_dir}: {first_line} (do "
+              "the configs belong to the same base model as the checkpoint?)").format(
+                path_name=path.name, config_dir=config_dir, first_line=first_line(exc))
         ) from exc
 
 
@@ -213,11 +227,12 @@ def _missing_config_message(path: Path, pipeline: str) -> str:
     )
     target = path.with_suffix(".config")
     return (
-        f"{path.name} is a single checkpoint file and its configs are missing: diffusers could "
-        f"not fetch them from the Hugging Face Hub (offline?). Put the configs of its base "
-        f"model in {target}/ — on a machine with internet run `hf download {base} "
-        f"--exclude '*.safetensors' '*.bin' '*.ckpt' '*.onnx*' '*.msgpack' --local-dir {target}` "
-        f"and copy the folder over — or use a diffusers folder, or {OFFLINE_HINT}"
+        _("{path_name} is a single checkpoint file and its configs are missing: diffusers "
+          "could not fetch them from the Hugging Face Hub (offline?). Put the configs of its "
+          "base model in {target}/ — on a machine with internet run `hf download {base} "
+          "--exclude '*.safetensors' '*.bin' '*.ckpt' '*.onnx*' '*.msgpack' --local-dir "
+          "{target}` and copy the folder over — or use a diffusers folder, or {hint}").format(
+            path_name=path.name, target=target, base=base, hint=_(OFFLINE_HINT))
     )
 
 
@@ -242,4 +257,5 @@ def _is_sdxl(path: Path) -> bool:
         with safe_open(str(path), framework="pt") as checkpoint:
             return any(key.startswith("conditioner.embedders.1.") for key in checkpoint.keys())
     except Exception as exc:
-        raise ModelError(f"{path} is not a readable .safetensors file: {first_line(exc)}") from exc
+        raise ModelError(_("{path} is not a readable .safetensors file: {first_line}").format(
+                             path=path, first_line=first_line(exc))) from exc

@@ -21,6 +21,7 @@ from typing import Any
 from generator.errors import LoraError, first_line
 from generator.library import model_label
 from generator.request import MAX_LORAS, LoraUse
+from settings.i18n import _
 
 # Loaded adapters kept per pipeline; beyond this the least recently used are deleted. A
 # LoRA costs a few to a few hundred MB of device memory; a handful covers a busy server.
@@ -48,7 +49,8 @@ def applied(pipe: Any, files: Mapping[str, Path], uses: Sequence[LoraUse]) -> It
         return
     if len(uses) > MAX_LOADED:
         # Loading the last would drop the first from the cache before the job ran.
-        raise LoraError(f"A job may use at most {MAX_LOADED} LoRAs; this one names {len(uses)}")
+        raise LoraError(_("A job may use at most {MAX_LOADED} LoRAs; this one names "
+                          "{uses_length}").format(MAX_LOADED=MAX_LOADED, uses_length=len(uses)))
     names = [_ensure(pipe, files, use.name) for use in uses]
     try:
         pipe.enable_lora()
@@ -75,10 +77,12 @@ def loaded(pipe: Any) -> list[str]:
 def _ensure(pipe: Any, files: Mapping[str, Path], name: str) -> str:
     path = files.get(name)
     if path is None:
-        known = ", ".join(sorted(files)) or "none in IMAGINE_LORA_DIR"
-        raise LoraError(f"Unknown LoRA {name!r} (LoRAs: {known})")
+        known = _(", ").join(sorted(files)) or _("none in IMAGINE_LORA_DIR")
+        raise LoraError(_("Unknown LoRA {name!r} (LoRAs: {known})").format(
+                            name=name, known=known))
     if not hasattr(pipe, "load_lora_weights"):
-        raise LoraError(f"Model {model_label(pipe)} takes no LoRAs; leave out {name}")
+        raise LoraError(_("Model {model_label} takes no LoRAs; leave out {name}").format(
+                            model_label=model_label(pipe), name=name))
     adapter = adapter_name(name)
     cache = _cache(pipe)
     signature = _signature(name, Path(path))
@@ -115,7 +119,8 @@ def _signature(name: str, path: Path) -> tuple[str, int, int]:
     try:
         stat = path.stat()
     except OSError as exc:
-        raise LoraError(f"LoRA {name} ({path.name}) cannot be read: {first_line(exc)}") from exc
+        raise LoraError(_("LoRA {name} ({path_name}) cannot be read: {first_line}").format(
+                            name=name, path_name=path.name, first_line=first_line(exc))) from exc
     return (str(path), stat.st_size, stat.st_mtime_ns)
 
 
@@ -132,8 +137,8 @@ def _load(pipe: Any, name: str, path: Path, adapter: str) -> None:
         _forget(pipe, adapter)
         if any(word in str(exc).lower() for word in _MISFIT):
             raise _misfit(pipe, name, path) from exc
-        raise LoraError(f"LoRA {name} ({path.name}) could not be loaded: "
-                        f"{first_line(exc)}") from exc
+        raise LoraError(_("LoRA {name} ({path_name}) could not be loaded: {first_line}").format(
+                            name=name, path_name=path.name, first_line=first_line(exc))) from exc
     finally:
         # Loading activates the new adapter; it only counts inside `applied`.
         pipe.disable_lora()
@@ -156,8 +161,10 @@ def _misfit(pipe: Any, name: str, path: Path) -> LoraError:
     if made_for is not None and isinstance(own, int) and made_for == _MADE_FOR.get(own):
         # Same width as this model's: the layout differs, not the base model; no hint then.
         made_for = None
-    origin = f"it was made for {made_for}" if made_for else "it was made for another base model, e.g. SDXL"
-    return LoraError(f"LoRA {name} does not fit model {model_label(pipe)} ({origin})")
+    origin = (_("it was made for {base}").format(base=made_for) if made_for
+              else _("it was made for another base model, e.g. SDXL"))
+    return LoraError(_("LoRA {name} does not fit model {model_label} ({origin})").format(
+                         name=name, model_label=model_label(pipe), origin=origin))
 
 
 def _made_for(path: Path) -> str | None:

@@ -29,6 +29,7 @@ from generator.loading import load_pipeline
 from generator.png import model_label
 from generator.samplers import SchedulerCache
 from generator.speedups import SpeedOptions, apply
+from settings.i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ class ModelCache:
                 self._on_device.move_to_end(name)
                 return model
             if on_status is not None:
-                on_status(f"loading model {name}…")
+                on_status(_("loading model {name}…").format(name=name))
             began = time.perf_counter()
             model = self._on_cpu.pop(name, None)
             origin = "cpu" if model is not None else "disk"
@@ -178,8 +179,9 @@ class ModelCache:
             _release_device_memory()
             gb = model.nbytes / GIB
             raise ModelError(
-                f"model {model.name} ({gb:.1f} GB) does not fit on {self.device} next to what "
-                "else runs there: lower IMAGINE_MAX_LOADED_MODELS or IMAGINE_MODEL_MEMORY_GB"
+                _("model {model_name} ({gb:.1f} GB) does not fit on {device} next to what else "
+                  "runs there: lower IMAGINE_MAX_LOADED_MODELS or IMAGINE_MODEL_MEMORY_GB").format(
+                    model_name=model.name, gb=gb, device=self.device)
             ) from exc
 
     @staticmethod

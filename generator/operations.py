@@ -30,6 +30,7 @@ from generator.errors import GenerationCancelled, GenerationError
 from generator.geometry import Canvas, fit_within, floor8, pan_canvas, zoom_canvas
 from generator.request import SEED_MAX, ImageRequest
 from generator.tiles import grid, paste_faded
+from settings.i18n import N_, _
 
 if TYPE_CHECKING:
     from generator.upscaler import Upscaler
@@ -45,10 +46,10 @@ DETAIL_OVERLAP = 64
 MAX_SR_PASSES = 3
 # An inpaint of a big image draws the mask's surroundings, at least this far around it.
 INPAINT_CONTEXT = 64
-NO_UPSCALER = ("No upscaler is configured (IMAGINE_UPSCALER): enlarged with Lanczos and a "
-               "light detail pass.")
-NO_UPSCALER_CREATIVE = ("No upscaler is configured (IMAGINE_UPSCALER): enlarged with Lanczos "
-                        "before the creative pass.")
+NO_UPSCALER = (N_("No upscaler is configured (IMAGINE_UPSCALER): enlarged with Lanczos and a "
+                  "light detail pass."))
+NO_UPSCALER_CREATIVE = (N_("No upscaler is configured (IMAGINE_UPSCALER): enlarged with "
+                           "Lanczos before the creative pass."))
 LANCZOS = Image.Resampling.LANCZOS
 
 
@@ -99,7 +100,7 @@ def upscale(context: Context, request: ImageRequest, source: Image.Image) -> Out
     if context.upscaler is not None:
         enlarged = _super_resolve(context, context.upscaler, source, target)
     else:
-        notes.append(NO_UPSCALER_CREATIVE if creative else NO_UPSCALER)
+        notes.append(_(NO_UPSCALER_CREATIVE if creative else NO_UPSCALER))
     if enlarged.size != target:
         enlarged = enlarged.resize(target, LANCZOS)
     ran = request.model_copy(update={"width": target[0], "height": target[1]})
@@ -112,7 +113,7 @@ def upscale(context: Context, request: ImageRequest, source: Image.Image) -> Out
 def _super_resolve(context: Context, upscaler: Upscaler, source: Image.Image,
                    target: tuple[int, int]) -> Image.Image:
     image = source
-    for _ in range(MAX_SR_PASSES):
+    for _attempt in range(MAX_SR_PASSES):
         # A source already as large as the target (a capped upscale) needs only resizing.
         if image.width >= target[0] and image.height >= target[1]:
             break
@@ -127,8 +128,10 @@ def _capped_upscale(request: ImageRequest, source: Image.Image,
     wanted = (floor8(request.factor * source.width), floor8(request.factor * source.height))
     if target[0] >= wanted[0] and target[1] >= wanted[1]:
         return ()
-    return (f"Upscaled {request.factor:g}× would be {wanted[0]}×{wanted[1]}: capped to "
-            f"{target[0]}×{target[1]} by IMAGINE_MAX_UPSCALE_PIXELS.",)
+    return (_("Upscaled {factor:g}× would be {wanted}×{wanted2}: capped to {target}×{target2} "
+              "by IMAGINE_MAX_UPSCALE_PIXELS.").format(
+                factor=request.factor, wanted=wanted[0], wanted2=wanted[1], target=target[0],
+                target2=target[1]),)
 
 
 def detail_pass(context: Context, request: ImageRequest,
@@ -147,7 +150,8 @@ def detail_pass(context: Context, request: ImageRequest,
     tiles = grid(image.width, image.height, side, side, min(DETAIL_OVERLAP, side // 4))
     result = image.copy()
     for index, tile in enumerate(tiles):
-        _check_cancel(context, f"cancelled after tile {index} of {len(tiles)}")
+        _check_cancel(context, _("cancelled after tile {index} of {tiles_length}").format(
+                                   index=index, tiles_length=len(tiles)))
         # A seed per tile: the same noise in every tile would print a faint repeating
         # pattern over the whole image.
         part = ran.model_copy(update={"width": tile.width, "height": tile.height,
@@ -156,8 +160,9 @@ def detail_pass(context: Context, request: ImageRequest,
                              _span(context.on_progress, index, len(tiles)))
         paste_faded(result, drawn, tile)
     size = f"{tiles[0].width}×{tiles[0].height}"
-    return result, ran, (f"The detail pass ran in {len(tiles)} overlapping tiles of {size} "
-                         "(IMAGINE_MAX_PIXELS per pass).",)
+    return result, ran, (_("The detail pass ran in {tiles_length} overlapping tiles of {size} "
+                           "(IMAGINE_MAX_PIXELS per pass).").format(
+                             tiles_length=len(tiles), size=size),)
 
 
 # --- zoom out and pan (outpainting) ----------------------------------------------------
@@ -198,8 +203,10 @@ def placement(source: Image.Image, canvas: Canvas, target: tuple[int, int]
     place = Placement(*target, left, top, width, height)
     notes: tuple[str, ...] = ()
     if target[0] * target[1] < canvas.width * canvas.height:
-        notes = (f"Scaled down to {target[0]}×{target[1]} to fit IMAGINE_MAX_PIXELS (the full "
-                 f"canvas would be {canvas.width}×{canvas.height}).",)
+        notes = (_("Scaled down to {target}×{target2} to fit IMAGINE_MAX_PIXELS (the full "
+                   "canvas would be {canvas_width}×{canvas_height}).").format(
+                     target=target[0], target2=target[1], canvas_width=canvas.width,
+                     canvas_height=canvas.height),)
     return place, source.resize((width, height), LANCZOS), notes
 
 
@@ -210,13 +217,15 @@ def inpaint(context: Context, request: ImageRequest, source: Image.Image,
             mask: Image.Image) -> Outcome:
     """The white part of `mask` redrawn; the source unchanged beyond a narrow band around it."""
     if mask.size != source.size:
-        raise GenerationError(f"the mask is {mask.width}×{mask.height} but the image is "
-                              f"{source.width}×{source.height}: the mask must have the "
-                              "image's own size")
+        raise GenerationError(_("the mask is {mask_width}×{mask_height} but the image is "
+                                "{source_width}×{source_height}: the mask must have the "
+                                "image's own size").format(
+                                  mask_width=mask.width, mask_height=mask.height,
+                                  source_width=source.width, source_height=source.height))
     redraw = binary_mask(mask)
     if not redraw.any():
-        raise GenerationError("the mask has no white pixels: paint the region to redraw in "
-                              "white (black keeps the image as it is)")
+        raise GenerationError(_("the mask has no white pixels: paint the region to redraw in "
+                                "white (black keeps the image as it is)"))
     strength = request.strength
     steps = max(request.num_inference_steps, math.ceil(1 / strength))
     ran = request.model_copy(update={"width": source.width, "height": source.height,
@@ -226,8 +235,9 @@ def inpaint(context: Context, request: ImageRequest, source: Image.Image,
     work = fit_within(crop.width, crop.height, context.max_pixels)
     notes: tuple[str, ...] = ()
     if work != (floor8(crop.width), floor8(crop.height)):
-        notes = (f"The region was drawn at {work[0]}×{work[1]} to fit IMAGINE_MAX_PIXELS and "
-                 f"scaled up to {crop.width}×{crop.height}.",)
+        notes = (_("The region was drawn at {work}×{work2} to fit IMAGINE_MAX_PIXELS and "
+                   "scaled up to {crop_width}×{crop_height}.").format(
+                     work=work[0], work2=work[1], crop_width=crop.width, crop_height=crop.height),)
     region = redraw[box[1]:box[3], box[0]:box[2]]
     drawn = context.draw(
         "inpaint", ran.model_copy(update={"width": work[0], "height": work[1]}),

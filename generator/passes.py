@@ -23,6 +23,7 @@ from generator.progress import CallbackError, Listener, Previews, StepReporter
 from generator.request import ImageRequest
 from generator.results import pipeline_images
 from settings.errors import ImagineError
+from settings.i18n import _
 
 if TYPE_CHECKING:
     from generator.control import ControlNets
@@ -56,8 +57,8 @@ def controlled_pass(
 
     if adapters.controls is None:
         raise GenerationError(
-            f"--cn {request.control} needs a ControlNet, and this worker has none: the operator "
-            "sets IMAGINE_CONTROLNETS")
+            _("--cn {control} needs a ControlNet, and this worker has none: the operator sets "
+              "IMAGINE_CONTROLNETS").format(control=request.control))
     if load_image is None:
         raise ValueError("a control image needs load_image")
     controlnet = adapters.controls.model(request.control, family)
@@ -95,9 +96,9 @@ def guarded(request: ImageRequest, run: Callable[[], _T], images: int | None = N
     except RuntimeError as exc:
         if "out of memory" in str(exc).lower():
             raise out_of_memory(request, images) from exc
-        raise GenerationError(f"generation failed: {short(exc)}") from exc
+        raise GenerationError(_("generation failed: {exc}").format(exc=short(exc))) from exc
     except Exception as exc:
-        raise GenerationError(f"generation failed: {short(exc)}") from exc
+        raise GenerationError(_("generation failed: {exc}").format(exc=short(exc))) from exc
 
 
 def load_embeddings(pipe: Any, request: ImageRequest, adapters: Adapters) -> None:
@@ -151,8 +152,9 @@ def out_of_memory(request: ImageRequest, images: int | None = None) -> Generatio
         torch.cuda.empty_cache()
     count = request.num_images if images is None else images
     return GenerationError(
-        f"out of GPU memory drawing {count} × {request.width}x{request.height}: "
-        "ask for a smaller size or fewer images (--n), or set IMAGINE_DTYPE=float16"
+        _("out of GPU memory drawing {count} × {width}x{height}: ask for a smaller size or "
+          "fewer images (--n), or set IMAGINE_DTYPE=float16").format(
+            count=count, width=request.width, height=request.height)
     )
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from generator.errors import GenerationCancelled
+from settings.i18n import _
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -102,7 +103,8 @@ class StepReporter:
         if all(listener.stopped is not None for listener in self.listeners):
             if self.alone:
                 raise self.listeners[0].stopped  # type: ignore[misc]
-            raise GenerationCancelled(f"every job of the batch stopped after step {step + 1}")
+            raise GenerationCancelled(_("every job of the batch stopped after step {number}").format(
+                                          number=step + 1))
         return callback_kwargs
 
     def _pictures(self, callback_kwargs: dict[str, Any],
@@ -126,5 +128,6 @@ class StepReporter:
             listener.stopped = CallbackError(exc) if self.alone else exc
             return
         if cancelled:
-            listener.stopped = GenerationCancelled(f"cancelled after step {step} of {total}")
+            listener.stopped = GenerationCancelled(_("cancelled after step {step} of {total}").format(
+                                                       step=step, total=total))
 

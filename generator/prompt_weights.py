@@ -28,6 +28,7 @@ from typing import Any
 
 from generator import a1111_syntax
 from generator.a1111_syntax import Chunk
+from settings.i18n import _
 
 CLIP_WINDOW = 75  # CLIP's 77 positions less the start and end markers
 
@@ -189,12 +190,14 @@ def _as_text(
         plain = text if a1111_syntax.is_plain(text, chunks) else a1111_syntax.plain_text(chunks)
         if plain != text:
             notes.append(
-                f"This model does not support prompt weights or BREAK: the {label}'s words were used "
-                "at weight 1."
+                _("This model does not support prompt weights or BREAK: the {label}'s words "
+                  "were used at weight 1.").format(label=label)
             )
         dropped = _dropped_words(pipe, plain)
         if dropped:
-            notes.append(f"This model reads only {CLIP_WINDOW} tokens: the {label} lost “{dropped}”.")
+            notes.append(_("This model reads only {CLIP_WINDOW} tokens: the {label} lost "
+                           "“{dropped}”.").format(
+                             CLIP_WINDOW=CLIP_WINDOW, label=label, dropped=dropped))
         texts.append(plain)
     return EncodedPrompts({"prompt": texts[0], "negative_prompt": texts[1] or None}, tuple(notes))
 

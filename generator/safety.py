@@ -20,10 +20,11 @@ import torch
 from PIL import Image
 
 from generator.errors import ModelError, first_line
+from settings.i18n import N_, _
 
-ADVICE = ("point IMAGINE_NSFW_MODEL at a transformers image-classification model (a folder, "
-          "or a hub id such as Falconsai/nsfw_image_detection, downloaded beforehand when the "
-          "worker is offline), or unset it")
+ADVICE = (N_("point IMAGINE_NSFW_MODEL at a transformers image-classification model (a folder, "
+             "or a hub id such as Falconsai/nsfw_image_detection, downloaded beforehand when "
+             "the worker is offline), or unset it"))
 
 
 class NsfwClassifier:
@@ -37,16 +38,18 @@ class NsfwClassifier:
         if not self.indices:
             known = ", ".join(str(v) for v in self.model.config.id2label.values())
             raise ModelError(
-                f"IMAGINE_NSFW_MODEL={source} has the labels {known}, none of which is in "
-                f"IMAGINE_NSFW_LABELS ({', '.join(labels)}): name its unsafe labels there")
+                _("IMAGINE_NSFW_MODEL={source} has the labels {known}, none of which is in "
+                  "IMAGINE_NSFW_LABELS ({join}): name its unsafe labels there").format(
+                    source=source, known=known, join=', '.join(labels)))
         self.device = device
         # The engine's dtype: half precision on a GPU, like the diffusion models.
         self.dtype = dtype
         try:
             self.model.to(device=torch.device(device), dtype=dtype).eval()
         except (RuntimeError, TypeError, ValueError) as exc:
-            raise ModelError(f"could not move IMAGINE_NSFW_MODEL={source} to {device}: "
-                             f"{first_line(exc)}") from exc
+            raise ModelError(_("could not move IMAGINE_NSFW_MODEL={source} to {device}: "
+                               "{first_line}").format(
+                                 source=source, device=device, first_line=first_line(exc))) from exc
 
     @property
     def labels(self) -> list[str]:
@@ -102,6 +105,6 @@ def _load(source: str) -> tuple[Any, Any]:
         model = AutoModelForImageClassification.from_pretrained(source)
         processor = AutoImageProcessor.from_pretrained(source)
     except Exception as exc:  # missing, offline, not a classifier: the operator must act
-        raise ModelError(f"could not load IMAGINE_NSFW_MODEL={source} ({first_line(exc)}): "
-                         f"{ADVICE}") from exc
+        raise ModelError(_("could not load IMAGINE_NSFW_MODEL={source} ({first_line}): {advice}").format(
+                             source=source, first_line=first_line(exc), advice=_(ADVICE))) from exc
     return model, processor

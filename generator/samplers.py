@@ -16,6 +16,7 @@ from typing import Any
 
 from generator.errors import ModelError
 from generator.request import SAMPLER_LABELS
+from settings.i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +60,12 @@ def _has(module: str) -> bool:
 
 def _spec(name: str) -> tuple[str, dict[str, Any]]:
     if name not in _SCHEDULERS:
-        raise ModelError(f"unknown sampler {name!r}: use one of {', '.join(SAMPLER_LABELS)}")
+        raise ModelError(_("unknown sampler {name!r}: use one of {join}").format(
+                             name=name, join=', '.join(SAMPLER_LABELS)))
     if name == "dpm++sde" and not _has("torchsde"):
         return _SDE_FALLBACK
     if name == "lms" and not _has("scipy"):
-        raise ModelError("the lms sampler needs scipy on the GPU worker: `pip install scipy`")
+        raise ModelError(_("the lms sampler needs scipy on the GPU worker: `pip install scipy`"))
     return _SCHEDULERS[name]
 
 

@@ -16,6 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from generator.errors import ImageRejected
 from generator.geometry import MULTIPLE, fit_within
+from settings.i18n import N_, _
 
 # Decoders we let near user bytes: the common web formats (the JPEG decoder also opens
 # phone JPEGs as MPO). Exotic formats widen the attack surface for no gain.
@@ -28,8 +29,8 @@ MAX_DECODE_PIXELS = 50_000_000
 ANIMATED_FORMATS = frozenset({"GIF", "PNG", "WEBP"})
 MASK_THRESHOLD = 128
 
-ANIMATED_NOTE = "The image is animated: its first frame was used."
-TRANSPARENT_NOTE = "The image has transparent areas: they were filled with white."
+ANIMATED_NOTE = N_("The {what} is animated: its first frame was used.")
+TRANSPARENT_NOTE = N_("The {what} has transparent areas: they were filled with white.")
 
 
 @dataclass(frozen=True)
@@ -45,26 +46,29 @@ class SourceImage:
 
 
 def prepare_source(data: bytes, *, max_bytes: int, max_pixels: int,
-                   what: str = "image") -> SourceImage:
+                   what: str = N_("image")) -> SourceImage:
     """`data` as an RGB PNG within `max_pixels`: EXIF rotation applied, alpha on white, the
     first frame of an animation, fitted to multiples of 8. ImageRejected when it cannot be."""
     image = _open(data, max_bytes=max_bytes, max_decode=max(MAX_DECODE_PIXELS, max_pixels),
-                  what=what)
+                  what=_(what))
     notes: list[str] = []
     if image.format in ANIMATED_FORMATS and getattr(image, "n_frames", 1) > 1:
-        notes.append(ANIMATED_NOTE.replace("image", what, 1))
+        notes.append(_(ANIMATED_NOTE).format(what=_(what)))
     image = _decoded(image, what)
     rgb, transparent = _rgb(image)
     if transparent:
-        notes.append(TRANSPARENT_NOTE.replace("image", what, 1))
+        notes.append(_(TRANSPARENT_NOTE).format(what=_(what)))
     width, height = rgb.size
     if min(width, height) < MULTIPLE:
-        raise ImageRejected(f"The {what} is {width}×{height}: each side needs at least "
-                            f"{MULTIPLE} pixels.")
+        raise ImageRejected(_("The {what} is {width}×{height}: each side needs at least "
+                              "{least} pixels.").format(
+                                what=_(what), width=width, height=height, least=MULTIPLE))
     fitted = fit_within(width, height, max_pixels)
     if fitted[0] * fitted[1] < floor_area(width, height):
-        notes.append(f"The {what} was scaled down from {width}×{height} to "
-                     f"{fitted[0]}×{fitted[1]} (the most pixels drawn at once).")
+        notes.append(_("The {what} was scaled down from {width}×{height} to {fitted}×{fitted2} "
+                       "(the most pixels drawn at once).").format(
+                         what=_(what), width=width, height=height, fitted=fitted[0],
+                         fitted2=fitted[1]))
     return SourceImage(_png(rgb_fitted(rgb, fitted)), *fitted, tuple(notes), (width, height))
 
 
@@ -93,11 +97,11 @@ def rgb_fitted(rgb: Image.Image, size: tuple[int, int]) -> Image.Image:
 def _binary_mask(data: bytes, sizes: tuple[tuple[int, int], ...],
                  max_bytes: int) -> Image.Image:
     """The mask as 0/255 "L" if it has one of `sizes` (the first is named in the error)."""
-    image = _open(data, max_bytes=max_bytes, max_decode=MAX_DECODE_PIXELS, what="mask")
+    image = _open(data, max_bytes=max_bytes, max_decode=MAX_DECODE_PIXELS, what=N_("mask"))
     # Compare before decoding (either orientation: EXIF may still turn it).
     if not any(image.size in (size, size[::-1]) for size in sizes):
         raise _wrong_size(image.size, sizes[0])
-    image = _decoded(image, "mask")
+    image = _decoded(image, N_("mask"))
     if image.size not in sizes:
         raise _wrong_size(image.size, sizes[0])
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
@@ -117,8 +121,8 @@ def _threshold(grey: Image.Image) -> Image.Image:
 
 def _check_painted(binary: Image.Image) -> None:
     if binary.getextrema()[1] == 0:
-        raise ImageRejected("The mask is all black: nothing to redraw. Paint the parts to "
-                            "redraw in white.")
+        raise ImageRejected(_("The mask is all black: nothing to redraw. Paint the parts to "
+                              "redraw in white."))
 
 
 def floor_area(width: int, height: int) -> int:
@@ -129,15 +133,18 @@ def floor_area(width: int, height: int) -> int:
 def _open(data: bytes, *, max_bytes: int, max_decode: int, what: str) -> Image.Image:
     """The image's header read (nothing decoded yet), after the byte and pixel checks."""
     if len(data) > max_bytes:
-        raise ImageRejected(f"The {what} is {_size_text(len(data))}; at most "
-                            f"{_size_text(max_bytes)} is accepted (IMAGINE_MAX_UPLOAD_BYTES).")
+        raise ImageRejected(_("The {what} is {size_text}; at most {size_text2} is accepted "
+                              "(IMAGINE_MAX_UPLOAD_BYTES).").format(
+                                what=_(what), size_text=_size_text(len(data)),
+                                size_text2=_size_text(max_bytes)))
     try:
         image = Image.open(io.BytesIO(data), formats=FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise _too_many_pixels(what, None, max_decode) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        raise ImageRejected(f"The {what} is not an image Pillow can read here: send a "
-                            f"{FORMATS_TEXT} file.") from None
+        raise ImageRejected(_("The {what} is not an image Pillow can read here: send a "
+                              "{formats} file.").format(
+                                what=_(what), formats=FORMATS_TEXT)) from None
     width, height = image.size
     if width * height > max_decode:
         raise _too_many_pixels(what, image.size, max_decode)
@@ -153,9 +160,9 @@ def _decoded(image: Image.Image, what: str) -> Image.Image:
     except Image.DecompressionBombError:
         raise _too_many_pixels(what, image.size, MAX_DECODE_PIXELS) from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise ImageRejected(f"The {what} could not be decoded (it is damaged or cut short: "
-                            f"{str(exc) or type(exc).__name__}): send it again or another "
-                            "file.") from None
+        raise ImageRejected(_("The {what} could not be decoded (it is damaged or cut short: "
+                              "{value}): send it again or another file.").format(
+                                what=_(what), value=str(exc) or type(exc).__name__)) from None
     return upright
 
 
@@ -190,14 +197,18 @@ def _png(image: Image.Image) -> bytes:
 
 
 def _wrong_size(got: tuple[int, int], want: tuple[int, int]) -> ImageRejected:
-    return ImageRejected(f"The mask is {got[0]}×{got[1]} but the image is {want[0]}×{want[1]}: "
-                         "paint the mask on the same image.")
+    return ImageRejected(_("The mask is {width}×{height} but the image is "
+                           "{image_width}×{image_height}: paint the mask on the same image.").format(
+                             width=got[0], height=got[1], image_width=want[0],
+                             image_height=want[1]))
 
 
 def _too_many_pixels(what: str, size: tuple[int, int] | None, limit: int) -> ImageRejected:
-    said = f" is {size[0]}×{size[1]}" if size else " has far too many pixels"
-    return ImageRejected(f"The {what}{said}; at most {limit / 1e6:g} megapixels are read: "
-                         "send a smaller image.")
+    said = (_(" is {width}×{height}").format(width=size[0], height=size[1]) if size
+            else _(" has far too many pixels"))
+    return ImageRejected(_("The {what}{said}; at most {number:g} megapixels are read: send a "
+                           "smaller image.").format(
+                             what=_(what), said=said, number=limit / 1000000.0))
 
 
 def _size_text(count: int) -> str:

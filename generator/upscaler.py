@@ -18,14 +18,15 @@ from PIL import Image
 
 from generator.errors import GenerationCancelled, GenerationError, ModelError
 from generator.tiles import grid, paste_faded
+from settings.i18n import N_, _
 
 # Input pixels per tile side and their overlap: ComfyUI's defaults, which suit every common
 # architecture's receptive field.
 TILE = 512
 OVERLAP = 32
 MIN_TILE = 128
-ADVICE = ("point IMAGINE_UPSCALER at a super-resolution model file (.pth or .safetensors: "
-          "Real-ESRGAN, 4x-UltraSharp, SwinIR, …), or unset it")
+ADVICE = (N_("point IMAGINE_UPSCALER at a super-resolution model file (.pth or .safetensors: "
+             "Real-ESRGAN, 4x-UltraSharp, SwinIR, …), or unset it"))
 
 TileProgress = Callable[[int, int], None]
 
@@ -68,8 +69,8 @@ class Upscaler:
                 torch.cuda.empty_cache()
                 if tile // 2 < MIN_TILE:
                     raise GenerationError(
-                        f"out of GPU memory upscaling even in {tile}px tiles: free the GPU or "
-                        "use a smaller upscaler model") from exc
+                        _("out of GPU memory upscaling even in {tile}px tiles: free the GPU or "
+                          "use a smaller upscaler model").format(tile=tile)) from exc
                 tile //= 2
 
     def _tiled(self, image: Image.Image, tile: int, on_tile: TileProgress | None,
@@ -79,7 +80,8 @@ class Upscaler:
         tiles = grid(image.width, image.height, tile, tile, OVERLAP)
         for index, piece in enumerate(tiles):
             if should_cancel is not None and should_cancel():
-                raise GenerationCancelled(f"cancelled after tile {index} of {len(tiles)}")
+                raise GenerationCancelled(_("cancelled after tile {index} of {tiles_length}").format(
+                                              index=index, tiles_length=len(tiles)))
             enlarged = self._run(image.crop(piece.box))
             paste_faded(result, enlarged, piece.scaled(scale))
             if on_tile is not None:
@@ -96,8 +98,9 @@ class Upscaler:
             raise  # enlarge() retries with smaller tiles
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-            raise GenerationError(f"upscaling with IMAGINE_UPSCALER={self.path} failed "
-                                  f"({type(exc).__name__}: {first})") from exc
+            raise GenerationError(_("upscaling with IMAGINE_UPSCALER={path} failed ({name}: "
+                                    "{first})").format(
+                                      path=self.path, name=type(exc).__name__, first=first)) from exc
         output = output[0].float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0)
         return Image.fromarray(output.cpu().numpy())
 
@@ -109,11 +112,12 @@ def _load(path: Path) -> Any:
         model = ModelLoader().load_from_file(path)
     except Exception as exc:  # spandrel raises many kinds for files it cannot read
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"IMAGINE_UPSCALER={path} could not be loaded ({reason[:200]}): "
-                         f"{ADVICE}") from exc
+        raise ModelError(_("IMAGINE_UPSCALER={path} could not be loaded ({reason}): {advice}").format(
+                             path=path, reason=reason[:200], advice=_(ADVICE))) from exc
     if not isinstance(model, ImageModelDescriptor) or model.purpose != "SR" or model.scale < 2:
         kind = f"a {model.architecture.name} model for {model.purpose}"
-        raise ModelError(f"IMAGINE_UPSCALER={path} is {kind}, not super-resolution: {ADVICE}")
+        raise ModelError(_("IMAGINE_UPSCALER={path} is {kind}, not super-resolution: {advice}").format(
+                             path=path, kind=kind, advice=_(ADVICE)))
     return model
 
 

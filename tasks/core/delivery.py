@@ -176,8 +176,8 @@ class Deliverer:
         ctx = DeliveryContext(self.settings, self.storage, self.redis, job, "result")
         if ctx.done("complete"):
             return
-        lock = self.redis.lock(DELIVERING_KEY.format(job.id, "result"), timeout=self.settings.delivery_lock_seconds,
-                               blocking=False)
+        lock = self.redis.lock(DELIVERING_KEY.format(job.id, "result"),
+                               timeout=self.settings.delivery_lock_seconds, blocking=False)
         if not lock.acquire():
             left = self.redis.pttl(DELIVERING_KEY.format(job.id, "result"))
             raise DeliveryBusy(f"job {job.id} is being delivered by another task",

@@ -28,7 +28,8 @@ import time
 from collections.abc import Iterator, Sequence
 
 from generator.batching import BatchOutcome, batch_key
-from tasks.core.jobs import Job, JobStatus
+from settings.i18n import use_locale
+from tasks.core.jobs import EXTRA_LOCALE, Job, JobStatus
 from tasks.core.queue import server_time
 from tasks.names import RUNNING_KEY, TICKET_KEY, queue_model
 from tasks.policy.pause import QueuePause
@@ -123,7 +124,9 @@ class BatchRunner:
         for job in jobs:
             self.queue.publish(job)
             if job.attempts > MAX_ATTEMPTS:
-                self.runner.finish(job, JobStatus.failed, error=too_many_attempts())
+                with use_locale(job.requester.extra.get(EXTRA_LOCALE)):
+                    error = too_many_attempts()
+                self.runner.finish(job, JobStatus.failed, error=error)
                 continue
             # Translated and enhanced first (#16): batch_key ignores prompts, so the batch holds.
             prepared = prepare_job(self.runner, self.runner.text, job)
@@ -133,7 +136,10 @@ class BatchRunner:
             return
         began = time.perf_counter()
         try:
-            outcomes = self._generate(drawable)
+            # One pipeline call has one language for what it raises: the first member's (a
+            # batch mixes languages rarely; each job's own messages are made in its own).
+            with use_locale(drawable[0].requester.extra.get(EXTRA_LOCALE)):
+                outcomes = self._generate(drawable)
         except Exception as exc:  # the whole call failed (a model that does not load, a limit)
             outcomes = [BatchOutcome(error=exc) for _ in drawable]
         finally:
