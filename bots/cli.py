@@ -21,6 +21,7 @@ from bots.cli_safety import judge, warning
 from bots.cli_storage import storage
 from settings import Settings, load_settings
 from settings.errors import ImagineError
+from settings.i18n import _
 from tasks.names import GENERATE_QUEUE, QUEUES
 
 if TYPE_CHECKING:
@@ -160,10 +161,10 @@ def _controlled(prompt: str, control: Path, image: Path | None, mask: Path | Non
 
     request, cn = parse_with_control(prompt, limits, image=image is not None)
     if cn is None:
-        raise PromptError("--control needs --cn KIND in the prompt (e.g. --cn canny): say "
-                          "which ControlNet the image guides.")
+        raise PromptError(_("--control needs --cn KIND in the prompt (e.g. --cn canny): say "
+                            "which ControlNet the image guides."))
     if mask is not None:
-        raise PromptError("--control does not go with --mask: an inpaint takes no ControlNet.")
+        raise PromptError(_("--control does not go with --mask: an inpaint takes no ControlNet."))
     if image is not None:
         request = _from_local_image(request, image, None, settings, limits, sources)
     prepared = controlled(Prepared(request, ()), cn, control.read_bytes(), limits, settings,

@@ -202,7 +202,7 @@ def read_image_reference(settings: Settings, ref: str) -> bytes:
     try:
         response = outbound.request(
             "GET", ref, policy=outbound.OutboundPolicy.from_settings(settings),
-            what="image", headers={"Accept": "image/*"}, max_bytes=limit,
+            what=N_("image"), headers={"Accept": "image/*"}, max_bytes=limit,
             follow_redirects=True)
     except OutboundTooLarge:
         raise PromptError(_("The image at that URL is larger than {size} "

@@ -55,7 +55,7 @@ def _load(pipe: Any, name: str, path: Path) -> None:
             _("Embedding {name} does not fit model {model_label}: it has no {missing} tensor "
               "(it was made for SD 1.x/2.x; SDXL needs clip_l and clip_g)").format(
                 name=name, model_label=model_label(pipe), missing=missing[0]))
-    widths = [encoder.get_input_embeddings().weight.shape[-1] for encoder, _ in pairs]
+    widths = [encoder.get_input_embeddings().weight.shape[-1] for encoder, _tokenizer in pairs]
     if any(state[key].shape[-1] != width for key, width in zip(SDXL_KEYS, widths, strict=True)):
         # Checked for both first, so that a misfit leaves neither tokenizer changed.
         raise GenerationError(

@@ -28,6 +28,7 @@ from typing import Any
 
 from bots.web.image_view import image_views
 from settings import Settings
+from settings.i18n import N_
 from tasks.core import outbound
 from tasks.core.delivery import (
     AdapterBusy,
@@ -76,7 +77,7 @@ def process_slots(size: int) -> threading.BoundedSemaphore:
 
 def check_webhook_url(settings: Settings, url: str) -> None:
     """At submit: raise an OutboundError (a message for the user) unless `url` may be used."""
-    outbound.check_url(url, OutboundPolicy.from_settings(settings), what="webhook")
+    outbound.check_url(url, OutboundPolicy.from_settings(settings), what=N_("webhook"))
 
 
 class WebhookDelivery:
@@ -123,7 +124,7 @@ class WebhookDelivery:
                    "User-Agent": "imagine-webhook", **signature_headers(self.settings, data)}
         with self._slot():
             try:
-                response = outbound.request("POST", url, policy=self.policy, what="webhook",
+                response = outbound.request("POST", url, policy=self.policy, what=N_("webhook"),
                                             body=data, headers=headers)
             except OutboundTooLarge as exc:  # the answer counts; its long body does not
                 _check_status(exc.status, exc.headers)

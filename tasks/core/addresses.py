@@ -8,10 +8,12 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from settings.i18n import N_
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-ALLOW_HINT = "an operator can allow it with IMAGINE_OUTBOUND_ALLOW"
+ALLOW_HINT = N_("an operator can allow it with IMAGINE_OUTBOUND_ALLOW")
 
 _THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")  # 0.0.0.0 reaches this host on Linux
 _SHARED = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT: someone's inside
@@ -40,14 +42,14 @@ def refusal_reason(ip: IPAddress) -> str | None:
         if inner is not None:
             return refusal_reason(inner)
     checks = (
-        (ip.is_unspecified or ip in _THIS_NETWORK, "an unspecified address"),
-        (ip.is_loopback, "a loopback address"),
-        (ip.is_link_local, "a link-local address"),
-        (ip.is_multicast, "a multicast address"),
-        (ip in _SHARED, "a shared (carrier-grade NAT) address"),
-        (ip.is_private, "a private address"),
-        (ip.is_reserved, "a reserved address"),
-        (not ip.is_global, "not a public address"),
+        (ip.is_unspecified or ip in _THIS_NETWORK, N_("an unspecified address")),
+        (ip.is_loopback, N_("a loopback address")),
+        (ip.is_link_local, N_("a link-local address")),
+        (ip.is_multicast, N_("a multicast address")),
+        (ip in _SHARED, N_("a shared (carrier-grade NAT) address")),
+        (ip.is_private, N_("a private address")),
+        (ip.is_reserved, N_("a reserved address")),
+        (not ip.is_global, N_("not a public address")),
     )
     return next((reason for hit, reason in checks if hit), None)
 

@@ -11,6 +11,7 @@ import redis
 from pydantic import BaseModel, Field
 
 from generator.request import ImageRequest
+from settings.i18n import _
 from tasks.errors import JobNotFound
 from tasks.names import JOB_KEY
 
@@ -153,7 +154,8 @@ class JobStore:
     def get(self, job_id: str) -> Job:
         job = self.find(job_id)
         if job is None:
-            raise JobNotFound(f"No job {job_id}: it never existed or its record expired.")
+            raise JobNotFound(_("No job {job_id}: it never existed or its record expired.").format(
+                                  job_id=job_id))
         return job
 
     def update(self, job_id: str, change: Callable[[Job], Job | None]) -> Job:
@@ -165,7 +167,8 @@ class JobStore:
                     pipe.watch(key)
                     raw = pipe.get(key)
                     if raw is None:
-                        raise JobNotFound(f"No job {job_id}: it never existed or its record expired.")
+                        raise JobNotFound(_("No job {job_id}: it never existed or its record "
+                                            "expired.").format(job_id=job_id))
                     job = Job.model_validate_json(raw)
                     changed = change(job)
                     if changed is None:

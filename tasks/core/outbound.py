@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from settings import Settings
+from settings.i18n import N_, _
 from tasks.core.addresses import ALLOW_HINT, Allowlist, refusal_reason
 from tasks.errors import (
     OutboundError,
@@ -119,8 +120,9 @@ class _Deadline:
         return left
 
     def error(self, what: str) -> OutboundTimeout:
-        return OutboundTimeout(f"{what} did not answer within {self.seconds:g} s "
-                               "(IMAGINE_OUTBOUND_TIMEOUT)")
+        return OutboundTimeout(_("{what} did not answer within {seconds:g} s "
+                                 "(IMAGINE_OUTBOUND_TIMEOUT)").format(
+                                   what=_(what), seconds=self.seconds))
 
     def watch(self, sock: socket.socket) -> None:
         with self._lock:
@@ -147,7 +149,7 @@ class _Deadline:
                 self._timer.cancel()
 
 
-def check_url(url: str, policy: OutboundPolicy, what: str = "URL") -> Target:
+def check_url(url: str, policy: OutboundPolicy, what: str = N_("URL")) -> Target:
     """Parse, resolve and check `url` without sending anything (e.g. when a job is submitted);
     raises OutboundRefused, or OutboundUnreachable/OutboundTimeout when the name does not
     resolve in time."""
@@ -158,7 +160,7 @@ def check_url(url: str, policy: OutboundPolicy, what: str = "URL") -> Target:
         deadline.cancel()
 
 
-def request(method: str, url: str, *, policy: OutboundPolicy, what: str = "URL",
+def request(method: str, url: str, *, policy: OutboundPolicy, what: str = N_("URL"),
             body: bytes | None = None, headers: Mapping[str, str] | None = None,
             max_bytes: int | None = None, follow_redirects: bool = False) -> Response:
     """Send one request under the rules and return the answer, whatever its status. Raises
@@ -168,14 +170,16 @@ def request(method: str, url: str, *, policy: OutboundPolicy, what: str = "URL",
     follow = follow_redirects and method.upper() in ("GET", "HEAD")
     try:
         for hop in range(policy.max_redirects + 1):
-            target = _target(url, policy, deadline, what if hop == 0 else f"{what} redirect")
+            hop_what = what if hop == 0 else _("{what} redirect").format(what=_(what))
+            target = _target(url, policy, deadline, hop_what)
             response = _exchange(method, target, body, dict(headers or {}), policy, deadline,
                                  what, cap)
             location = response.headers.get("Location")
             if not (follow and response.status in REDIRECTS and location):
                 return response
             url = urljoin(url, location)
-        raise OutboundRefused(f"{what} redirected more than {policy.max_redirects} times")
+        raise OutboundRefused(_("{what} redirected more than {most} times").format(
+                                  what=_(what), most=policy.max_redirects))
     finally:
         deadline.cancel()
 
@@ -194,30 +198,35 @@ def _target(url: str, policy: OutboundPolicy, deadline: _Deadline, what: str) ->
             refused.append((address, reason))
     if not allowed:
         address, reason = refused[0]
-        of = "" if address == host else f" (what {host} resolves to)"
-        raise OutboundRefused(f"{what} address {address}{of} is {reason}; only public "
-                              f"addresses are allowed ({ALLOW_HINT})")
+        of = "" if address == host else _(" (what {host} resolves to)").format(host=host)
+        raise OutboundRefused(_("{what} address {address}{of} is {reason}; only public "
+                                "addresses are allowed ({hint})").format(
+                                  what=_(what), address=address, of=of, reason=_(reason),
+                                  hint=_(ALLOW_HINT)))
     return Target(url, scheme, host, port, path, tuple(allowed))
 
 
 def _parse(url: str, what: str) -> tuple[str, str, int, str]:
     if _UNSAFE_CHARACTERS.search(url):
-        raise OutboundRefused(f"{what} URL must not contain spaces or control characters")
+        raise OutboundRefused(_("{what} URL must not contain spaces or control characters").format(
+                                  what=_(what)))
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise OutboundRefused(f"{what} URL is not a valid URL ({exc})") from None
+        raise OutboundRefused(_("{what} URL is not a valid URL ({exc})").format(
+                                  what=_(what), exc=exc)) from None
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
-        raise OutboundRefused(f"{what} URL must start with http:// or https:// "
-                              f"(got {scheme + '://' if scheme else url[:40]!r})")
+        raise OutboundRefused(_("{what} URL must start with http:// or https:// (got {value!r})").format(
+                                  what=_(what), value=scheme + '://' if scheme else url[:40]))
     if parts.username is not None or parts.password is not None:
-        raise OutboundRefused(f"{what} URL must not contain a user name or password "
-                              "(user:pass@host); put a token in its path or query instead")
+        raise OutboundRefused(_("{what} URL must not contain a user name or password "
+                                "(user:pass@host); put a token in its path or query instead").format(
+                                  what=_(what)))
     host = (parts.hostname or "").rstrip(".")
     if not host:
-        raise OutboundRefused(f"{what} URL has no host name")
+        raise OutboundRefused(_("{what} URL has no host name").format(what=_(what)))
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return scheme, host, port or (443 if scheme == "https" else 80), path
 
@@ -246,11 +255,14 @@ def _resolve(host: str, port: int, policy: OutboundPolicy, deadline: _Deadline,
     result = box[0]
     if isinstance(result, OSError):
         reason = result.strerror or str(result)
-        raise OutboundUnreachable(f"{what} host {host} does not resolve ({reason})")
+        raise OutboundUnreachable(_("{what} host {host} does not resolve ({reason})").format(
+                                      what=_(what), host=host, reason=reason))
     if isinstance(result, Exception):
-        raise OutboundUnreachable(f"{what} host {host} could not be looked up ({result})")
+        raise OutboundUnreachable(_("{what} host {host} could not be looked up ({result})").format(
+                                      what=_(what), host=host, result=result))
     if not result:
-        raise OutboundUnreachable(f"{what} host {host} has no address")
+        raise OutboundUnreachable(_("{what} host {host} has no address").format(
+                                      what=_(what), host=host))
     return [str(address) for address in result]
 
 
@@ -327,7 +339,8 @@ def _exchange(method: str, target: Target, body: bytes | None, headers: dict[str
 
 
 def _read(reply: http.client.HTTPResponse, cap: int, deadline: _Deadline, what: str) -> bytes:
-    too_large = OutboundTooLarge(f"{what} answered with more than {cap} bytes",
+    too_large = OutboundTooLarge(_("{what} answered with more than {cap} bytes").format(
+                                     what=_(what), cap=cap),
                                  status=reply.status, headers=reply.headers)
     length = reply.getheader("Content-Length", "")
     if length.isdigit() and int(length) > cap:
@@ -353,10 +366,15 @@ def _failure(exc: Exception, deadline: _Deadline, target: Target, what: str) -> 
     if deadline.expired or isinstance(exc, TimeoutError):
         return deadline.error(what)
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return OutboundUnreachable(f"{what} {where} has a TLS certificate that does not verify "
-                                   f"({exc.verify_message})", retryable=False)
+        return OutboundUnreachable(_("{what} {where} has a TLS certificate that does not "
+                                     "verify ({reason})").format(
+                                       what=_(what), where=where,
+                                       reason=exc.verify_message), retryable=False)
     if isinstance(exc, http.client.IncompleteRead):
-        return OutboundUnreachable(f"{what} {where} closed the connection mid-reply")
+        return OutboundUnreachable(_("{what} {where} closed the connection mid-reply").format(
+                                       what=_(what), where=where))
     if isinstance(exc, http.client.InvalidURL):
-        return OutboundRefused(f"{what} URL is not a valid URL ({exc})")
-    return OutboundUnreachable(f"{what} {where} is unreachable ({exc})")
+        return OutboundRefused(_("{what} URL is not a valid URL ({exc})").format(
+                                   what=_(what), exc=exc))
+    return OutboundUnreachable(_("{what} {where} is unreachable ({exc})").format(
+                                   what=_(what), where=where, exc=exc))

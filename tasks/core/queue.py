@@ -385,7 +385,7 @@ class JobQueue:
             if job.status is JobStatus.queued:
                 return job.model_copy(
                     update={"status": JobStatus.cancelled, "finished_at": time.time(),
-                            "error": "Cancelled before it started."})
+                            _("error"): _("Cancelled before it started.")})
             return None
 
         job = self.jobs.update(job_id, change)

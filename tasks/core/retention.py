@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import redis
 
 from settings.errors import ImagineError
+from settings.i18n import _
 from tasks.core.store_base import valid_name
 from tasks.names import GC_LOCK_KEY, IMAGE_SERVED_KEY, JOB_KEY, RECALL_KEY, URL_CACHE_KEY
 
@@ -265,8 +266,8 @@ def collect_locked(client: redis.Redis, store: ImageStore, retention_days: float
         return collect(client, store, retention_days, now=now, dry_run=True)
     token = f"{time.time()}:{threading.get_ident()}"
     if not client.set(GC_LOCK_KEY, token, nx=True, ex=GC_LOCK_SECONDS):
-        raise GcBusy("Another image collection is running (Redis key "
-                     f"{GC_LOCK_KEY}); try again when it has finished.")
+        raise GcBusy(_("Another image collection is running (Redis key {GC_LOCK_KEY}); try "
+                       "again when it has finished.").format(GC_LOCK_KEY=GC_LOCK_KEY))
     try:
         return collect(client, store, retention_days, now=now)
     finally:

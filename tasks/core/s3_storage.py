@@ -27,6 +27,7 @@ from botocore.exceptions import (
 )
 
 from settings.errors import ConfigError
+from settings.i18n import _
 from tasks.core.store_base import (
     PRESIGNED_SECONDS,
     ContentNamed,
@@ -99,9 +100,9 @@ class S3Storage(ContentNamed):
         except ClientError as exc:
             if _code(exc) in MISSING_CODES:
                 return False
-            self._fail(exc, f"looking for image {name}")
+            self._fail(exc, _("looking for image {name}").format(name=name))
         except BotoCoreError as exc:
-            self._fail(exc, f"looking for image {name}")
+            self._fail(exc, _("looking for image {name}").format(name=name))
         return True
 
     def read(self, name: str) -> bytes:
@@ -151,9 +152,9 @@ class S3Storage(ContentNamed):
         except ClientError as exc:
             if _code(exc) in MISSING_CODES:
                 raise self._missing(name) from None
-            self._fail(exc, f"looking for image {name}")
+            self._fail(exc, _("looking for image {name}").format(name=name))
         except BotoCoreError as exc:
-            self._fail(exc, f"looking for image {name}")
+            self._fail(exc, _("looking for image {name}").format(name=name))
         return int(head["ContentLength"])
 
     def url_for(self, name: str, expires: int = PRESIGNED_SECONDS) -> str:
@@ -170,7 +171,7 @@ class S3Storage(ContentNamed):
         except (BotoCoreError, ClientError) as exc:
             if isinstance(exc, ClientError) and _code(exc) in MISSING_CODES | {"NoSuchBucket"}:
                 raise self._no_bucket() from None
-            self._fail(exc, "opening the bucket")
+            self._fail(exc, _("opening the bucket"))
 
     def _get(self, name: str) -> dict[str, Any]:
         try:
@@ -184,13 +185,14 @@ class S3Storage(ContentNamed):
         return reply
 
     def _missing(self, name: str) -> ImageMissing:
-        return ImageMissing(f"image {name} is no longer in storage ({self.where}): it was "
-                            "deleted after it was made")
+        return ImageMissing(_("image {name} is no longer in storage ({where}): it was deleted "
+                              "after it was made").format(name=name, where=self.where))
 
     def _no_bucket(self) -> StorageRefused:
         return StorageRefused(
-            f"The bucket {self.bucket!r} does not exist ({self.where}): create it (for example "
-            f"`aws s3 mb s3://{self.bucket}`, or in MinIO's console) or fix IMAGINE_STORAGE_URL.")
+            _("The bucket {bucket!r} does not exist ({where}): create it (for example `aws s3 "
+              "mb s3://{bucket}`, or in MinIO's console) or fix IMAGINE_STORAGE_URL.").format(
+                bucket=self.bucket, where=self.where))
 
     def _fail(self, exc: Exception, action: str) -> NoReturn:
         raise translate(exc, action, self) from exc
@@ -200,13 +202,15 @@ def translate(exc: Exception, action: str, store: S3Storage) -> StorageError:
     """botocore's error as one of ours, with what to do about it."""
     if isinstance(exc, NoCredentialsError):
         return StorageRefused(
-            f"No S3 credentials while {action} ({store.where}): set AWS_ACCESS_KEY_ID and "
-            "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, or give the host a role).")
+            _("No S3 credentials while {action} ({where}): set AWS_ACCESS_KEY_ID and "
+              "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, or give the host a role).").format(
+                action=action, where=store.where))
     if isinstance(exc, (BotoConnectionError, HTTPClientError, OSError)):
         endpoint = store.endpoint or "S3"
         return StorageUnavailable(
-            f"The image store {endpoint} did not answer while {action} ({type(exc).__name__}); "
-            "check that it is running and reachable (IMAGINE_S3_ENDPOINT). Retried later.")
+            _("The image store {endpoint} did not answer while {action} ({name}); check that "
+              "it is running and reachable (IMAGINE_S3_ENDPOINT). Retried later.").format(
+                endpoint=endpoint, action=action, name=type(exc).__name__))
     if isinstance(exc, ClientError):
         code = _code(exc)
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
@@ -214,16 +218,20 @@ def translate(exc: Exception, action: str, store: S3Storage) -> StorageError:
             return store._no_bucket()
         if code in REFUSED_CODES:
             return StorageRefused(
-                f"S3 refused our credentials while {action} ({store.where}: {code}): check "
-                "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY and that they may read and write "
-                "the bucket.")
+                _("S3 refused our credentials while {action} ({where}: {code}): check "
+                  "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY and that they may read and write "
+                  "the bucket.").format(action=action, where=store.where, code=code))
         if code in BUSY_CODES or status >= 500:
             return StorageUnavailable(
-                f"The image store is failing ({code}, HTTP {status}) while {action} "
-                f"({store.where}); retried later.")
-        return StorageRefused(f"S3 answered {code} (HTTP {status}) while {action} "
-                              f"({store.where}).")
-    return StorageError(f"S3 failed while {action} ({store.where}): {exc}")
+                _("The image store is failing ({code}, HTTP {status}) while {action} "
+                  "({where}); retried later.").format(
+                    code=code, status=status, action=action, where=store.where))
+        return StorageRefused(_("S3 answered {code} (HTTP {status}) while {action} "
+                                "({where}).").format(
+                                  code=code, status=status, action=action,
+                                  where=store.where))
+    return StorageError(_("S3 failed while {action} ({where}): {exc}").format(
+                            action=action, where=store.where, exc=exc))
 
 
 def _code(exc: ClientError) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from settings.i18n import _
 from tasks.core.store_base import (
     PRESIGNED_SECONDS,
     ContentNamed,
@@ -92,8 +93,8 @@ class Storage(ContentNamed):
 
     def _missing(self, name: str) -> ImageMissing:
         return ImageMissing(
-            f"image {name} is no longer in storage ({self.directory}): it was deleted "
-            "after it was made")
+            _("image {name} is no longer in storage ({directory}): it was deleted after it was "
+              "made").format(name=name, directory=self.directory))
 
 
 def open_storage(settings: Settings) -> ImageStore:

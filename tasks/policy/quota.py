@@ -206,14 +206,14 @@ class Quotas:
         if code == -1 and gpu is not None:
             text = _("You have used {used:.0f} of your {limit:.0f} GPU seconds today.").format(
                 used=gpu_used, limit=gpu)
-            return QuotaExceeded(f"{text} {reset}", rule="quota: gpu seconds", retry_after=wait)
+            return QuotaExceeded(" ".join((text, reset)), rule="quota: gpu seconds", retry_after=wait)
         limit = images or 0
         text = _("You have used {used} of your {limit} images today.").format(
             used=used, limit=limit)
         if used < limit:  # some are left, fewer than this job makes
             text += " " + _("This job makes {n}; ask for at most {left} (--n {left}).").format(
                 n=n, left=limit - used)
-        return QuotaExceeded(f"{text} {reset}", rule="quota: images", retry_after=wait)
+        return QuotaExceeded(" ".join((text, reset)), rule="quota: images", retry_after=wait)
 
     def refund(self, job: Job) -> None:
         """Give back the images `job` was charged (it drew none); once, to the day charged."""
