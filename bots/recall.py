@@ -36,7 +36,7 @@ from generator.request import (
     UPSCALE_STRENGTH,
     ImageRequest,
 )
-from settings.i18n import _
+from settings.i18n import N_, _
 from tasks.core.storage import Storage
 
 # How much of a recorded value a note repeats.
@@ -56,9 +56,11 @@ _SAMPLER_NAMES: dict[str, str] = {
 _PLAIN_SCHEDULES = ("", "automatic", "normal", "default")
 _DEFAULT_STRENGTH = {"img2img": IMAGE_PROMPT_STRENGTH, "upscale": DETAIL_STRENGTH,
                      "upscale_creative": UPSCALE_STRENGTH}
-_MODE_TITLES = {"img2img": "Image prompt", "upscale": TITLES["upscale"],
+_MODE_TITLES = {"img2img": N_("Image prompt"), "upscale": TITLES["upscale"],
                 "upscale_creative": TITLES["upscale_creative"], "zoom_out": TITLES["zoom_out"],
                 "pan": TITLES["pan"], "inpaint": TITLES["vary_region"]}
+# The recorded prompts as notes name them (the keys are what the code passes around).
+_PROMPT_NAMES = {"prompt": N_("prompt"), "negative prompt": N_("negative prompt")}
 
 # What a prompt text says of a request; the rest belongs to the operation.
 _PROMPT_FIELDS = {"prompt", "negative_prompt", "seed", "num_inference_steps", "guidance_scale",
@@ -185,7 +187,7 @@ def _prompt(text: str, what: str, limits: Limits, notes: list[str]) -> str:
     safe = [_FLAG_LIKE.sub("-", word) for word in words]
     if safe != words:
         notes.append(_("Words of the {what} that read as flags (--word) now start with one "
-                       "dash, so they stay text.").format(what=what))
+                       "dash, so they stay text.").format(what=_(_PROMPT_NAMES.get(what, what))))
     joined = " ".join(safe)
     if what != "prompt":  # --no strips the commas at its edges, so the text parses back
         joined = joined.strip(" ,")
@@ -195,7 +197,7 @@ def _prompt(text: str, what: str, limits: Limits, notes: list[str]) -> str:
                   else joined[:limits.max_prompt_length]).rstrip(" ,")
         notes.append(_("The {what} was cut to {length} characters, this server's limit "
                        "being {limit} (IMAGINE_MAX_PROMPT_LENGTH).").format(
-                         what=what, length=len(joined),
+                         what=_(_PROMPT_NAMES.get(what, what)), length=len(joined),
                          limit=limits.max_prompt_length))
     return joined
 
@@ -281,7 +283,9 @@ def _size(raw: str | None, mode: str, limits: Limits, follow_ups: FollowUpLimits
         why = (_("over this server's limit of {cap} pixels ({variable})").format(
                    cap=cap, variable=variable) if width * height > cap
                else _("not a multiple of the sizes this server draws"))
-        notes.append(f"Size {width}x{height} is {why}: {fitted[0]}x{fitted[1]} used.")
+        notes.append(_("Size {width}x{height} is {why}: {fitted_width}x{fitted_height} "
+                       "used.").format(width=width, height=height, why=why,
+                                       fitted_width=fitted[0], fitted_height=fitted[1]))
     return fitted
 
 
@@ -389,14 +393,20 @@ def recall_text(request: ImageRequest, limits: Limits) -> str:
     width, height = fit_size(request.width, request.height, limits)
     prompt = format_request(ImageRequest(**{**request.model_dump(include=_PROMPT_FIELDS),
                                             "width": width, "height": height}), limits)
-    title = _MODE_TITLES[request.mode]
+    title = _(_MODE_TITLES[request.mode])
     if request.factor is not None:
         title += f" {request.factor:g}×"
     if request.direction is not None:
         title += f" {request.direction}"
-    line = f"{png.OPERATION}: {title} of image {request.source_image}"
+    # Whole sentences per case, so a language may order the parts its own way.
+    strength = request.mode in ("img2img", "upscale_creative")
     if request.mask_image is not None:
-        line += f" with mask {request.mask_image}"
-    if request.mode in ("img2img", "upscale_creative"):
-        line += f" at strength {request.strength:g}"
+        line = (_("{operation}: {title} of image {image} with mask {mask} at strength "
+                  "{strength:g}") if strength
+                else _("{operation}: {title} of image {image} with mask {mask}"))
+    else:
+        line = (_("{operation}: {title} of image {image} at strength {strength:g}") if strength
+                else _("{operation}: {title} of image {image}"))
+    line = line.format(operation=png.OPERATION, title=title, image=request.source_image,
+                       mask=request.mask_image, strength=request.strength)
     return f"{prompt}\n{line} → {request.width}x{request.height}"

@@ -31,6 +31,7 @@ from bots.admin import (
 )
 from bots.admin_view import AUDIT_DEFAULT, View
 from bots.discord.bot import EPHEMERAL_LIMIT, ImagineBot
+from bots.discord.command_translator import formatted
 from bots.permissions import Role, discord_role
 from settings.i18n import N_, use_locale
 from tasks.core.storage import open_storage
@@ -117,7 +118,8 @@ def admin_group() -> app_commands.Group:
         await run_admin(interaction, AdminCommand(QUEUE))
 
     @group.command(name=AUDIT, description=N_("The last audit entries"))
-    @app_commands.describe(count=f"How many ({AUDIT_DEFAULT} if left out)")
+    @app_commands.describe(count=formatted(N_("How many ({count} if left out)"),
+                                           count=AUDIT_DEFAULT))
     async def audit(interaction: discord.Interaction,
                     count: app_commands.Range[int, 1, AUDIT_MAX] = AUDIT_DEFAULT) -> None:
         await run_admin(interaction, AdminCommand(AUDIT, count=count))

@@ -34,7 +34,7 @@ def _label(name: str, index: int) -> str:
     if name == RUN_AGAIN:
         return _("Run again")
     button = BUTTONS.get(name) or LEGACY_BUTTONS[name]
-    return button.label or button.emoji or name
+    return _(button.label) if button.label else button.emoji or name
 
 
 class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=CUSTOM_ID_PATTERN):

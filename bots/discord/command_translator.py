@@ -31,5 +31,14 @@ class CatalogTranslator(app_commands.Translator):
         chosen = best_locale(locale.value)
         if chosen is None or chosen == SOURCE_LOCALE:
             return None
-        text = translations(chosen).gettext(string.message)
-        return text if text != string.message else None
+        msgid = string.extras.get("msgid", string.message)
+        text = translations(chosen).gettext(msgid)
+        if text == msgid:
+            return None
+        return text.format(**string.extras) if "msgid" in string.extras else text
+
+
+def formatted(msgid: str, **values: object) -> app_commands.locale_str:
+    """A description with values in it: English formatted as the default, `msgid` kept for
+    the catalogs (the translator formats the translation with the same values)."""
+    return app_commands.locale_str(msgid.format(**values), msgid=msgid, **values)
