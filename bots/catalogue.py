@@ -110,9 +110,10 @@ def _sidecar_triggers(path: Path) -> tuple[str, ...]:
 
 
 def _defaults_text(defaults: dict[str, Any]) -> str:
-    shown = {"steps": _("{} steps"), "cfg": _("cfg {:g}"), "sampler": _("sampler {}"),
-             "size": "{0}x{0}", "negative": "--no {}"}
-    return ", ".join(shown[key].format(value) for key, value in defaults.items())
+    shown = {"steps": _("{value} steps"), "cfg": _("cfg {value:g}"),
+             "sampler": _("sampler {value}"), "size": "{value}x{value}",
+             "negative": "--no {value}"}
+    return ", ".join(shown[key].format(value=value) for key, value in defaults.items())
 
 
 def _model_line(item: ModelItem, code: Callable[[str], str],
