@@ -77,7 +77,7 @@ def loaded(pipe: Any) -> list[str]:
 def _ensure(pipe: Any, files: Mapping[str, Path], name: str) -> str:
     path = files.get(name)
     if path is None:
-        known = _(", ").join(sorted(files)) or _("none in IMAGINE_LORA_DIR")
+        known = ", ".join(sorted(files)) or _("none in IMAGINE_LORA_DIR")
         raise LoraError(_("Unknown LoRA {name!r} (LoRAs: {known})").format(
                             name=name, known=known))
     if not hasattr(pipe, "load_lora_weights"):
