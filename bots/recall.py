@@ -23,25 +23,25 @@ from bots.errors import PromptError
 from bots.followups import TITLES, FollowUpLimits
 from bots.grammar import format_request
 from bots.limits import CFG_MAX, Limits, fit_size
-from bots.recall_models import control_line, recalled_control, recalled_loras, without_control
+from bots.recall_models import (
+    control_line,
+    recalled_control,
+    recalled_loras,
+    shown,
+    without_control,
+)
+from bots.recall_operations import number, recalled_operation
 from generator import png
-from generator.geometry import DIRECTIONS, ZOOM_FACTORS, fit_within
+from generator.geometry import fit_within
 from generator.request import (
-    DETAIL_STRENGTH,
-    IMAGE_PROMPT_STRENGTH,
     SAMPLER_LABELS,
     SAMPLERS,
     SEED_MAX,
-    SOURCE_MODES,
-    UPSCALE_STRENGTH,
     ImageRequest,
 )
 from settings.i18n import N_, _
-from tasks.core.storage import Storage
 
 # How much of a recorded value a note repeats.
-_SHOWN = 40
-
 # How A1111-style tools spell the samplers we have: our labels, our names, and the spellings
 # of ComfyUI (euler_ancestral, dpmpp_2m) and InvokeAI (k_euler_a, dpmpp_2m_k).
 _SAMPLER_NAMES: dict[str, str] = {
@@ -54,8 +54,6 @@ _SAMPLER_NAMES: dict[str, str] = {
 }
 # Schedules that mean "the sampler's own": nothing to say about them.
 _PLAIN_SCHEDULES = ("", "automatic", "normal", "default")
-_DEFAULT_STRENGTH = {"img2img": IMAGE_PROMPT_STRENGTH, "upscale": DETAIL_STRENGTH,
-                     "upscale_creative": UPSCALE_STRENGTH}
 _MODE_TITLES = {"img2img": N_("Image prompt"), "upscale": TITLES["upscale"],
                 "upscale_creative": TITLES["upscale_creative"], "zoom_out": TITLES["zoom_out"],
                 "pan": TITLES["pan"], "inpaint": TITLES["vary_region"]}
@@ -155,7 +153,7 @@ def _request(parsed: png.Parameters, limits: Limits, follow_ups: FollowUpLimits,
     if not prompt:
         raise NoParameters(_("This image's parameters have an empty prompt: there is nothing "
                              "to recall; write a prompt with /imagine instead."))
-    operation = _operation(entries, notes)
+    operation = recalled_operation(entries, notes)
     width, height = _size(entries.get("Size"), str(operation.get("mode", "txt2img")), limits,
                           follow_ups, notes)
     return ImageRequest.model_validate({
@@ -174,10 +172,6 @@ def _request(parsed: png.Parameters, limits: Limits, follow_ups: FollowUpLimits,
         **operation,
         **recalled_control(entries, str(operation.get("mode", "txt2img")), limits, notes),
     })
-
-
-def _shown(value: str) -> str:
-    return repr(value if len(value) <= _SHOWN else value[:_SHOWN] + "…")
 
 
 def _prompt(text: str, what: str, limits: Limits, notes: list[str]) -> str:
@@ -202,22 +196,14 @@ def _prompt(text: str, what: str, limits: Limits, notes: list[str]) -> str:
     return joined
 
 
-def _number(raw: str | None) -> float | None:
-    try:
-        value = float(raw) if raw is not None else None
-    except ValueError:
-        return None
-    return value if value is not None and value == value and abs(value) != float("inf") else None
-
-
 def _steps(raw: str | None, limits: Limits, notes: list[str]) -> int:
-    value = _number(raw)
+    value = number(raw)
     if raw is None:
         return limits.default_steps
     if value is None or value < 1 or not value.is_integer():
         notes.append(_("Steps {shown} is not a whole number of steps: {steps} "
                        "used.").format(
-                         shown=_shown(raw), steps=limits.default_steps))
+                         shown=shown(raw), steps=limits.default_steps))
         return limits.default_steps
     if value > limits.max_steps:
         notes.append(_("Steps {value} is over this server's limit: {steps} used "
@@ -228,12 +214,12 @@ def _steps(raw: str | None, limits: Limits, notes: list[str]) -> int:
 
 
 def _cfg(raw: str | None, limits: Limits, notes: list[str]) -> float:
-    value = _number(raw)
+    value = number(raw)
     if raw is None:
         return limits.default_cfg
     if value is None:
         notes.append(_("CFG scale {shown} is not a number: {cfg:g} used.").format(
-                         shown=_shown(raw), cfg=limits.default_cfg))
+                         shown=shown(raw), cfg=limits.default_cfg))
         return limits.default_cfg
     if not 0.0 <= value <= CFG_MAX:
         clamped = min(max(value, 0.0), CFG_MAX)
@@ -249,7 +235,7 @@ def _seed(raw: str | None, notes: list[str]) -> int | None:
     value = raw.strip()
     if not _DIGITS.fullmatch(value):
         notes.append(_("Seed {shown} is not a seed: a new one is drawn.").format(
-                         shown=_shown(raw)))
+                         shown=shown(raw)))
         return None
     seed = int(value)
     if seed > SEED_MAX:
@@ -268,7 +254,7 @@ def _size(raw: str | None, mode: str, limits: Limits, follow_ups: FollowUpLimits
     match = _SIZE.fullmatch(raw)
     if match is None or 0 in (int(match.group(1)), int(match.group(2))):
         notes.append(_("Size {shown} is not WxH: {size} used.").format(
-                         shown=_shown(raw), size="x".join(map(str, limits.default_dims))))
+                         shown=shown(raw), size="x".join(map(str, limits.default_dims))))
         return limits.default_dims
     width, height = int(match.group(1)), int(match.group(2))
     cap, variable = limits.max_pixels, "IMAGINE_MAX_PIXELS"
@@ -300,7 +286,7 @@ def _model(raw: str | None, limits: Limits, notes: list[str]) -> str:
         if label.casefold() == folded:
             return name
     notes.append(_("Model {shown} is not on this server: the default model is used.").format(
-                     shown=_shown(raw.strip())))
+                     shown=shown(raw.strip())))
     return "default"
 
 
@@ -311,7 +297,7 @@ def _sampler(entries: Mapping[str, str], limits: Limits, notes: list[str]) -> st
     name = _SAMPLER_NAMES.get(raw.strip().casefold())
     if name is None:
         notes.append(_("Sampler {shown} is not available here: {sampler} is used.").format(
-                         shown=_shown(raw), sampler=SAMPLER_LABELS[limits.default_sampler]))
+                         shown=shown(raw), sampler=SAMPLER_LABELS[limits.default_sampler]))
         return limits.default_sampler
     # A1111 1.9+ writes the schedule apart ("DPM++ 2M" + "Schedule type: Karras"); ComfyUI
     # calls it "Scheduler".
@@ -324,56 +310,8 @@ def _sampler(entries: Mapping[str, str], limits: Limits, notes: list[str]) -> st
     elif schedule.casefold() not in (*_PLAIN_SCHEDULES, "karras"):
         notes.append(_("Schedule type {shown} is not available here: {sampler}'s usual "
                        "schedule is used.").format(
-                         shown=_shown(schedule), sampler=SAMPLER_LABELS[name]))
+                         shown=shown(schedule), sampler=SAMPLER_LABELS[name]))
     return name
-
-
-def _operation(entries: Mapping[str, str], notes: list[str]) -> dict[str, object]:
-    """The mode fields of an operation's PNG, or none (a text prompt) with a note when the
-    PNG does not say enough to repeat it."""
-    mode = entries.get(png.OPERATION, "").strip()
-    if not mode:
-        return {}
-    source = entries.get(png.SOURCE_IMAGE, "").strip()
-    fields: dict[str, object] = {"mode": mode, "source_image": source}
-    problem = None
-    if mode not in SOURCE_MODES:
-        problem = _("the operation {shown} is unknown here").format(shown=_shown(mode))
-    elif not Storage.is_valid_name(source):
-        problem = _("it does not name its source image")
-    elif mode == "inpaint":
-        fields["mask_image"] = entries.get(png.MASK_IMAGE, "").strip()
-        if not Storage.is_valid_name(str(fields["mask_image"])):
-            problem = _("it does not name its mask")
-    elif mode == "zoom_out":
-        fields["factor"] = _number(entries.get(png.ZOOM_FACTOR))
-        if fields["factor"] not in ZOOM_FACTORS:
-            problem = _("its zoom factor is not 1.5 or 2")
-    elif mode == "pan":
-        fields["direction"] = entries.get(png.PAN, "").strip()
-        if fields["direction"] not in DIRECTIONS:
-            problem = _("its pan direction is not left, right, up or down")
-    elif mode in ("upscale", "upscale_creative"):
-        factor = _number(entries.get(png.UPSCALE_FACTOR))
-        fields["factor"] = factor if factor is not None and 1.0 < factor <= 4.0 else None
-    if problem is not None:
-        notes.append(_("This image was made by an operation, but {problem}: recalled as a text "
-                       "prompt.").format(problem=problem))
-        return {}
-    fields["strength"] = _strength(entries.get(png.STRENGTH), mode, notes)
-    return fields
-
-
-def _strength(raw: str | None, mode: str, notes: list[str]) -> float:
-    default = _DEFAULT_STRENGTH.get(mode, 1.0)
-    value = _number(raw)
-    if raw is None:
-        return default
-    if value is None or not 0.0 < value <= 1.0:
-        notes.append(_("Denoising strength {shown} is not above 0 and at most 1: {default:g} "
-                       "used.").format(shown=_shown(raw), default=default))
-        return default
-    return value
 
 
 # ---------------------------------------------------------------------------------------

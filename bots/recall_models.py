@@ -23,7 +23,8 @@ from tasks.core.storage import Storage
 _SHOWN = 40
 
 
-def _shown(value: str) -> str:
+def shown(value: str) -> str:
+    """A recorded value quoted for a note, cut to a readable length."""
     return repr(value if len(value) <= _SHOWN else value[:_SHOWN] + "…")
 
 
@@ -41,7 +42,7 @@ def recalled_loras(prompt: str, limits: Limits, notes: list[str]
         except PromptError:
             where = _("LoRAs are off here") if limits.lora_dir is None else _("not in IMAGINE_LORA_DIR")
             notes.append(_("The LoRA {shown} is not on this server ({where}): the image is "
-                           "drawn without it.").format(shown=_shown(name), where=where))
+                           "drawn without it.").format(shown=shown(name), where=where))
             continue
         if any(lora.name == known for lora in loras):
             notes.append(_("The LoRA {known} is named twice: its first weight is used.").format(
@@ -58,7 +59,7 @@ def _weight(raw: str, name: str, notes: list[str]) -> float:
         value = float("nan")
     if value != value:
         notes.append(_("The weight {shown} of LoRA {name} is not a number: 1 used.").format(
-                         shown=_shown(raw), name=name))
+                         shown=shown(raw), name=name))
         return 1.0
     if not LORA_WEIGHT_MIN <= value <= LORA_WEIGHT_MAX:
         clamped = min(max(value, LORA_WEIGHT_MIN), LORA_WEIGHT_MAX)
@@ -81,7 +82,7 @@ def recalled_control(entries: Mapping[str, str], mode: str, limits: Limits,
     problem = None
     if kind not in limits.control_kinds:
         problem = _("this server has no {shown} ControlNet (IMAGINE_CONTROLNETS)").format(
-                      shown=_shown(kind))
+                      shown=shown(kind))
     elif not Storage.is_valid_name(image):
         problem = _("it does not name its control image")
     elif mode not in ("txt2img", "img2img"):
@@ -97,7 +98,7 @@ def recalled_control(entries: Mapping[str, str], mode: str, limits: Limits,
         weight = -1.0
     if not 0.0 <= weight <= CONTROL_WEIGHT_MAX:  # NaN too
         notes.append(_("Control weight {shown} is not from 0 to {most:g}: 1 used.").format(
-                         shown=_shown(raw), most=CONTROL_WEIGHT_MAX))
+                         shown=shown(raw), most=CONTROL_WEIGHT_MAX))
         weight = 1.0
     return {"control": kind, "control_image": image, "control_weight": weight}
 

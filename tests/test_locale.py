@@ -101,7 +101,7 @@ def test_slack_speaks_the_user_s_locale_from_users_info(sender: SlackSender, sla
     assert sender.command("a fox", user=ZH_USER).status_code == 200
     post = wait_for(lambda: slack.of("chat.postMessage"), message="the status message")[0]
     status = slack.message(post.answer["channel"], post.answer["ts"])
-    job_id = buttons(status)["Cancel"]["value"]
+    job_id = buttons(status)["取消"]["value"]  # the Cancel button, labelled in Chinese
     jobs = JobStore(redis_client(settings), settings.job_ttl)
     job = wait_for(lambda: jobs.find(job_id), message="the job's record")
     assert job.requester.extra[EXTRA_LOCALE] == "zh_CN"

@@ -107,7 +107,7 @@ def test_an_animation_gives_its_first_frame_and_a_note() -> None:
     frames = [Image.new("RGB", (32, 32), colour) for colour in ("red", "blue")]
     data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100)
     source = prepare(data)
-    assert source.notes == (ANIMATED_NOTE,)
+    assert source.notes == (ANIMATED_NOTE.format(what="image"),)
     assert decoded(source).convert("RGB").getpixel((5, 5)) == (255, 0, 0)
 
 
@@ -116,7 +116,7 @@ def test_transparency_is_filled_with_white_and_said() -> None:
     image.paste((0, 0, 0, 0), (0, 0, 8, 16))
     source = prepare(encode(image))
     rgb = decoded(source)
-    assert rgb.mode == "RGB" and source.notes == (TRANSPARENT_NOTE,)
+    assert rgb.mode == "RGB" and source.notes == (TRANSPARENT_NOTE.format(what="image"),)
     assert rgb.getpixel((2, 2)) == (255, 255, 255) and rgb.getpixel((12, 2)) == (0, 0, 255)
     # An alpha channel that hides nothing changes nothing the user sees: no note.
     assert prepare(encode(Image.new("RGBA", (16, 16), (9, 9, 9, 255)))).notes == ()

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import hmac
 import math
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from flask import Blueprint, Response, jsonify, request, url_for
+from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bots.errors import PromptError
@@ -26,7 +26,7 @@ from bots.followups import (
     NoImages,
     follow_up,
 )
-from bots.grammar import fields_with_control, format_request, given_strength
+from bots.grammar import fields_with_control, given_strength
 from bots.image_prompts import (
     Prepared,
     controlled,
@@ -36,10 +36,9 @@ from bots.image_prompts import (
 )
 from bots.model_flags import Control, needs_control_image
 from bots.web import tokens
-from bots.web.image_view import image_views
+from bots.web.job_view import job_view
 from bots.web.language import locale_extra
 from bots.web.openapi_page import openapi_document
-from bots.web.preview_links import preview_url
 from bots.web.purge import purged
 from bots.web.state import WebState, client_address, client_network, web_state
 from bots.web.webhook_delivery import check_webhook_url
@@ -366,42 +365,3 @@ def _find(state: WebState, job_id: str) -> Job:
         raise ApiError(404, exc.message) from None
     except ImagineError as exc:  # pragma: no cover - defensive: any other user-facing error
         raise ApiError(400, exc.message) from None
-
-
-def job_view(state: WebState, job: Job, position: int | None = None,
-             eta: float | None = None) -> dict[str, Any]:
-    """A job as the API shows it; `position` and `eta_seconds` only while it waits."""
-    if job.status is JobStatus.queued:
-        position = position or state.queue.position(job.id)
-        if eta is None and position is not None:
-            eta = state.queue.eta(position, job.request.model)
-    else:
-        position, eta = None, None
-    self_url = _absolute(url_for("api.get_job", job_id=job.id))
-    return {
-        "id": job.id,
-        "status": job.status.value,
-        "progress": round(job.progress, 4),
-        "step": job.step,
-        "total_steps": job.total_steps,
-        "phase": job.phase,
-        "preview_url": preview_url(state, job),
-        "position": position,
-        "eta_seconds": None if eta is None else round(eta, 1),
-        "prompt": format_request(job.request, state.limits),
-        "platform": job.requester.platform,
-        "images": image_views(job, state.image_url),
-        "notes": list(job.notes),
-        # What the user wrote when the prompt drawn differs: translated or enhanced (#16).
-        "prompt_original": job.prompt_original, "prompt_language": job.prompt_language,
-        "enhanced": job.enhanced,
-        "error": job.error,
-        "created_at": job.created_at,
-        "started_at": job.started_at,
-        "finished_at": job.finished_at,
-        "links": {"self": self_url},
-    }
-
-
-def _absolute(path: str) -> str:
-    return f"{web_state().settings.public_url.rstrip('/')}{path}"

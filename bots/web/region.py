@@ -28,6 +28,7 @@ from bots.grammar import parse
 from bots.limits import Limits
 from bots.region import RegionGrant, RegionLinkError, RegionLinks
 from bots.web.api import ApiError, error_response, read_body
+from bots.web.job_view import absolute_url
 from bots.web.page_headers import page_response
 from bots.web.state import WebState, web_state
 from generator.errors import ImageRejected
@@ -123,7 +124,7 @@ def submit(token: str) -> tuple[Response, int] | Response:
         return _no_store(error_response(410, exc.message))
     except ApiError as exc:
         return _no_store(error_response(exc.status, exc.message, exc.retry_after))
-    status_url = _absolute(state, url_for("api.get_job", job_id=submitted.job.id))
+    status_url = absolute_url(state, url_for("api.get_job", job_id=submitted.job.id))
     return _no_store(jsonify(job=submitted.job.id, status_url=status_url, message=QUEUED,
                              position=submitted.position)), 202
 
@@ -195,10 +196,6 @@ def _data_url_bytes(value: str) -> bytes:
         return base64.b64decode(re.sub(r"\s", "", match["data"]), validate=True)
     except (binascii.Error, ValueError):
         raise ApiError(400, _("mask is not valid base64 after data:image/…;base64,.")) from None
-
-
-def _absolute(state: WebState, path: str) -> str:
-    return state.settings.public_url.rstrip("/") + path
 
 
 def _page(html: str, status: int) -> Response:
