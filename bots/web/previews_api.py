@@ -30,12 +30,12 @@ def job_preview(job_id: str) -> Response:
                                     job_id=job_id))
     jpeg = latest_preview(state, job)
     if jpeg is None:
-        state = job.status.value if job.started_at is not None else _(
+        shown = job.status.value if job.started_at is not None else _(
             "{status}, not started").format(status=job.status.value)
         raise api.ApiError(404, _("Job {job_id} has no preview now ({state}); previews "
                                   "exist while a job is drawn, when the server has "
                                   "IMAGINE_PREVIEW_INTERVAL above 0.").format(
-                                    job_id=job.id, state=state))
+                                    job_id=job.id, state=shown))
     response = Response(jpeg, mimetype="image/jpeg")
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Imagine-Preview"] = str(job.preview)
