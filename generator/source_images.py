@@ -49,25 +49,26 @@ def prepare_source(data: bytes, *, max_bytes: int, max_pixels: int,
                    what: str = N_("image")) -> SourceImage:
     """`data` as an RGB PNG within `max_pixels`: EXIF rotation applied, alpha on white, the
     first frame of an animation, fitted to multiples of 8. ImageRejected when it cannot be."""
+    what = _(what)  # what the messages call it ("control image"), in the user's language
     image = _open(data, max_bytes=max_bytes, max_decode=max(MAX_DECODE_PIXELS, max_pixels),
-                  what=_(what))
+                  what=what)
     notes: list[str] = []
     if image.format in ANIMATED_FORMATS and getattr(image, "n_frames", 1) > 1:
-        notes.append(_(ANIMATED_NOTE).format(what=_(what)))
+        notes.append(_(ANIMATED_NOTE).format(what=what))
     image = _decoded(image, what)
     rgb, transparent = _rgb(image)
     if transparent:
-        notes.append(_(TRANSPARENT_NOTE).format(what=_(what)))
+        notes.append(_(TRANSPARENT_NOTE).format(what=what))
     width, height = rgb.size
     if min(width, height) < MULTIPLE:
         raise ImageRejected(_("The {what} is {width}×{height}: each side needs at least "
                               "{least} pixels.").format(
-                                what=_(what), width=width, height=height, least=MULTIPLE))
+                                what=what, width=width, height=height, least=MULTIPLE))
     fitted = fit_within(width, height, max_pixels)
     if fitted[0] * fitted[1] < floor_area(width, height):
         notes.append(_("The {what} was scaled down from {width}×{height} to {fitted}×{fitted2} "
                        "(the most pixels drawn at once).").format(
-                         what=_(what), width=width, height=height, fitted=fitted[0],
+                         what=what, width=width, height=height, fitted=fitted[0],
                          fitted2=fitted[1]))
     return SourceImage(_png(rgb_fitted(rgb, fitted)), *fitted, tuple(notes), (width, height))
 
@@ -97,11 +98,12 @@ def rgb_fitted(rgb: Image.Image, size: tuple[int, int]) -> Image.Image:
 def _binary_mask(data: bytes, sizes: tuple[tuple[int, int], ...],
                  max_bytes: int) -> Image.Image:
     """The mask as 0/255 "L" if it has one of `sizes` (the first is named in the error)."""
-    image = _open(data, max_bytes=max_bytes, max_decode=MAX_DECODE_PIXELS, what=N_("mask"))
+    what = _("mask")
+    image = _open(data, max_bytes=max_bytes, max_decode=MAX_DECODE_PIXELS, what=what)
     # Compare before decoding (either orientation: EXIF may still turn it).
     if not any(image.size in (size, size[::-1]) for size in sizes):
         raise _wrong_size(image.size, sizes[0])
-    image = _decoded(image, N_("mask"))
+    image = _decoded(image, what)
     if image.size not in sizes:
         raise _wrong_size(image.size, sizes[0])
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
@@ -135,7 +137,7 @@ def _open(data: bytes, *, max_bytes: int, max_decode: int, what: str) -> Image.I
     if len(data) > max_bytes:
         raise ImageRejected(_("The {what} is {size_text}; at most {size_text2} is accepted "
                               "(IMAGINE_MAX_UPLOAD_BYTES).").format(
-                                what=_(what), size_text=_size_text(len(data)),
+                                what=what, size_text=_size_text(len(data)),
                                 size_text2=_size_text(max_bytes)))
     try:
         image = Image.open(io.BytesIO(data), formats=FORMATS)
@@ -144,7 +146,7 @@ def _open(data: bytes, *, max_bytes: int, max_decode: int, what: str) -> Image.I
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise ImageRejected(_("The {what} is not an image Pillow can read here: send a "
                               "{formats} file.").format(
-                                what=_(what), formats=FORMATS_TEXT)) from None
+                                what=what, formats=FORMATS_TEXT)) from None
     width, height = image.size
     if width * height > max_decode:
         raise _too_many_pixels(what, image.size, max_decode)
@@ -162,7 +164,7 @@ def _decoded(image: Image.Image, what: str) -> Image.Image:
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageRejected(_("The {what} could not be decoded (it is damaged or cut short: "
                               "{value}): send it again or another file.").format(
-                                what=_(what), value=str(exc) or type(exc).__name__)) from None
+                                what=what, value=str(exc) or type(exc).__name__)) from None
     return upright
 
 
@@ -208,7 +210,7 @@ def _too_many_pixels(what: str, size: tuple[int, int] | None, limit: int) -> Ima
             else _(" has far too many pixels"))
     return ImageRejected(_("The {what}{said}; at most {number:g} megapixels are read: send a "
                            "smaller image.").format(
-                             what=_(what), said=said, number=limit / 1000000.0))
+                             what=what, said=said, number=limit / 1000000.0))
 
 
 def _size_text(count: int) -> str:

@@ -122,7 +122,7 @@ class _Deadline:
     def error(self, what: str) -> OutboundTimeout:
         return OutboundTimeout(_("{what} did not answer within {seconds:g} s "
                                  "(IMAGINE_OUTBOUND_TIMEOUT)").format(
-                                   what=_(what), seconds=self.seconds))
+                                   what=what, seconds=self.seconds))
 
     def watch(self, sock: socket.socket) -> None:
         with self._lock:
@@ -154,6 +154,7 @@ def check_url(url: str, policy: OutboundPolicy, what: str = N_("URL")) -> Target
     raises OutboundRefused, or OutboundUnreachable/OutboundTimeout when the name does not
     resolve in time."""
     deadline = _Deadline(policy.timeout)
+    what = _(what)  # what the messages call the URL ("webhook"), in the caller's language
     try:
         return _target(url, policy, deadline, what)
     finally:
@@ -166,12 +167,13 @@ def request(method: str, url: str, *, policy: OutboundPolicy, what: str = N_("UR
     """Send one request under the rules and return the answer, whatever its status. Raises
     an OutboundError: refused (nothing sent), timeout, unreachable, or too large."""
     deadline = _Deadline(policy.timeout)
+    what = _(what)  # what the messages call the URL ("webhook"), in the caller's language
     cap = policy.max_bytes if max_bytes is None else max_bytes
     follow = follow_redirects and method.upper() in ("GET", "HEAD")
     try:
         for hop in range(policy.max_redirects + 1):
-            hop_what = what if hop == 0 else _("{what} redirect").format(what=_(what))
-            target = _target(url, policy, deadline, hop_what)
+            target = _target(url, policy, deadline,
+                             what if hop == 0 else _("{what} redirect").format(what=what))
             response = _exchange(method, target, body, dict(headers or {}), policy, deadline,
                                  what, cap)
             location = response.headers.get("Location")
@@ -179,7 +181,7 @@ def request(method: str, url: str, *, policy: OutboundPolicy, what: str = N_("UR
                 return response
             url = urljoin(url, location)
         raise OutboundRefused(_("{what} redirected more than {most} times").format(
-                                  what=_(what), most=policy.max_redirects))
+                                  what=what, most=policy.max_redirects))
     finally:
         deadline.cancel()
 
@@ -201,7 +203,7 @@ def _target(url: str, policy: OutboundPolicy, deadline: _Deadline, what: str) ->
         of = "" if address == host else _(" (what {host} resolves to)").format(host=host)
         raise OutboundRefused(_("{what} address {address}{of} is {reason}; only public "
                                 "addresses are allowed ({hint})").format(
-                                  what=_(what), address=address, of=of, reason=_(reason),
+                                  what=what, address=address, of=of, reason=_(reason),
                                   hint=_(ALLOW_HINT)))
     return Target(url, scheme, host, port, path, tuple(allowed))
 
@@ -209,24 +211,24 @@ def _target(url: str, policy: OutboundPolicy, deadline: _Deadline, what: str) ->
 def _parse(url: str, what: str) -> tuple[str, str, int, str]:
     if _UNSAFE_CHARACTERS.search(url):
         raise OutboundRefused(_("{what} URL must not contain spaces or control characters").format(
-                                  what=_(what)))
+                                  what=what))
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
         raise OutboundRefused(_("{what} URL is not a valid URL ({exc})").format(
-                                  what=_(what), exc=exc)) from None
+                                  what=what, exc=exc)) from None
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
         raise OutboundRefused(_("{what} URL must start with http:// or https:// (got {value!r})").format(
-                                  what=_(what), value=scheme + '://' if scheme else url[:40]))
+                                  what=what, value=scheme + '://' if scheme else url[:40]))
     if parts.username is not None or parts.password is not None:
         raise OutboundRefused(_("{what} URL must not contain a user name or password "
                                 "(user:pass@host); put a token in its path or query instead").format(
-                                  what=_(what)))
+                                  what=what))
     host = (parts.hostname or "").rstrip(".")
     if not host:
-        raise OutboundRefused(_("{what} URL has no host name").format(what=_(what)))
+        raise OutboundRefused(_("{what} URL has no host name").format(what=what))
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return scheme, host, port or (443 if scheme == "https" else 80), path
 
@@ -256,13 +258,13 @@ def _resolve(host: str, port: int, policy: OutboundPolicy, deadline: _Deadline,
     if isinstance(result, OSError):
         reason = result.strerror or str(result)
         raise OutboundUnreachable(_("{what} host {host} does not resolve ({reason})").format(
-                                      what=_(what), host=host, reason=reason))
+                                      what=what, host=host, reason=reason))
     if isinstance(result, Exception):
         raise OutboundUnreachable(_("{what} host {host} could not be looked up ({result})").format(
-                                      what=_(what), host=host, result=result))
+                                      what=what, host=host, result=result))
     if not result:
         raise OutboundUnreachable(_("{what} host {host} has no address").format(
-                                      what=_(what), host=host))
+                                      what=what, host=host))
     return [str(address) for address in result]
 
 
@@ -340,7 +342,7 @@ def _exchange(method: str, target: Target, body: bytes | None, headers: dict[str
 
 def _read(reply: http.client.HTTPResponse, cap: int, deadline: _Deadline, what: str) -> bytes:
     too_large = OutboundTooLarge(_("{what} answered with more than {cap} bytes").format(
-                                     what=_(what), cap=cap),
+                                     what=what, cap=cap),
                                  status=reply.status, headers=reply.headers)
     length = reply.getheader("Content-Length", "")
     if length.isdigit() and int(length) > cap:
@@ -368,13 +370,13 @@ def _failure(exc: Exception, deadline: _Deadline, target: Target, what: str) -> 
     if isinstance(exc, ssl.SSLCertVerificationError):
         return OutboundUnreachable(_("{what} {where} has a TLS certificate that does not "
                                      "verify ({reason})").format(
-                                       what=_(what), where=where,
+                                       what=what, where=where,
                                        reason=exc.verify_message), retryable=False)
     if isinstance(exc, http.client.IncompleteRead):
         return OutboundUnreachable(_("{what} {where} closed the connection mid-reply").format(
-                                       what=_(what), where=where))
+                                       what=what, where=where))
     if isinstance(exc, http.client.InvalidURL):
         return OutboundRefused(_("{what} URL is not a valid URL ({exc})").format(
-                                   what=_(what), exc=exc))
+                                   what=what, exc=exc))
     return OutboundUnreachable(_("{what} {where} is unreachable ({exc})").format(
-                                   what=_(what), where=where, exc=exc))
+                                   what=what, where=where, exc=exc))
