@@ -256,9 +256,8 @@ STATUS_WORDS = {JobStatus.queued: N_("queued"), JobStatus.running: N_("running")
 
 
 def _not_ready(parent: Job) -> JobNotReady:
-    word = STATUS_WORDS.get(parent.status, parent.status.value)
     return JobNotReady(_("That job is still {status}; wait until it is done, then try "
-                         "again.").format(status=_(word)))
+                         "again.").format(status=_(STATUS_WORDS[parent.status])))
 
 
 def _zoom_factor(factor: float | None) -> float:

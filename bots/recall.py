@@ -41,7 +41,6 @@ from generator.request import (
 )
 from settings.i18n import N_, _
 
-# How much of a recorded value a note repeats.
 # How A1111-style tools spell the samplers we have: our labels, our names, and the spellings
 # of ComfyUI (euler_ancestral, dpmpp_2m) and InvokeAI (k_euler_a, dpmpp_2m_k).
 _SAMPLER_NAMES: dict[str, str] = {

@@ -20,6 +20,7 @@ from generator.request import (
 from settings.i18n import _
 from tasks.core.storage import Storage
 
+# How much of a recorded value a note repeats.
 _SHOWN = 40
 
 

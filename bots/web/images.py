@@ -38,16 +38,20 @@ RECORD_GRACE = 30.0  # s a claim may exist before its job record does (submit in
 MAX_RETRY_AFTER = 60
 
 
+# The title of an error card, by HTTP status.
+REFUSAL_TITLES = {400: N_("cannot draw this"), 403: N_("unsigned URL"),
+                  413: N_("request too large"), 414: N_("URL too long"),
+                  429: N_("too many new images"), 451: WITHHELD_TITLE, 503: N_("busy, try again")}
+
+
 def refusal(status: int, message: str, *, retry_after: float | None = None,
             title: str | None = None) -> Response:
     """An error as JSON for scripts, or as a small PNG that shows the message in an embed."""
     if wants_json():
         response = jsonify(error=message, status=status)
     else:
-        titles = {400: _("cannot draw this"), 403: _("unsigned URL"),
-                  413: _("request too large"), 414: _("URL too long"),
-                  429: _("too many new images"), 451: _(WITHHELD_TITLE), 503: _("busy, try again")}
-        response = Response(error_png(message, title or titles.get(status, _("error"))),
+        shown = title or _(REFUSAL_TITLES.get(status, N_("error")))
+        response = Response(error_png(message, shown),
                             mimetype="image/png")
     response.status_code = status
     response.headers["Cache-Control"] = "no-store"
